@@ -1,0 +1,709 @@
+"""The ``aws`` action kind: one boto3 client call, optionally followed by a waiter.
+
+```yaml
+do:
+  aws: ec2.create_vpc            # boto3's snake_case method name
+  params: {CidrBlock: 10.0.0.0/16}
+  connection: aws                # optional: the plan's first ``kind: aws`` connection
+  wait: {waiter: vpc_available, params: {VpcIds: ["${self.vpc_id}"]}, delay: 2, max_attempts: 60}
+```
+
+Static checks read botocore's service models (shipped with botocore, so no network and no
+credentials). Execution uses the normal credential chain; sandboxes differ only by the
+connection's ``endpoint_url``.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import difflib
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore import xform_name
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError as BotoConnectionError,
+    DataNotFoundError,
+    HTTPClientError,
+    ParamValidationError,
+    UnknownServiceError,
+    WaiterError,
+)
+from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
+from botocore.response import StreamingBody
+
+from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
+from atomicops.actions.registry import register
+from atomicops.errors import ActionError
+
+KIND = "aws"
+
+DEFAULT_WAIT_DELAY = 2
+DEFAULT_WAIT_MAX_ATTEMPTS = 150
+
+CONNECTION_KEYS = frozenset(
+    {"kind", "region", "endpoint_url", "profile", "connect_timeout", "read_timeout", "max_attempts"}
+)
+WAIT_KEYS = frozenset({"waiter", "params", "delay", "max_attempts"})
+
+# botocore's own list (retries/standard.py) of codes that mean "slow down, then try again".
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "TransactionInProgressException",
+        "RequestLimitExceeded",
+        "BandwidthLimitExceeded",
+        "LimitExceededException",
+        "RequestThrottled",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "EC2ThrottledException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+# Only calls that bring a resource into being get the atomicops tags. Update, List, Get,
+# Assume... also take ``Tags`` on some services, but there the member is a filter, a session
+# tag or a replacement set, and adding ours would change what the call means.
+TAGGING_VERBS = frozenset(
+    {
+        "Create", "Put", "Register", "Run", "Import", "Copy", "Restore", "Request", "Allocate",
+        "Start", "Submit", "Provision", "Replicate", "Upload", "Purchase", "Activate", "Authorize",
+    }
+)  # fmt: skip
+
+# Calls that refuse tags in some modes: SSM rejects ``Tags`` together with ``Overwrite``
+# ("tags and overwrite can't be used together"); an overwrite keeps the tags it already has.
+NO_TAGS_WHEN = {("ssm", "PutParameter"): "Overwrite"}
+
+# EC2 takes tags only through ``TagSpecifications``, which names a resource type. For
+# ``CreateXxx`` the type is usually ``xxx`` in kebab case (checked against the model's enum);
+# these are the common calls where it is not.
+EC2_RESOURCE_TYPES = {
+    "RunInstances": "instance",
+    "AllocateAddress": "elastic-ip",
+    "AuthorizeSecurityGroupIngress": "security-group-rule",
+    "AuthorizeSecurityGroupEgress": "security-group-rule",
+    "ImportKeyPair": "key-pair",
+    "CreateFlowLogs": "vpc-flow-log",
+    "CreateManagedPrefixList": "prefix-list",
+    "CreateTransitGatewayVpcAttachment": "transit-gateway-attachment",
+    "CopyImage": "image",
+    "RegisterImage": "image",
+    "CopySnapshot": "snapshot",
+}
+
+
+# --------------------------------------------------------------------------- connection
+
+
+class AwsConnection:
+    """One boto3 Session and the clients made from it, one per service, made on first use.
+
+    boto3 Sessions are not thread-safe but the clients they make are, so client creation is
+    serialised and the clients are shared by every step of the run.
+    """
+
+    def __init__(
+        self,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        profile: str | None = None,
+        *,
+        connect_timeout: float = 10,
+        read_timeout: float = 60,
+        max_attempts: int = 5,
+    ) -> None:
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.profile = profile
+        self.config = Config(
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            user_agent_extra="atomicops",
+        )
+        self.session = boto3.session.Session(profile_name=profile, region_name=region)
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> AwsConnection:
+        """Build from a plan connection mapping (``{kind: aws, region: ..., ...}``)."""
+        unknown = sorted(set(spec) - CONNECTION_KEYS)
+        if unknown:
+            raise ActionError(
+                KIND,
+                f"unknown key(s) in aws connection: {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(CONNECTION_KEYS))}",
+                code="InvalidConnection",
+            )
+        options = {k: spec[k] for k in ("connect_timeout", "read_timeout", "max_attempts") if k in spec}
+        return cls(spec.get("region"), spec.get("endpoint_url"), spec.get("profile"), **options)
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            client = self._clients.get(service)
+            if client is None:
+                client = self.session.client(
+                    service, endpoint_url=self.endpoint_url, config=self.config
+                )
+                self._clients[service] = client
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            clients, self._clients = self._clients, {}
+        for client in clients.values():
+            client.close()
+
+    def __repr__(self) -> str:
+        where = self.endpoint_url or "aws"
+        return f"AwsConnection(region={self.region!r}, endpoint={where!r})"
+
+
+# --------------------------------------------------------------------------- botocore models
+
+
+@lru_cache(maxsize=1)
+def _botocore() -> botocore.session.Session:
+    return botocore.session.get_session()
+
+
+@lru_cache(maxsize=1)
+def _services() -> tuple[str, ...]:
+    return tuple(_botocore().get_available_services())
+
+
+@lru_cache(maxsize=None)
+def service_model(service: str) -> Any:
+    """botocore's ServiceModel for ``service`` (loaded from disk once per process)."""
+    return _botocore().get_service_model(service)
+
+
+@lru_cache(maxsize=None)
+def _operations(service: str) -> dict[str, str]:
+    """snake_case method name -> API operation name, as boto3 builds its client methods."""
+    return {xform_name(name): name for name in service_model(service).operation_names}
+
+
+@lru_cache(maxsize=None)
+def _waiters(service: str) -> dict[str, str]:
+    try:
+        model = _botocore().get_waiter_model(service)
+    except DataNotFoundError:
+        return {}
+    return {xform_name(name): name for name in model.waiter_names}
+
+
+def _waiter_operation(service: str, waiter: str) -> str:
+    return str(_botocore().get_waiter_model(service).get_waiter(_waiters(service)[waiter]).operation)
+
+
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    same_case = [c for c in choices if c.lower() == name.lower()]
+    close = same_case or difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _names(choices: Iterable[str], limit: int = 20) -> str:
+    choices = sorted(choices)
+    shown = ", ".join(choices[:limit])
+    return shown + (f", ... ({len(choices)} in all)" if len(choices) > limit else "")
+
+
+# --------------------------------------------------------------------------- static checks
+
+_SCALAR_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "long": (int,),
+    "float": (int, float, Decimal),
+    "double": (int, float, Decimal),
+    "boolean": (bool,),
+    "timestamp": (str, int, float, dt.datetime, dt.date),
+    "blob": (str, bytes, bytearray),
+}
+
+
+def _check_value(value: Any, shape: Shape, path: tuple[str | int, ...]) -> Iterator[CheckIssue]:
+    """Walk a literal value against its botocore shape; references (``${...}``) are opaque."""
+    if _is_ref(value) or shape.metadata.get("document"):
+        return
+    if value is None:
+        yield CheckIssue(path, f"null is not a valid {shape.type_name}; leave the key out instead")
+        return
+    if isinstance(shape, StructureShape):
+        if not isinstance(value, Mapping):
+            yield CheckIssue(path, f"expected a mapping ({shape.name}), got {type(value).__name__}")
+            return
+        members = shape.members
+        for key, item in value.items():
+            if _is_ref(key):
+                continue
+            if key not in members:
+                hint = _suggest(str(key), members) or f"; valid: {_names(members)}"
+                yield CheckIssue((*path, key), f"unknown parameter {key!r} in {shape.name}{hint}")
+                continue
+            yield from _check_value(item, members[key], (*path, key))
+        missing = [m for m in shape.required_members if m not in value]
+        if missing:
+            yield CheckIssue(
+                path, f"missing required parameter(s) in {shape.name}: {', '.join(missing)}"
+            )
+        if shape.metadata.get("union") and len(value) > 1:
+            yield CheckIssue(path, f"{shape.name} takes exactly one of: {_names(members)}")
+    elif isinstance(shape, ListShape):
+        if not isinstance(value, (list, tuple)):
+            yield CheckIssue(path, f"expected a list ({shape.name}), got {type(value).__name__}")
+            return
+        for index, item in enumerate(value):
+            yield from _check_value(item, shape.member, (*path, index))
+    elif isinstance(shape, MapShape):
+        if not isinstance(value, Mapping):
+            yield CheckIssue(path, f"expected a mapping ({shape.name}), got {type(value).__name__}")
+            return
+        for key, item in value.items():
+            yield from _check_value(item, shape.value, (*path, key))
+    else:
+        allowed = _SCALAR_TYPES.get(shape.type_name)
+        # bool is an int in Python; botocore refuses it where a number is wanted.
+        wrong_bool = isinstance(value, bool) and shape.type_name != "boolean"
+        if allowed is not None and (wrong_bool or not isinstance(value, allowed)):
+            yield CheckIssue(
+                path, f"expected {shape.type_name} ({shape.name}), got {type(value).__name__}"
+            )
+
+
+def _check_params(
+    params: Any, service: str, operation: str, path: tuple[str | int, ...]
+) -> Iterator[CheckIssue]:
+    shape = service_model(service).operation_model(operation).input_shape
+    if params is None:
+        params = {}
+    if _is_ref(params):
+        return
+    if shape is None:
+        if isinstance(params, Mapping) and params:
+            yield CheckIssue(path, f"{service}.{xform_name(operation)} takes no parameters")
+        return
+    yield from _check_value(params, shape, path)
+
+
+def _check_wait(wait: Any, service: str) -> Iterator[CheckIssue]:
+    if _is_ref(wait):
+        return
+    if not isinstance(wait, Mapping):
+        yield CheckIssue(("wait",), "wait must be a mapping: {waiter: NAME, params: {...}}")
+        return
+    for key in sorted(set(wait) - WAIT_KEYS):
+        yield CheckIssue(("wait", key), f"unknown key {key!r} in wait{_suggest(key, WAIT_KEYS)}")
+    for key in ("delay", "max_attempts"):
+        value = wait.get(key)
+        if value is not None and not _is_ref(value):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                yield CheckIssue(("wait", key), f"{key} must be a positive number")
+    name = wait.get("waiter")
+    if name is None:
+        yield CheckIssue(("wait",), "wait needs a waiter name")
+        return
+    if _is_ref(name):
+        return
+    waiters = _waiters(service)
+    if name not in waiters:
+        valid = (
+            f"valid waiters of {service}: {_names(waiters, limit=200)}"
+            if waiters
+            else f"{service} has no waiters"
+        )
+        yield CheckIssue(
+            ("wait", "waiter"), f"unknown waiter {name!r}{_suggest(str(name), waiters)} ({valid})"
+        )
+        return
+    yield from _check_params(
+        wait.get("params"), service, _waiter_operation(service, name), ("wait", "params")
+    )
+
+
+def parse_operation(value: Any) -> tuple[str, str]:
+    """``"ec2.create_vpc"`` -> ``("ec2", "create_vpc")``; ValueError if malformed."""
+    if not isinstance(value, str) or not re.fullmatch(r"[a-z0-9-]+\.[a-z0-9_]+", value):
+        raise ValueError(
+            f"expected 'service.operation' in boto3 spelling (e.g. ec2.create_vpc), got {value!r}"
+        )
+    service, operation = value.split(".")
+    return service, operation
+
+
+# --------------------------------------------------------------------------- tags
+
+
+def _tag_pair_members(shape: Shape) -> tuple[str, str] | None:
+    """The (key, value) member names of a tag structure, in the service's own casing."""
+    if not isinstance(shape, StructureShape):
+        return None
+    by_lower = {name.lower(): name for name in shape.members}
+    key = by_lower.get("key") or by_lower.get("tagkey")
+    value = by_lower.get("value") or by_lower.get("tagvalue")
+    if key is None or value is None or set(shape.required_members) - {key, value}:
+        return None
+    return key, value
+
+
+def _merge_tag_list(
+    current: Any, tags: Mapping[str, str], key: str, value: str
+) -> list[Any] | None:
+    if current is None:
+        current = []
+    if not isinstance(current, list):
+        return None
+    present = {t.get(key) for t in current if isinstance(t, Mapping)}
+    return list(current) + [{key: k, value: v} for k, v in tags.items() if k not in present]
+
+
+def _ec2_resource_type(operation: str, spec_shape: Shape) -> str | None:
+    if not isinstance(spec_shape, StructureShape) or "ResourceType" not in spec_shape.members:
+        return None
+    enum = set(spec_shape.members["ResourceType"].enum or ())
+    guess = EC2_RESOURCE_TYPES.get(operation)
+    if guess is None and operation.startswith("Create"):
+        noun = re.sub(r"(?<!^)(?=[A-Z])", "-", operation[len("Create") :]).lower()
+        guess = noun if noun in enum else noun.replace("-", "")
+    return guess if guess in enum else None
+
+
+def with_tags(
+    service: str, op_model: OperationModel, params: Mapping[str, Any], tags: Mapping[str, str]
+) -> dict[str, Any]:
+    """``params`` plus ``tags`` wherever the operation takes resource tags.
+
+    Keys the user already set win: a plan may set ``atomicops:step`` itself. The shape of the
+    tags member (list of pairs or map, and the pairs' casing) is read from the model.
+    """
+    out = dict(params)
+    shape = op_model.input_shape
+    verb = re.match(r"[A-Z][a-z]*", op_model.name)
+    if (
+        not tags
+        or shape is None
+        or "Tag" in op_model.name  # TagResource, CreateTags, DeleteTags...: their tags are data
+        or verb is None
+        or verb.group(0) not in TAGGING_VERBS
+    ):
+        return out
+    blocker = NO_TAGS_WHEN.get((service, op_model.name))
+    if blocker and out.get(blocker):
+        return out
+
+    for name, member in shape.members.items():
+        if name.lower() != "tags" or _is_ref(out.get(name)):
+            continue
+        if isinstance(member, MapShape) and member.value.type_name == "string":
+            current = out.get(name) or {}
+            if isinstance(current, Mapping):
+                out[name] = {**{k: v for k, v in tags.items() if k not in current}, **current}
+        elif isinstance(member, ListShape) and (pair := _tag_pair_members(member.member)):
+            merged = _merge_tag_list(out.get(name), tags, *pair)
+            if merged is not None:
+                out[name] = merged
+
+    spec_member = shape.members.get("TagSpecifications")
+    if isinstance(spec_member, ListShape) and not _is_ref(out.get("TagSpecifications")):
+        spec_shape = spec_member.member
+        inner = spec_shape.members.get("Tags") if isinstance(spec_shape, StructureShape) else None
+        pair = _tag_pair_members(inner.member) if isinstance(inner, ListShape) else None
+        if pair:
+            specs = out.get("TagSpecifications")
+            if specs:
+                new_specs = []
+                for spec in specs:
+                    if isinstance(spec, Mapping) and not _is_ref(spec.get("Tags")):
+                        merged = _merge_tag_list(spec.get("Tags"), tags, *pair)
+                        spec = {**spec, "Tags": merged} if merged is not None else spec
+                    new_specs.append(spec)
+                out["TagSpecifications"] = new_specs
+            elif resource_type := _ec2_resource_type(op_model.name, spec_shape):
+                key, value = pair
+                out["TagSpecifications"] = [
+                    {
+                        "ResourceType": resource_type,
+                        "Tags": [{key: k, value: v} for k, v in tags.items()],
+                    }
+                ]
+    return out
+
+
+# --------------------------------------------------------------------------- results, errors
+
+
+def plain(value: Any) -> Any:
+    """A JSON-safe copy of a botocore response (or any part of one)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v) for v in value]
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, StreamingBody):
+        data = value.read()
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return base64.b64encode(data).decode("ascii")
+    return value
+
+
+def _sensitive_values(value: Any, shape: Shape | None, found: set[str]) -> set[str]:
+    """String values the model marks ``sensitive`` (passwords, secret strings...)."""
+    if shape is None or value is None:
+        return found
+    if shape.metadata.get("sensitive"):
+        if isinstance(value, str) and value:
+            found.add(value)
+        elif isinstance(value, (Mapping, list, tuple)):
+            _all_strings(value, found)
+        return found
+    if isinstance(shape, StructureShape) and isinstance(value, Mapping):
+        for key, item in value.items():
+            _sensitive_values(item, shape.members.get(key), found)
+    elif isinstance(shape, ListShape) and isinstance(value, (list, tuple)):
+        for item in value:
+            _sensitive_values(item, shape.member, found)
+    elif isinstance(shape, MapShape) and isinstance(value, Mapping):
+        for item in value.values():
+            _sensitive_values(item, shape.value, found)
+    return found
+
+
+def _all_strings(value: Any, found: set[str]) -> None:
+    if isinstance(value, str) and value:
+        found.add(value)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _all_strings(item, found)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _all_strings(item, found)
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+# botocore's validation report quotes each bad value ("..., value: hunter2, type: <class...");
+# keep the names and types, drop the values.
+_REPORT_VALUE = re.compile(
+    r", value: .*?(?=, type: <class '|, valid min (?:value|length): |, valid types: )", re.S
+)
+
+
+def param_report(error: ParamValidationError) -> str:
+    return _REPORT_VALUE.sub("", str(error.kwargs.get("report", error)))
+
+
+def translate_error(
+    error: Exception, what: str, secrets: Iterable[str] = ()
+) -> ActionError:
+    """An ActionError for a botocore failure of ``what`` (``service.operation``)."""
+    if isinstance(error, ClientError):
+        info = error.response.get("Error", {})
+        code = str(info.get("Code") or "Unknown")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        message = _redact(str(info.get("Message") or code), secrets)
+        return ActionError(
+            KIND,
+            f"{what}: {message}",
+            code=code,
+            transient=code in THROTTLING_CODES or int(status) >= 500,
+            result={"Error": plain(info)},
+        )
+    if isinstance(error, (BotoConnectionError, HTTPClientError)):
+        endpoint = error.kwargs.get("endpoint_url") or "the endpoint"
+        return ActionError(
+            KIND,
+            f"{what}: cannot reach {endpoint}: {type(error).__name__}",
+            code="ConnectionError",
+            transient=True,
+        )
+    if isinstance(error, ParamValidationError):
+        return ActionError(KIND, f"{what}: {param_report(error)}", code="ParamValidation")
+    if isinstance(error, UnknownServiceError):
+        return ActionError(KIND, f"{what}: unknown service", code="InvalidAction")
+    if isinstance(error, BotoCoreError):
+        # NoCredentialsError, NoRegionError, ProfileNotFound...: configuration, not data.
+        return ActionError(KIND, f"{what}: {_redact(str(error), secrets)}", code=type(error).__name__)
+    raise error
+
+
+# --------------------------------------------------------------------------- the kind
+
+
+@register
+class AwsKind(ActionKind):
+    """``aws: service.operation`` + ``params`` (+ ``connection``, + ``wait``)."""
+
+    key = "aws"
+    extra_keys = frozenset({"params", "connection", "wait"})
+    connection_kind = "aws"
+
+    # -- connections
+
+    def connect(self, spec: Mapping[str, Any]) -> AwsConnection:
+        return AwsConnection.from_spec(spec)
+
+    def disconnect(self, handle: Any) -> None:
+        handle.close()
+
+    def check_connection(self, spec: Mapping[str, Any]) -> Iterator[CheckIssue]:
+        """Static checks of a plan connection mapping of kind ``aws``."""
+        for key in sorted(set(spec) - CONNECTION_KEYS):
+            yield CheckIssue((key,), f"unknown key {key!r} in aws connection{_suggest(key, CONNECTION_KEYS)}")
+        for key in ("connect_timeout", "read_timeout", "max_attempts"):
+            value = spec.get(key)
+            if value is not None and not _is_ref(value):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                    yield CheckIssue((key,), f"{key} must be a positive number")
+
+    # -- static checks
+
+    def check(self, action: Mapping[str, Any]) -> Iterator[CheckIssue]:
+        target = action.get(self.key)
+        if _is_ref(target):
+            return
+        try:
+            service, operation = parse_operation(target)
+        except ValueError as exc:
+            yield CheckIssue((self.key,), str(exc))
+            return
+        if service not in _services():
+            yield CheckIssue(
+                (self.key,), f"unknown AWS service {service!r}{_suggest(service, _services())}"
+            )
+            return
+        operations = _operations(service)
+        if operation not in operations:
+            yield CheckIssue(
+                (self.key,),
+                f"unknown operation {operation!r} of {service}{_suggest(operation, operations)}",
+            )
+            return
+        connection = action.get("connection")
+        if connection is not None and not isinstance(connection, str):
+            yield CheckIssue(("connection",), "connection must be the name of a plan connection")
+        params = action.get("params")
+        if params is not None and not isinstance(params, Mapping) and not _is_ref(params):
+            yield CheckIssue(("params",), "params must be a mapping")
+        else:
+            yield from _check_params(params, service, operations[operation], ("params",))
+        if "wait" in action:
+            yield from _check_wait(action["wait"], service)
+
+    # -- execution
+
+    def execute(self, action: Mapping[str, Any], ctx: ActionContext) -> Any:
+        what = str(action.get(self.key))
+        try:
+            service, operation = parse_operation(action.get(self.key))
+        except ValueError as exc:
+            raise ActionError(KIND, str(exc), code="InvalidAction") from None
+        handle = ctx.connections.get(self, action.get("connection"))
+        try:
+            client = handle.client(service)
+        except Exception as exc:  # noqa: BLE001 - translate_error re-raises what it cannot map
+            raise translate_error(exc, what) from None
+
+        # method_to_api_mapping holds API calls only, so `ec2.close` or `s3.get_paginator`
+        # can never be reached through a plan.
+        api_name = client.meta.method_to_api_mapping.get(operation)
+        if api_name is None:
+            raise ActionError(KIND, f"{what}: unknown operation", code="InvalidAction")
+        op_model = client.meta.service_model.operation_model(api_name)
+
+        params = action.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise ActionError(KIND, f"{what}: params must be a mapping", code="ParamValidation")
+        params = copy.deepcopy(dict(params))
+        if ctx.tags:
+            params = with_tags(service, op_model, params, ctx.tags)
+        secrets = _sensitive_values(params, op_model.input_shape, set())
+
+        try:
+            response = getattr(client, operation)(**params)
+        except Exception as exc:  # noqa: BLE001 - translate_error re-raises what it cannot map
+            raise translate_error(exc, what, secrets) from None
+        response.pop("ResponseMetadata", None)
+        result = plain(response)
+
+        wait = action.get("wait")
+        if wait:
+            try:
+                self._wait(client, service, wait, ctx)
+            except ActionError as exc:
+                # The call itself took effect: hand its result over so the engine can still
+                # record outputs and the undo.
+                exc.result = result
+                raise
+        return result
+
+    def _wait(self, client: Any, service: str, wait: Mapping[str, Any], ctx: ActionContext) -> None:
+        name = str(wait.get("waiter"))
+        what = f"{service} waiter {name}"
+        delay = float(wait.get("delay") or DEFAULT_WAIT_DELAY)
+        attempts = int(wait.get("max_attempts") or DEFAULT_WAIT_MAX_ATTEMPTS)
+        params = dict(wait.get("params") or {})
+        try:
+            waiter = client.get_waiter(name)
+        except ValueError:
+            raise ActionError(KIND, f"{what}: unknown waiter", code="InvalidAction") from None
+        deadline = time.monotonic() + ctx.timeout if ctx.timeout else None
+
+        # One poll per waiter call (MaxAttempts=1) and our own sleep between polls, so that a
+        # cancelled run or a step timeout stops the wait instead of botocore's time.sleep.
+        for attempt in range(1, attempts + 1):
+            try:
+                waiter.wait(**params, WaiterConfig={"Delay": delay, "MaxAttempts": 1})
+                return
+            except WaiterError as exc:
+                reason = str(exc.kwargs.get("reason", ""))
+                if not reason.startswith("Max attempts exceeded") or attempt == attempts:
+                    if reason.startswith("Max attempts exceeded"):
+                        reason = f"still not satisfied after {attempts} attempt(s), {delay:g} s apart"
+                    raise ActionError(KIND, f"{what}: {reason}", code="WaiterFailed") from None
+            except Exception as exc:  # noqa: BLE001 - translate_error re-raises what it cannot map
+                raise translate_error(exc, what) from None
+            if deadline is not None and time.monotonic() + delay > deadline:
+                raise ActionError(KIND, f"{what}: step timeout reached", code="WaiterFailed")
+            if ctx.cancel.wait(delay):
+                raise ActionError(KIND, f"{what}: cancelled", code="Cancelled")
+
+    def describe(self, action: Mapping[str, Any]) -> str:
+        return f"aws {action.get(self.key)}"

@@ -1,0 +1,129 @@
+"""The one small interface every action kind implements.
+
+An action is a mapping in the plan with exactly one *kind key* (``aws``, ``run``, ``call``,
+...) plus the kind's own keys (``params``, ``connection``, ``wait``, ...). A kind module
+subclasses :class:`ActionKind` and registers itself in :mod:`atomicops.actions.registry`;
+the engine never names a kind.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from atomicops.errors import ActionError
+
+
+@dataclass(frozen=True)
+class CheckIssue:
+    """A static problem with an action. ``path`` is relative to the action mapping."""
+
+    path: tuple[str | int, ...]
+    message: str
+
+
+class Connections:
+    """Connections of one run, opened on first use, shared by steps, closed at the end.
+
+    ``specs`` are the plan's ``connections:`` entries with references resolved.
+    """
+
+    def __init__(self, specs: Mapping[str, Mapping[str, Any]]):
+        self._specs = dict(specs)
+        self._open: dict[str, tuple[ActionKind, Any]] = {}
+        self._lock = threading.Lock()
+
+    def define(self, name: str, spec: Mapping[str, Any]) -> None:
+        """Add a connection spec (before it is first used)."""
+        with self._lock:
+            self._specs[name] = dict(spec)
+
+    def spec(self, name: str) -> Mapping[str, Any]:
+        return self._specs[name]
+
+    def names_of_kind(self, kind: str) -> list[str]:
+        return [n for n, s in self._specs.items() if s.get("kind") == kind]
+
+    def get(self, kind: ActionKind, name: str | None) -> Any:
+        """The open handle of connection ``name`` (or the default one for the kind)."""
+        want = kind.connection_kind
+        if want is None:
+            raise ActionError(kind.key, "this action kind takes no connection")
+        if name is None:
+            candidates = self.names_of_kind(want)
+            # No connection declared: the kind's defaults (e.g. boto3's credential chain).
+            name = candidates[0] if candidates else f"<default {want}>"
+        with self._lock:
+            if name in self._open:
+                return self._open[name][1]
+            spec = self._specs.get(name, {"kind": want})
+            if spec.get("kind") != want:
+                raise ActionError(
+                    kind.key, f"connection {name!r} is of kind {spec.get('kind')!r}, not {want!r}"
+                )
+            handle = kind.connect(spec)
+            self._open[name] = (kind, handle)
+            return handle
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._open = self._open, {}
+        for kind, handle in opened.values():
+            try:
+                kind.disconnect(handle)
+            except Exception:  # noqa: BLE001 - closing must not mask the run's outcome
+                pass
+
+
+@dataclass
+class ActionContext:
+    """What an action sees of the run. Built by the engine for each action it executes."""
+
+    connections: Connections
+    env: str
+    run_id: str
+    step_key: str | None = None
+    op: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    cancel: threading.Event = field(default_factory=threading.Event)
+    base_dir: str = "."
+    progress: Callable[[int, int | None, str], None] = lambda done, total, note: None
+
+
+class ActionKind(ABC):
+    """A kind of action. Stateless apart from connection handles it hands out."""
+
+    key: ClassVar[str]
+    """The plan key that selects this kind, e.g. ``"aws"``."""
+
+    extra_keys: ClassVar[frozenset[str]] = frozenset()
+    """Keys allowed beside the kind key in an action mapping (``params``, ``wait``...)."""
+
+    connection_kind: ClassVar[str | None] = None
+    """The ``kind:`` of plan connection this action uses, if any."""
+
+    def check(self, action: Mapping[str, Any]) -> Iterable[CheckIssue]:
+        """Static checks before anything runs. Values may still hold ``${...}`` strings."""
+        return ()
+
+    @abstractmethod
+    def execute(self, action: Mapping[str, Any], ctx: ActionContext) -> Any:
+        """Run the (fully resolved) action and return its result as plain data.
+
+        Raise :class:`ActionError` on failure, with ``code`` and ``transient`` set so the
+        engine can retry and can match ``undo_ok_errors``.
+        """
+
+    def connect(self, spec: Mapping[str, Any]) -> Any:
+        raise ActionError(self.key, "this action kind takes no connection")
+
+    def disconnect(self, handle: Any) -> None:
+        return None
+
+    def describe(self, action: Mapping[str, Any]) -> str:
+        """A one-line human description (``ec2.create_vpc``)."""
+        return f"{self.key}: {action.get(self.key)}"

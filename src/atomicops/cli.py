@@ -1,0 +1,366 @@
+"""The ``atomicops`` command: a thin shell over :mod:`atomicops.api`.
+
+It parses options, renders progress and results, and turns typed errors into a message and
+the exit code of DESIGN.md (0 done; 1 failed and rolled back; 2 invalid input, nothing ran;
+3 rollback incomplete, action needed; 4 locked by another run). No traceback unless --debug.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from atomicops import api
+from atomicops.errors import EXIT_FAILED, AtomicOpsError, PlanInvalid
+from atomicops.journal.store import Event
+from atomicops.plan.loader import parse_var
+from atomicops.plan.picture import to_dot, to_mermaid
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Progress:
+    """Renders journal events as they are written: one line per step, undo and operation."""
+
+    def __init__(self, console: Console):
+        self.c = console
+        self.t0 = time.time()
+
+    def _stamp(self) -> str:
+        return f"[dim]{time.time() - self.t0:7.1f}s[/dim]"
+
+    def event(self, ev: Event) -> None:
+        d, s = ev.data, self._stamp()
+        where = f"{ev.op}/{ev.step}" if ev.step else (ev.op or "")
+        if ev.type == "op_started":
+            self.c.print(f"{s} [bold]▶ {ev.op}[/bold] [dim]{d.get('title', '')}[/dim]")
+        elif ev.type == "step_done":
+            took = (d.get("finished") or 0) - (d.get("started") or 0)
+            outs = " ".join(f"{k}={_short(v)}" for k, v in (d.get("outputs") or {}).items())
+            self.c.print(f"{s}   [green]✓[/green] {where} [dim]{took:.2f}s {outs}[/dim]")
+        elif ev.type == "step_failed":
+            self.c.print(f"{s}   [red]✗ {where}: {d.get('error')}[/red]")
+        elif ev.type == "op_applied":
+            self.c.print(f"{s} [green]✓ {ev.op} applied[/green]")
+        elif ev.type == "op_failed":
+            self.c.print(f"{s} [red]✗ {ev.op} failed; its done steps were undone[/red]")
+        elif ev.type == "undo_done":
+            gone = " (already gone)" if d.get("already_gone") else ""
+            self.c.print(f"{s}   [yellow]↶[/yellow] {where} undone{gone}")
+        elif ev.type == "undo_failed":
+            self.c.print(f"{s}   [red]✗ undo {where}: {d.get('error')}[/red]")
+        elif ev.type == "undo_skipped":
+            self.c.print(f"{s}   [yellow]![/yellow] {where} is irreversible, left as is: {d.get('reason')}")
+        elif ev.type == "op_undone":
+            self.c.print(f"{s} [yellow]↶ {ev.op} rolled back[/yellow]")
+        elif ev.type == "run_started":
+            self.c.print(f"{s} [bold]{d.get('command')}[/bold] run {ev.run_id} on environment {ev.env!r}")
+        elif ev.type == "run_finished":
+            self.c.print(f"{s} run {ev.run_id}: {d.get('outcome')}")
+
+    def note(self, text: str, *, level: str = "info") -> None:
+        style = {"warning": "yellow", "error": "red"}.get(level, "cyan")
+        self.c.print(f"{self._stamp()} [{style}]{text}[/{style}]")
+
+
+class Quiet:
+    def event(self, ev: Event) -> None:
+        return None
+
+    def note(self, text: str, *, level: str = "info") -> None:
+        return None
+
+
+def _short(v: Any) -> str:
+    text = v if isinstance(v, str) else json.dumps(v, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--env, --state, --json and --debug on every command, and typed errors -> exit codes."""
+
+    @click.option("--env", "env", default="default", envvar="ATOMICOPS_ENV", show_default=True,
+                  help="Environment: a named target with its own journal state and lock.")
+    @click.option("--state", "state", default=None, envvar="ATOMICOPS_STATE",
+                  help="Journal store: a path or sqlite:///path (default .atomicops/journal.db).")
+    @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+    @click.option("--debug", is_flag=True, help="Show tracebacks of unexpected errors.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, as_json: bool, debug: bool, **kwargs: Any) -> None:
+        try:
+            code = fn(*args, as_json=as_json, **kwargs)
+        except AtomicOpsError as exc:
+            _print_error(exc, as_json)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/red]")
+            sys.exit(EXIT_FAILED)
+        except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+            if debug:
+                raise
+            _print_error(exc, as_json, internal=True)
+            sys.exit(EXIT_FAILED)
+        sys.exit(code or 0)
+
+    return wrapper
+
+
+def _print_error(exc: BaseException, as_json: bool, internal: bool = False) -> None:
+    code = getattr(exc, "exit_code", EXIT_FAILED)
+    if as_json:
+        doc: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__, "exit_code": code}
+        if isinstance(exc, PlanInvalid):
+            doc["problems"] = [p.as_dict() for p in exc.problems]
+        report = getattr(exc, "report", None)
+        if report is not None:
+            doc["report"] = _jsonable(report)
+        out.print_json(json.dumps(doc, default=str))
+        return
+    prefix = "internal error (run with --debug for the traceback): " if internal else ""
+    err.print(f"[red]atomicops: {prefix}{exc}[/red]", markup=True, highlight=False)
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "__dataclass_fields__"):
+        from dataclasses import asdict
+
+        return {k: _jsonable(v) for k, v in asdict(obj).items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, BaseException):
+        return str(obj)
+    return obj
+
+
+def plan_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @click.argument("plan", type=click.Path())
+    @click.option("--var", "var", multiple=True, metavar="NAME=VALUE", help="Override a plan var (repeatable).")
+    @click.option("--vars-file", "vars_files", multiple=True, type=click.Path(), help="YAML file of var overrides (repeatable).")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, var: tuple[str, ...], **kwargs: Any) -> Any:
+        kwargs["vars"] = dict(parse_var(v) for v in var)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="atomicops")
+def main() -> None:
+    """Run a migration runbook as a graph of atomic, reversible operations.
+
+    \b
+    Typical session:
+      atomicops validate plan.yaml           # every check, nothing runs
+      atomicops plan plan.yaml               # forward waves, rollback order, changes
+      atomicops apply plan.yaml              # run it; a failure rolls the run back
+      atomicops status                       # what is applied, with outputs
+      atomicops rollback                     # undo from the journal (no plan needed)
+
+    Exit codes: 0 done; 1 failed and rolled back; 2 invalid input, nothing ran;
+    3 rollback incomplete, action needed; 4 locked by another run.
+    """
+
+
+@main.command()
+@plan_inputs
+@common
+def validate(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
+    """Check PLAN completely (schema, references, graph, AWS API names); nothing runs."""
+    loaded = api.validate(plan, vars=vars, vars_files=vars_files)
+    p = loaded.plan
+    steps = sum(len(op.steps) for op in p.operations)
+    if as_json:
+        out.print_json(json.dumps({"valid": True, "plan": p.name, "operations": len(p.operations), "steps": steps,
+                                   "warnings": [w.as_dict() for w in loaded.warnings]}))
+        return 0
+    for w in loaded.warnings:
+        err.print(f"[yellow]{w}[/yellow]")
+    out.print(f"[green]valid[/green]: plan {p.name!r}, {len(p.operations)} operations, {steps} steps, "
+              f"{len(p.phases)} phase(s); {len(loaded.warnings)} warning(s)")
+    return 0
+
+
+@main.command(name="plan")
+@plan_inputs
+@common
+def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
+    """Show forward waves, the rollback sequence, and what applying PLAN would change."""
+    view = api.plan_view(plan, env=env, state=state, vars=vars, vars_files=vars_files)
+    if as_json:
+        out.print_json(json.dumps(view))
+        return 0
+    out.print(f"[bold]plan {view['plan']}[/bold] on environment {env!r}")
+    out.print("\n[bold]forward[/bold] (phases in order; operations in a wave run in parallel)")
+    n = 0
+    for ph in view["forward"]:
+        out.print(f"  phase [cyan]{ph['phase']}[/cyan]")
+        for wave in ph["waves"]:
+            n += 1
+            out.print(f"    wave {n}: " + ", ".join(f"{o} [dim]({view['changes'][o]})[/dim]" for o in wave))
+    out.print("\n[bold]rollback[/bold] (reverse)")
+    n = 0
+    for ph in view["rollback"]:
+        out.print(f"  phase [cyan]{ph['phase']}[/cyan]")
+        for wave in ph["waves"]:
+            n += 1
+            out.print(f"    wave {n}: " + ", ".join(wave))
+    extra = [o for o in view["changes"] if "no longer in the plan" in view["changes"][o]]
+    for o in extra:
+        out.print(f"[yellow]{o}: {view['changes'][o]}[/yellow]")
+    for w in view["warnings"]:
+        err.print(f"[yellow]{w}[/yellow]")
+    return 0
+
+
+@main.command(name="apply")
+@plan_inputs
+@click.option("--phase", default=None, help="Apply only this phase (earlier phases must be applied).")
+@click.option("--target", "targets", multiple=True, metavar="OP", help="Apply OP and what it depends on (repeatable).")
+@click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256), help="Operations run at once.")
+@click.option("--on-failure", type=click.Choice(["rollback", "keep"]), default=None,
+              help="On failure roll the run back (default, or the plan's on_failure) or keep it for inspection.")
+@click.option("--monitor", "monitor", type=float, default=None, metavar="MIN",
+              help="Minutes to keep polling rollback triggers after apply (plan's triggers.monitor_minutes).")
+@common
+def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phase: str | None, targets: tuple[str, ...],
+              parallelism: int, on_failure: str | None, monitor: float | None, env: str, state: str | None, as_json: bool) -> int:
+    """Apply PLAN: run pending operations, each atomic; a failure rolls the run back."""
+    if monitor:
+        err.print("[yellow]--monitor: rollback triggers are not polled by this version yet[/yellow]")
+    observer = Quiet() if as_json else Progress(err)
+    report = api.apply(plan, env=env, state=state, vars=vars, vars_files=vars_files, parallelism=parallelism,
+                       on_failure=on_failure, phase=phase, targets=targets, observer=observer)
+    if as_json:
+        out.print_json(json.dumps(_jsonable(report), default=str))
+        return 0
+    out.print(f"[green]done[/green]: {len(report.applied)} operation(s) applied, {len(report.unchanged)} already applied")
+    return 0
+
+
+@main.command()
+@click.option("--target", "targets", multiple=True, metavar="OP", help="Undo OP and everything that depends on it.")
+@click.option("--skip", "skip", multiple=True, metavar="OP", help="Leave OP (and what it needs) applied.")
+@click.option("--to", "to", default=None, metavar="CHECKPOINT", help="Undo everything applied after CHECKPOINT.")
+@click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
+@common
+def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, parallelism: int,
+             env: str, state: str | None, as_json: bool) -> int:
+    """Undo applied operations from the journal, in reverse dependency order (no plan needed)."""
+    if to is not None:
+        raise click.UsageError("--to CHECKPOINT needs checkpoints, which this version does not record yet")
+    observer = Quiet() if as_json else Progress(err)
+    report = api.rollback(env=env, state=state, targets=targets, skip=skip, parallelism=parallelism, observer=observer)
+    if as_json:
+        out.print_json(json.dumps(_jsonable(report)))
+        return 0
+    out.print(f"[green]rolled back[/green]: {len(report.undone)} operation(s)"
+              + (f"; left applied: {', '.join(report.left)}" if report.left else ""))
+    for item in report.irreversible:
+        out.print(f"[yellow]irreversible, left as is: {item}[/yellow]")
+    return 0
+
+
+@main.command()
+@common
+def status(env: str, state: str | None, as_json: bool) -> int:
+    """Every operation's state, outputs (secrets redacted) and timings; who holds the lock."""
+    doc = api.status(env=env, state=state)
+    if as_json:
+        out.print_json(json.dumps(doc, default=str))
+        return 0
+    table = Table(title=f"environment {env!r} ({doc['state']})", show_lines=False)
+    for col in ("operation", "phase", "status", "took", "outputs"):
+        table.add_column(col)
+    for op in doc["operations"]:
+        took = f"{op['duration']:.1f}s" if op["duration"] else ""
+        outs = ", ".join(f"{k}={_short(v)}" for k, v in op["outputs"].items())
+        table.add_row(op["id"], op["phase"], op["status"], took, outs)
+    out.print(table)
+    if doc["lock"]:
+        lk = doc["lock"]
+        out.print(f"locked by run {lk['run_id']} (pid {lk['pid']} on {lk['host']}, lock id {lk['lock_id']})")
+    if doc["in_flight"]:
+        out.print(f"[red]in flight (interrupted): {', '.join(doc['in_flight'])}[/red]")
+    return 0
+
+
+@main.command()
+@click.option("--limit", type=int, default=None, help="Only the last N events.")
+@common
+def history(limit: int | None, env: str, state: str | None, as_json: bool) -> int:
+    """The audit trail: every journal event of the environment, oldest first."""
+    events = api.history(env=env, state=state, limit=limit)
+    if as_json:
+        out.print_json(json.dumps(events, default=str))
+        return 0
+    for ev in events:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["ts"]))
+        where = "/".join(x for x in (ev["op"], ev["step"]) if x)
+        detail = {k: v for k, v in ev["data"].items() if k in ("error", "reason", "outcome", "command", "already_gone", "outputs") and v}
+        out.print(f"{ev['seq']:>6} {when} {ev['run']} {ev['type']:<13} {where} {_short(detail) if detail else ''}")
+    return 0
+
+
+@main.command()
+@plan_inputs
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
+@common
+def graph(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], fmt: str, env: str, state: str | None, as_json: bool) -> int:
+    """Print PLAN's operation graph (phases as clusters) as Mermaid or Graphviz dot."""
+    loaded = api.validate(plan, vars=vars, vars_files=vars_files)
+    text = to_mermaid(loaded) if fmt == "mermaid" else to_dot(loaded)
+    if as_json:
+        out.print_json(json.dumps({"format": fmt, "graph": text}))
+    else:
+        click.echo(text)
+    return 0
+
+
+@main.command()
+@plan_inputs
+@common
+def verify(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
+    """Run every verify check of PLAN against what is applied (read-only)."""
+    results = api.verify(plan, env=env, state=state, vars=vars, vars_files=vars_files)
+    failed = [r for r in results if not r["ok"]]
+    if as_json:
+        out.print_json(json.dumps({"results": results, "ok": not failed}))
+    else:
+        for r in results:
+            mark = "[green]✓[/green]" if r["ok"] else "[red]✗[/red]"
+            why = r.get("error") or "; ".join(r.get("mismatches") or [])
+            out.print(f"{mark} {r['check']} {why}")
+    return EXIT_FAILED if failed else 0
+
+
+@main.command()
+@click.option("--lock-id", default=None, help="The lock id shown by `status` (required to break a live-looking lock).")
+@common
+def unlock(lock_id: str | None, env: str, state: str | None, as_json: bool) -> int:
+    """Clear the environment's lock and show who held it."""
+    held = api.unlock(env=env, state=state, lock_id=lock_id)
+    if as_json:
+        out.print_json(json.dumps({"released": held.as_dict() if held else None}))
+    elif held:
+        out.print(f"released the lock of run {held.run_id} (pid {held.pid} on {held.host}, "
+                  f"{held.command}, since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(held.started))})")
+    else:
+        out.print(f"environment {env!r} was not locked")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+

@@ -1,0 +1,100 @@
+"""Execute one resolved action: pick its kind, apply retries and timeouts, classify errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jmespath
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from atomicops.actions import registry
+from atomicops.actions.base import ActionContext, ActionKind, Connections
+from atomicops.errors import ActionError, AtomicOpsError
+from atomicops.expect import Mismatch, evaluate
+from atomicops.plan.model import Retry
+
+DEFAULT_RETRY = Retry(attempts=3, delay=1.0, backoff=2.0, max_delay=30.0, on="transient")
+UNDO_RETRY = Retry(attempts=3, delay=0.5, backoff=2.0, max_delay=10.0, on="any")
+
+
+class Executor:
+    def __init__(self, connections: Connections, *, env: str, run_id: str, base_dir: str):
+        self.connections = connections
+        self.env = env
+        self.run_id = run_id
+        self.base_dir = base_dir
+
+    def kind_of(self, action: Mapping[str, Any]) -> ActionKind:
+        key, _ = registry.kind_of(action)
+        if key is None:
+            raise ActionError("plan", "an action has no (or more than one) kind key")
+        return registry.get(key)
+
+    def execute(
+        self,
+        action: Mapping[str, Any],
+        *,
+        op: str | None = None,
+        step_key: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        should_retry: Any = None,
+    ) -> Any:
+        kind = self.kind_of(action)
+        ctx = ActionContext(
+            connections=self.connections,
+            env=self.env,
+            run_id=self.run_id,
+            step_key=step_key,
+            op=op,
+            tags=dict(tags or {}),
+            timeout=timeout,
+            base_dir=self.base_dir,
+        )
+        policy = retry or DEFAULT_RETRY
+
+        def retryable(exc: BaseException) -> bool:
+            if not isinstance(exc, ActionError):
+                return False
+            if should_retry is not None and not should_retry(exc):
+                return False
+            return policy.on == "any" or exc.transient
+
+        for attempt in Retrying(
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait_exponential(multiplier=policy.delay, exp_base=policy.backoff, max=policy.max_delay),
+            retry=retry_if_exception(retryable),
+            reraise=True,
+        ):
+            with attempt:
+                return _call(kind, action, ctx)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def check(self, check: Mapping[str, Any]) -> tuple[Any, list[Mismatch]]:
+        """Run a read-only check action and evaluate its ``expect``."""
+        action = {k: v for k, v in check.items() if k not in ("expect", "name")}
+        result = self.execute(action, retry=Retry(attempts=1))
+        return result, evaluate(check.get("expect") or {}, result)
+
+
+def _call(kind: ActionKind, action: Mapping[str, Any], ctx: ActionContext) -> Any:
+    try:
+        return kind.execute(action, ctx)
+    except AtomicOpsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a kind's unexpected failure is still a step failure
+        raise ActionError(kind.key, f"{type(exc).__name__}: {exc}") from exc
+
+
+def extract_outputs(spec: Mapping[str, str], result: Any) -> tuple[dict[str, Any], list[str]]:
+    """Evaluate each output's JMESPath over the result; also name the ones that found nothing."""
+    outputs: dict[str, Any] = {}
+    missing: list[str] = []
+    for name, expr in spec.items():
+        value = jmespath.search(expr, result)
+        if value is None:
+            missing.append(f"{name} ({expr})")
+        outputs[name] = value
+    return outputs, missing

@@ -1,0 +1,139 @@
+"""Undo, from the journal alone: the recorded undo actions with their real ids.
+
+The plan file is never read here. Operations are undone in reverse dependency order (the
+recorded ``depends_on`` of each operation, phases as barriers), several at once where the
+graph allows; inside an operation its applied steps are undone newest first.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from atomicops.engine.executor import UNDO_RETRY
+from atomicops.engine.run import Run
+from atomicops.engine.runtime import Runtime
+from atomicops.engine.scope import secrets_only
+from atomicops.errors import ActionError, AtomicOpsError, UndoFailed
+from atomicops.graph import Graph, walk
+from atomicops.journal.state import EnvState, OpState, StepState
+
+
+@dataclass
+class RollbackReport:
+    undone: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    left: list[str] = field(default_factory=list)  # not undone: skipped or blocked
+    irreversible: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed
+
+
+class _Skipped(AtomicOpsError):
+    pass
+
+
+def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState) -> None:
+    """Undo one applied step; "already gone" counts as undone. Raises :class:`UndoFailed`."""
+    if step.read_only or not step.applied:
+        return
+    if step.undo is None:
+        reason = step.irreversible or "no undo recorded"
+        run.record("undo_skipped", op=op_id, step=step.name, reason=reason)
+        return
+    run.record("undo_intent", op=op_id, step=step.name, action=step.undo)
+    patterns = step.ok_errors
+
+    def already_gone(exc: ActionError) -> bool:
+        return bool(exc.code) and any(fnmatch.fnmatchcase(exc.code or "", p) for p in patterns)
+
+    try:
+        action = secrets_only(step.undo, rt.secrets)
+        rt.executor.execute(
+            action,
+            op=op_id,
+            retry=UNDO_RETRY,
+            should_retry=lambda exc: not already_gone(exc),
+        )
+    except ActionError as exc:
+        if already_gone(exc):
+            run.record("undo_done", op=op_id, step=step.name, already_gone=True, code=exc.code)
+            return
+        message = run.redactor.text(str(exc))
+        run.record("undo_failed", op=op_id, step=step.name, error=message, code=exc.code)
+        raise UndoFailed(op_id, step.name, message) from None
+    except AtomicOpsError as exc:
+        message = run.redactor.text(str(exc))
+        run.record("undo_failed", op=op_id, step=step.name, error=message, code=None)
+        raise UndoFailed(op_id, step.name, message) from None
+    run.record("undo_done", op=op_id, step=step.name, already_gone=False)
+
+
+def undo_operation(run: Run, rt: Runtime, op: OpState) -> None:
+    """Undo every applied step of ``op``, newest first; stop at the first undo that fails.
+
+    Later steps usually build on earlier ones (a subnet in a VPC), so after a failed undo the
+    earlier steps are left for the next ``rollback`` rather than attempted in vain.
+    """
+    for step in reversed(list(op.steps.values())):
+        undo_step(run, rt, op.id, step)
+    run.record("op_undone", op=op.id)
+
+
+def rollback_order(state: EnvState, selection: Iterable[str]) -> Graph:
+    """The graph to walk for undoing ``selection``: recorded dependencies, phases as barriers."""
+    chosen = {op_id: state.ops[op_id] for op_id in selection}
+    deps: dict[str, set[str]] = {}
+    for op_id, op in chosen.items():
+        deps[op_id] = {d for d in op.depends_on if d in chosen}
+        deps[op_id] |= {o for o, other in chosen.items() if other.phase_index < op.phase_index}
+    return Graph.build(chosen, deps).inverted()
+
+
+def needs_undo(op: OpState) -> bool:
+    return op.status != "rolled_back" and (op.present or op.status in ("applied", "rolling_back", "applying"))
+
+
+def with_dependents(state: EnvState, targets: Iterable[str]) -> set[str]:
+    """``targets`` and every recorded operation that depends on them, transitively."""
+    graph = Graph.build(state.ops, {o.id: set(o.depends_on) for o in state.ops.values()})
+    out: set[str] = set()
+    for t in targets:
+        out |= {t} | graph.descendants(t)
+    return out
+
+
+def rollback_ops(
+    run: Run,
+    rt: Runtime,
+    state: EnvState,
+    selection: Iterable[str],
+    *,
+    skip: Iterable[str] = (),
+    parallelism: int = 10,
+) -> RollbackReport:
+    selection = [o for o in selection if o in state.ops and needs_undo(state.ops[o])]
+    skip = set(skip)
+    report = RollbackReport()
+
+    def visit(op_id: str) -> None:
+        if op_id in skip:
+            raise _Skipped(op_id)
+        op = state.ops[op_id]
+        undo_operation(run, rt, op)
+        report.irreversible += [
+            f"{op_id}/{s.name}: {s.irreversible}" for s in op.steps.values() if s.applied and s.undo is None
+        ]
+
+    result = walk(rollback_order(state, selection), visit, parallelism=parallelism, continue_on_failure=True)
+    for op_id, outcome in result.outcomes.items():
+        if outcome == "done":
+            report.undone.append(op_id)
+        elif outcome == "failed" and not isinstance(result.errors[op_id], _Skipped):
+            report.failed[op_id] = str(result.errors[op_id])
+        else:
+            report.left.append(op_id)
+    return report

@@ -1,0 +1,94 @@
+"""A run: one command's hold on an environment, and the only writer of its journal.
+
+Every journal write goes through :meth:`Run.record`, which redacts secret values before the
+event reaches the store and hands the stored event to the observer.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from atomicops.engine.observer import Observer, Silent
+from atomicops.engine.secrets import Redactor
+from atomicops.journal.state import EnvState, derive
+from atomicops.journal.store import Event, JournalStore, LockHolder
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+class Run:
+    def __init__(
+        self,
+        store: JournalStore,
+        env: str,
+        command: str,
+        *,
+        observer: Observer | None = None,
+        redactor: Redactor | None = None,
+        start_data: dict[str, Any] | None = None,
+    ):
+        self.store = store
+        self.env = env
+        self.command = command
+        self.id = new_run_id()
+        self.observer = observer or Silent()
+        self.redactor = redactor or Redactor()
+        self._start_data = start_data or {}
+        self._write_lock = threading.Lock()
+        self.holder = LockHolder(
+            lock_id=uuid.uuid4().hex[:12],
+            run_id=self.id,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            started=time.time(),
+            command=command,
+        )
+        self.took_over: LockHolder | None = None
+        self.outcome: str | None = None
+
+    def __enter__(self) -> Run:
+        self.took_over = self.store.acquire_lock(self.env, self.holder)
+        if self.took_over:
+            self.observer.note(
+                f"took over the lock of run {self.took_over.run_id} "
+                f"(pid {self.took_over.pid} on {self.took_over.host} is gone)",
+                level="warning",
+            )
+        self.record(
+            "run_started",
+            command=self.command,
+            pid=self.holder.pid,
+            host=self.holder.host,
+            took_over=self.took_over.as_dict() if self.took_over else None,
+            **self._start_data,
+        )
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if self.outcome is None:
+                self.finish("failed" if exc is not None else "succeeded",
+                            error=self.redactor.text(str(exc)) if exc is not None else None)
+        finally:
+            self.store.release_lock(self.env, self.holder.lock_id)
+
+    def finish(self, outcome: str, **data: Any) -> None:
+        self.outcome = outcome
+        self.record("run_finished", outcome=outcome, **data)
+
+    def record(self, type: str, *, op: str | None = None, step: str | None = None, **data: Any) -> Event:
+        clean = self.redactor.data(data)
+        with self._write_lock:
+            event = self.store.append(self.env, self.id, type, op=op, step=step, data=clean)
+        self.observer.event(event)
+        return event
+
+    def state(self) -> EnvState:
+        return derive(self.env, self.store.events(self.env))

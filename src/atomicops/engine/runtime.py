@@ -1,0 +1,54 @@
+"""Everything a run needs to execute actions, built from a plan (or the plan a journal kept)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from atomicops.actions.base import Connections
+from atomicops.engine.executor import Executor
+from atomicops.engine.scope import Scope
+from atomicops.engine.secrets import Secrets
+from atomicops.plan.model import Plan
+
+
+@dataclass
+class Runtime:
+    plan: Plan
+    scope: Scope
+    secrets: Secrets
+    connections: Connections
+    executor: Executor
+
+    def close(self) -> None:
+        self.connections.close()
+
+
+def open_runtime(
+    plan: Plan,
+    *,
+    env: str,
+    run_id: str,
+    base_dir: str,
+    ops_outputs: Callable[[str], Mapping[str, Any]] = lambda op: {},
+) -> Runtime:
+    scope = Scope(env=env, run_id=run_id, vars=plan.vars, ops_outputs=ops_outputs)
+    connections = Connections({})
+    executor = Executor(connections, env=env, run_id=run_id, base_dir=base_dir)
+
+    def fetch_aws(secret_id: str, connection: str | None) -> str:
+        action = {"aws": "secretsmanager.get_secret_value", "params": {"SecretId": secret_id}}
+        if connection:
+            action["connection"] = connection
+        return str(executor.execute(action).get("SecretString", ""))
+
+    secrets = Secrets(plan.secrets, fetch_aws=fetch_aws)
+    # Connection specs may use vars and secrets; they are resolved once, here.
+    for name, conn in plan.connections.items():
+        connections.define(name, scope.exec_form(conn.model_dump(), secrets))
+    # `call:` actions name modules that ship beside the plan.
+    if base_dir not in sys.path:
+        sys.path.insert(0, base_dir)
+    return Runtime(plan, scope, secrets, connections, executor)

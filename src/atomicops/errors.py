@@ -1,0 +1,191 @@
+"""Typed errors. Each carries the data a caller needs and the exit code DESIGN.md assigns.
+
+The CLI prints ``str(error)`` without a traceback and exits with ``error.exit_code``; Python
+callers catch the class they care about and read its fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # failed, and rolled back (or kept, when asked)
+EXIT_INVALID = 2  # invalid input, nothing ran
+EXIT_ROLLBACK_INCOMPLETE = 3  # action needed
+EXIT_LOCKED = 4
+
+
+class AtomicOpsError(Exception):
+    """Base of every error atomicops raises on purpose."""
+
+    exit_code: int = EXIT_FAILED
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a plan, located as precisely as the source allows."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    op: str | None = None
+    key: str | None = None
+    severity: str = "error"  # or "warning"
+
+    def __str__(self) -> str:
+        where = self.file or "<plan>"
+        if self.line is not None:
+            where += f":{self.line}"
+        parts = [where]
+        if self.op:
+            parts.append(f"operation {self.op}")
+        if self.key:
+            parts.append(self.key)
+        label = "warning" if self.severity == "warning" else "error"
+        return f"{': '.join(parts)}: {label}: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "severity": self.severity,
+            "file": self.file,
+            "line": self.line,
+            "op": self.op,
+            "key": self.key,
+            "message": self.message,
+        }
+
+
+class PlanInvalid(AtomicOpsError):
+    """The plan (or its vars) has problems; nothing ran."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        errors = [p for p in problems if p.severity == "error"]
+        lines = "\n".join(f"  {p}" for p in errors)
+        super().__init__(f"the plan has {len(errors)} error(s):\n{lines}")
+
+
+class UsageError(AtomicOpsError):
+    """A command was asked for something that cannot be done as asked; nothing ran."""
+
+    exit_code = EXIT_INVALID
+
+
+class CycleError(AtomicOpsError):
+    exit_code = EXIT_INVALID
+
+    def __init__(self, cycle: list[str]):
+        self.cycle = cycle
+        super().__init__("dependency cycle: " + " -> ".join(cycle))
+
+
+class ReferenceError_(AtomicOpsError):
+    """A ``${...}`` reference that cannot be resolved at run time."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, ref: str, reason: str):
+        self.ref = ref
+        self.reason = reason
+        super().__init__(f"cannot resolve ${{{ref}}}: {reason}")
+
+
+@dataclass
+class ActionError(AtomicOpsError):
+    """An action failed. ``code`` is the service's error code where it has one."""
+
+    kind: str
+    message: str
+    code: str | None = None
+    transient: bool = False
+    result: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        code = f" [{self.code}]" if self.code else ""
+        return f"{self.kind}{code}: {self.message}"
+
+
+class ExpectFailed(AtomicOpsError):
+    def __init__(self, failures: list[str]):
+        self.failures = failures
+        super().__init__("expectation not met: " + "; ".join(failures))
+
+
+class StepFailed(AtomicOpsError):
+    exit_code = EXIT_FAILED
+
+    def __init__(self, op: str, step: str, cause: BaseException | str):
+        self.op = op
+        self.step = step
+        self.cause = cause
+        super().__init__(f"operation {op}, step {step}: {cause}")
+
+
+class RunFailed(AtomicOpsError):
+    """Apply failed; the run was rolled back (or kept, as asked)."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, run_id: str, failures: list[StepFailed | AtomicOpsError], kept: bool):
+        self.run_id = run_id
+        self.failures = failures
+        self.kept = kept
+        what = "kept for inspection" if kept else "rolled back"
+        detail = "\n".join(f"  {f}" for f in failures)
+        super().__init__(f"run {run_id} failed and was {what}:\n{detail}")
+
+
+class RollbackIncomplete(AtomicOpsError):
+    exit_code = EXIT_ROLLBACK_INCOMPLETE
+
+    def __init__(self, remaining: list[str], failures: list[str]):
+        self.remaining = remaining
+        self.failures = failures
+        detail = "\n".join(f"  {f}" for f in failures)
+        super().__init__(
+            "rollback incomplete; still applied: "
+            + ", ".join(remaining)
+            + (f"\n{detail}" if detail else "")
+            + "\nfix the cause and run `atomicops rollback` again"
+        )
+
+
+class Locked(AtomicOpsError):
+    exit_code = EXIT_LOCKED
+
+    def __init__(self, env: str, holder: dict[str, Any]):
+        self.env = env
+        self.holder = holder
+        who = ", ".join(f"{k}={v}" for k, v in holder.items())
+        super().__init__(f"environment {env!r} is locked by another run ({who})")
+
+
+class UnfinishedRun(AtomicOpsError):
+    """The journal holds a step whose intent has no result (a crash); resume settles it."""
+
+    exit_code = EXIT_ROLLBACK_INCOMPLETE
+
+    def __init__(self, env: str, steps: list[str]):
+        self.env = env
+        self.steps = steps
+        super().__init__(
+            f"environment {env!r} has in-flight step(s) from an interrupted run: "
+            + ", ".join(steps)
+            + "; run `atomicops resume` to settle them"
+        )
+
+
+class UndoFailed(AtomicOpsError):
+    exit_code = EXIT_ROLLBACK_INCOMPLETE
+
+    def __init__(self, op: str, step: str, cause: BaseException | str):
+        self.op = op
+        self.step = step
+        self.cause = cause
+        super().__init__(f"undo of operation {op}, step {step} failed: {cause}")

@@ -1,0 +1,345 @@
+"""The SQLite journal store: one file, many readers and writers, every append on disk.
+
+Several processes may open the same file (an ``apply`` and a ``status`` at once, or a crashed
+run and the ``resume`` that follows it), so the file is in WAL mode with a busy timeout and
+every write that must see a consistent picture (the lock) runs inside ``BEGIN IMMEDIATE``,
+which takes SQLite's write lock up front instead of failing on upgrade half-way through.
+
+Events are append-only: the store offers no way to change or delete one, and triggers in the
+schema refuse it even to someone with a ``sqlite3`` shell, because state is derived from the
+log and an edited log is a lie about what was done to the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from atomicops.errors import Locked, UsageError
+from atomicops.journal.store import Event, LockHolder
+
+SCHEMA_VERSION = 1
+
+# Long enough to ride out another process's append or lock check (milliseconds of work),
+# short enough that a wedged peer surfaces as an error rather than a silent hang.
+BUSY_TIMEOUT_SECONDS = 10.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq    INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a seq is never reused
+    env    TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    ts     REAL NOT NULL,
+    type   TEXT NOT NULL,
+    op     TEXT,
+    step   TEXT,
+    data   TEXT NOT NULL DEFAULT '{}'          -- JSON
+);
+CREATE INDEX IF NOT EXISTS events_env_seq ON events (env, seq);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN
+    SELECT RAISE(ABORT, 'the atomicops journal is append-only');
+END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN
+    SELECT RAISE(ABORT, 'the atomicops journal is append-only');
+END;
+CREATE TABLE IF NOT EXISTS locks (
+    env     TEXT PRIMARY KEY,
+    lock_id TEXT NOT NULL,
+    run_id  TEXT NOT NULL,
+    pid     INTEGER NOT NULL,
+    host    TEXT NOT NULL,
+    started REAL NOT NULL,
+    command TEXT NOT NULL DEFAULT ''
+);
+"""
+
+_EVENT_COLUMNS = "seq, env, run_id, ts, type, op, step, data"
+_LOCK_COLUMNS = "lock_id, run_id, pid, host, started, command"
+
+
+class SqliteStore:
+    """A :class:`~atomicops.journal.store.JournalStore` in one SQLite file.
+
+    One connection per store, shared by the engine's worker threads under a mutex: SQLite
+    serialises writers anyway, and a single connection keeps each thread's appends in the
+    order they committed.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path).absolute()
+        self.url = f"sqlite:///{self.path}"
+        self._mutex = threading.Lock()
+        _create_private_file(self.path)
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                check_same_thread=False,  # guarded by self._mutex instead
+                isolation_level=None,  # autocommit; transactions are explicit below
+            )
+        except sqlite3.Error as e:
+            raise UsageError(f"cannot open the journal at {self.path}: {e}") from e
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: in WAL mode NORMAL may lose the last commits on power loss, and an
+            # append that returned must survive (an intent record we lose is an orphan).
+            conn.execute("PRAGMA synchronous = FULL")
+            with _immediate(conn):
+                _create_schema(conn)
+                _check_schema_version(conn, self.path)
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise UsageError(f"cannot open the journal at {self.path}: {e}") from e
+        except BaseException:
+            conn.close()
+            raise
+        self._conn: sqlite3.Connection | None = conn
+
+    # -- events ---------------------------------------------------------------------------
+
+    def append(
+        self,
+        env: str,
+        run_id: str,
+        type: str,
+        *,
+        op: str | None = None,
+        step: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        text = json.dumps(data or {}, sort_keys=True, default=str)
+        with self._connection() as conn:
+            # Stamped under the mutex so that, within a process, ts never goes back as seq rises.
+            ts = time.time()
+            # A single INSERT in autocommit mode is its own transaction: committed (and, with
+            # synchronous=FULL, fsynced) when execute returns.
+            cur = conn.execute(
+                "INSERT INTO events (env, run_id, ts, type, op, step, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (env, run_id, ts, type, op, step, text),
+            )
+            seq = cur.lastrowid
+        assert seq is not None
+        # Return what a reader will get back (JSON round trip), not the caller's objects, so
+        # the engine never acts on a value the journal could not reproduce after a crash.
+        return Event(seq, env, run_id, ts, type, op, step, json.loads(text))
+
+    def events(self, env: str, *, after: int = 0) -> list[Event]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE env = ? AND seq > ? ORDER BY seq",
+                (env, after),
+            ).fetchall()
+        return [_event(row) for row in rows]
+
+    def environments(self) -> list[str]:
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT env FROM events UNION SELECT env FROM locks ORDER BY env"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    # -- the environment lock -------------------------------------------------------------
+
+    def acquire_lock(self, env: str, holder: LockHolder) -> LockHolder | None:
+        with self._connection() as conn, _immediate(conn):
+            current = _read_lock(conn, env)
+            if current is None:
+                _write_lock(conn, env, holder)
+                return None
+            if _same_holder(current, holder):
+                # Re-entry by the run that holds it. The row is kept as it is, so a nested
+                # acquire/release pair cannot drop the outer holder's lock mid-run.
+                return None
+            if current.host == socket.gethostname() and not _pid_alive(current.pid):
+                _write_lock(conn, env, holder)
+                return current
+            # Alive, or on another host where we cannot tell: only `unlock` may clear it.
+            raise Locked(env, current.as_dict())
+
+    def release_lock(self, env: str, lock_id: str) -> None:
+        with self._connection() as conn:
+            conn.execute("DELETE FROM locks WHERE env = ? AND lock_id = ?", (env, lock_id))
+
+    def read_lock(self, env: str) -> LockHolder | None:
+        with self._connection() as conn:
+            return _read_lock(conn, env)
+
+    def break_lock(self, env: str, lock_id: str | None = None) -> LockHolder | None:
+        with self._connection() as conn, _immediate(conn):
+            current = _read_lock(conn, env)
+            if current is None:
+                return None
+            if lock_id is not None and lock_id != current.lock_id:
+                # The holder changed since the user looked: refuse rather than break a lock
+                # they have not seen.
+                raise UsageError(
+                    f"environment {env!r} is locked by lock id {current.lock_id!r}, "
+                    f"not {lock_id!r}; nothing was unlocked"
+                )
+            conn.execute("DELETE FROM locks WHERE env = ?", (env,))
+            return current
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._mutex:
+            if self._conn is None:
+                raise RuntimeError(f"the journal store {self.url} is closed")
+            yield self._conn
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file 0600 (and its directory 0700) before SQLite touches it.
+
+    SQLite creates the -wal and -shm files with the database file's mode, so getting this
+    one right keeps outputs (resource ids, hostnames, resolved undo actions) private too.
+    An existing file is left as it is: its owner chose its mode.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as e:
+        raise UsageError(f"cannot open the journal at {path}: {e.strerror or e}") from e
+    os.close(fd)
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    # executescript would COMMIT our IMMEDIATE transaction first, so run statement by
+    # statement (triggers contain ';' inside BEGIN...END, hence complete_statement).
+    buf = ""
+    for line in _SCHEMA.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            conn.execute(buf)
+            buf = ""
+
+
+def _check_schema_version(conn: sqlite3.Connection, path: Path) -> None:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    if row is None:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        return
+    version = int(row[0])
+    if version > SCHEMA_VERSION:
+        raise UsageError(
+            f"the journal at {path} has schema version {version}, newer than this atomicops "
+            f"understands ({SCHEMA_VERSION}); upgrade atomicops to use it"
+        )
+
+
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """One ``BEGIN IMMEDIATE`` transaction: the write lock is taken before the first read.
+
+    A deferred transaction that reads the lock row and then writes would fail with BUSY at
+    the write if another process got there between, which is exactly the race this prevents.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    seq, env, run_id, ts, type_, op, step, data = row
+    return Event(seq, env, run_id, ts, type_, op, step, json.loads(data))
+
+
+def _read_lock(conn: sqlite3.Connection, env: str) -> LockHolder | None:
+    row = conn.execute(f"SELECT {_LOCK_COLUMNS} FROM locks WHERE env = ?", (env,)).fetchone()
+    if row is None:
+        return None
+    lock_id, run_id, pid, host, started, command = row
+    return LockHolder(lock_id, run_id, int(pid), host, float(started), command)
+
+
+def _write_lock(conn: sqlite3.Connection, env: str, holder: LockHolder) -> None:
+    conn.execute(
+        f"INSERT OR REPLACE INTO locks (env, {_LOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            env,
+            holder.lock_id,
+            holder.run_id,
+            holder.pid,
+            holder.host,
+            holder.started,
+            holder.command,
+        ),
+    )
+
+
+def _same_holder(current: LockHolder, holder: LockHolder) -> bool:
+    if current.lock_id == holder.lock_id:
+        return True
+    return (current.host, current.pid, current.run_id) == (holder.host, holder.pid, holder.run_id)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this host is still running (a zombie counts as dead)."""
+    if pid <= 0:
+        # 0 and negatives address process groups in kill(2); no real holder has them.
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, it just belongs to another user
+    except OverflowError:
+        return False
+    # A zombie has exited but its parent has not reaped it yet; it will never release the
+    # lock, so it is as dead as a missing pid. Linux tells us cheaply; elsewhere, assume alive.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    # The state follows the command name, which is in parentheses and may contain spaces.
+    fields = stat.rpartition(b")")[2].split()
+    return not (fields and fields[0] in (b"Z", b"X"))

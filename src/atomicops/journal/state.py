@@ -1,0 +1,223 @@
+"""The state of an environment, derived by folding its journal events. Nothing else is stored.
+
+Event vocabulary (``type``: what ``data`` holds):
+
+=================  ==========================================================================
+run_started        command, plan (vars applied, secrets as references), plan_file, pid, host
+run_finished       outcome (succeeded | failed | kept | rolled_back | rollback_incomplete)
+op_started         phase, phase_index, depends_on, title, fingerprint
+step_intent        action (resolved, secrets as references), key         -- before the do
+step_done          outputs, undo (fully resolved), irreversible, read_only, ok_errors,
+                   started, finished                                       -- after the do
+step_failed        error, code
+op_applied         outputs
+op_failed          error
+undo_intent        action                                                  -- before an undo
+undo_done          already_gone
+undo_failed        error, code
+undo_skipped       reason (an irreversible step)
+op_undone          (all of its applied steps are undone)
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from atomicops.journal.store import Event
+
+# Step statuses after which the step's effect may exist in the world.
+_APPLIED = frozenset({"done", "undo_intent", "undo_failed"})
+
+
+@dataclass
+class StepState:
+    name: str
+    status: str
+    run_id: str
+    outputs: dict[str, Any] = field(default_factory=dict)
+    undo: dict[str, Any] | None = None
+    irreversible: str | None = None
+    read_only: bool = False
+    ok_errors: list[str] = field(default_factory=list)
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+
+    @property
+    def applied(self) -> bool:
+        return self.status in _APPLIED and not self.read_only
+
+    @property
+    def in_flight(self) -> bool:
+        return self.status in ("intent", "undo_intent")
+
+
+@dataclass
+class OpState:
+    id: str
+    status: str  # applying | applied | failed | rolling_back | rolled_back
+    run_id: str
+    phase: str = ""
+    phase_index: int = 0
+    depends_on: list[str] = field(default_factory=list)
+    title: str = ""
+    fingerprint: str = ""
+    steps: dict[str, StepState] = field(default_factory=dict)
+    started: float | None = None
+    finished: float | None = None
+    error: str | None = None
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for s in self.steps.values():
+            if s.status in _APPLIED or s.status == "done":
+                out.update(s.outputs)
+        return out
+
+    @property
+    def present(self) -> bool:
+        """Something of this operation may exist in the world and would need undoing."""
+        return any(s.applied for s in self.steps.values())
+
+    def applied_steps(self) -> list[StepState]:
+        return [s for s in self.steps.values() if s.applied]
+
+
+@dataclass
+class RunInfo:
+    id: str
+    command: str
+    started: float
+    finished: float | None = None
+    outcome: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    plan: dict[str, Any] | None = None
+    plan_file: str | None = None
+    base_dir: str | None = None
+
+
+@dataclass
+class EnvState:
+    env: str
+    ops: dict[str, OpState] = field(default_factory=dict)
+    runs: dict[str, RunInfo] = field(default_factory=dict)
+    last_seq: int = 0
+
+    def op_status(self, op_id: str) -> str:
+        op = self.ops.get(op_id)
+        return op.status if op else "pending"
+
+    def is_applied(self, op_id: str) -> bool:
+        return self.op_status(op_id) == "applied"
+
+    def present_ops(self) -> list[OpState]:
+        """Operations with steps still applied, whatever their status."""
+        return [op for op in self.ops.values() if op.present]
+
+    def in_flight(self) -> list[str]:
+        return [
+            f"{op.id}/{s.name}" for op in self.ops.values() for s in op.steps.values() if s.in_flight
+        ]
+
+    def unfinished_runs(self) -> list[RunInfo]:
+        return [r for r in self.runs.values() if r.finished is None]
+
+    def latest_plan(self) -> RunInfo | None:
+        with_plan = [r for r in self.runs.values() if r.plan is not None]
+        return max(with_plan, key=lambda r: r.started) if with_plan else None
+
+
+def derive(env: str, events: Iterable[Event]) -> EnvState:
+    state = EnvState(env)
+    for ev in events:
+        _apply(state, ev)
+        state.last_seq = ev.seq
+    return state
+
+
+def _apply(state: EnvState, ev: Event) -> None:
+    d = ev.data
+    if ev.type == "run_started":
+        state.runs[ev.run_id] = RunInfo(
+            id=ev.run_id,
+            command=d.get("command", ""),
+            started=ev.ts,
+            pid=d.get("pid"),
+            host=d.get("host"),
+            plan=d.get("plan"),
+            plan_file=d.get("plan_file"),
+            base_dir=d.get("base_dir"),
+        )
+        return
+    if ev.type == "run_finished":
+        run = state.runs.get(ev.run_id)
+        if run:
+            run.finished, run.outcome = ev.ts, d.get("outcome")
+        return
+    if ev.op is None:
+        return
+    if ev.type == "op_started":
+        previous = state.ops.get(ev.op)
+        # A fresh attempt keeps steps that are still applied (a failed undo) so they are
+        # never forgotten; everything else starts over.
+        kept = {n: s for n, s in (previous.steps.items() if previous else []) if s.applied}
+        state.ops[ev.op] = OpState(
+            id=ev.op,
+            status="applying",
+            run_id=ev.run_id,
+            phase=d.get("phase", ""),
+            phase_index=d.get("phase_index", 0),
+            depends_on=list(d.get("depends_on", [])),
+            title=d.get("title", ""),
+            fingerprint=d.get("fingerprint", ""),
+            steps=kept,
+            started=ev.ts,
+        )
+        return
+    op = state.ops.get(ev.op)
+    if op is None:
+        return
+    if ev.type == "op_applied":
+        op.status, op.finished, op.error = "applied", ev.ts, None
+    elif ev.type == "op_failed":
+        op.status, op.finished, op.error = "failed", ev.ts, d.get("error")
+    elif ev.type == "op_undone":
+        op.status, op.finished = "rolled_back", ev.ts
+    elif ev.step is not None:
+        _apply_step(op, ev)
+
+
+def _apply_step(op: OpState, ev: Event) -> None:
+    d = ev.data
+    step = op.steps.get(ev.step or "")
+    if ev.type == "step_intent":
+        op.steps[ev.step or ""] = StepState(name=ev.step or "", status="intent", run_id=ev.run_id, started=ev.ts)
+        return
+    if step is None:
+        return
+    if ev.type == "step_done":
+        step.status = "done"
+        step.outputs = dict(d.get("outputs") or {})
+        step.undo = d.get("undo")
+        step.irreversible = d.get("irreversible")
+        step.read_only = bool(d.get("read_only"))
+        step.ok_errors = list(d.get("ok_errors") or [])
+        step.started = d.get("started", step.started)
+        step.finished = d.get("finished", ev.ts)
+    elif ev.type == "step_failed":
+        step.status, step.error, step.finished = "failed", d.get("error"), ev.ts
+    elif ev.type == "undo_intent":
+        step.status = "undo_intent"
+        if op.status == "applied":
+            op.status = "rolling_back"
+    elif ev.type == "undo_done":
+        step.status = "undone"
+    elif ev.type == "undo_failed":
+        step.status, step.error = "undo_failed", d.get("error")
+    elif ev.type == "undo_skipped":
+        step.status, step.error = "undo_skipped", d.get("reason")

@@ -1,0 +1,90 @@
+"""The journal store contract: an append-only event log per environment, plus its lock.
+
+The engine talks only to :class:`JournalStore`. A store is chosen by URL in
+:func:`atomicops.journal.open_store` (``sqlite:///path`` today; ``postgresql://`` is the next
+store and needs no engine change). State is never stored: it is derived from the events by
+:mod:`atomicops.journal.state`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    env: str
+    run_id: str
+    ts: float
+    type: str
+    op: str | None = None
+    step: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds an environment's lock. ``lock_id`` is what ``unlock`` must name."""
+
+    lock_id: str
+    run_id: str
+    pid: int
+    host: str
+    started: float
+    command: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "lock_id": self.lock_id,
+            "run_id": self.run_id,
+            "pid": self.pid,
+            "host": self.host,
+            "started": self.started,
+            "command": self.command,
+        }
+
+
+class JournalStore(Protocol):
+    url: str
+
+    def append(
+        self,
+        env: str,
+        run_id: str,
+        type: str,
+        *,
+        op: str | None = None,
+        step: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> Event:
+        """Durably append one event (it is on disk when this returns) and return it."""
+        ...
+
+    def events(self, env: str, *, after: int = 0) -> list[Event]:
+        """Every event of ``env`` with ``seq > after``, oldest first."""
+        ...
+
+    def environments(self) -> list[str]: ...
+
+    def acquire_lock(self, env: str, holder: LockHolder) -> LockHolder | None:
+        """Take the lock for ``holder``.
+
+        Returns ``None`` when it was free, or the previous holder when that holder was dead
+        (same host, pid gone) and the lock was taken over. Raises
+        :class:`atomicops.errors.Locked` when a live holder has it.
+        """
+        ...
+
+    def release_lock(self, env: str, lock_id: str) -> None:
+        """Release the lock if ``lock_id`` still holds it (a no-op otherwise)."""
+        ...
+
+    def read_lock(self, env: str) -> LockHolder | None: ...
+
+    def break_lock(self, env: str, lock_id: str | None = None) -> LockHolder | None:
+        """Clear the lock regardless of its holder's liveness; return who held it."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,203 @@
+"""Load a plan file, apply ``--var``/``--vars-file`` overrides, validate it completely.
+
+:func:`load_plan` either returns a :class:`LoadedPlan` that is safe to run or raises
+:class:`~atomicops.errors.PlanInvalid` listing *every* problem found, each with file, line,
+operation and key. Nothing runs before this has succeeded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from atomicops.errors import PlanInvalid, Problem, UsageError
+from atomicops.graph import Graph
+from atomicops.plan.model import Operation, Plan
+from atomicops.plan.source import SourceMap, format_path, load_yaml
+
+
+@dataclass
+class LoadedPlan:
+    plan: Plan
+    file: str
+    base_dir: str
+    source: SourceMap
+    deps: dict[str, set[str]]
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def graph(self) -> Graph:
+        return Graph.build([op.id for op in self.plan.operations], self.deps)
+
+    def phase_index(self, op_id: str) -> int:
+        return self.plan.phases.index(self.plan.phase_of(self.plan.operation(op_id)))
+
+    def forward_waves(self) -> list[tuple[str, list[list[str]]]]:
+        """Per phase (a barrier), the waves of operations that can run together."""
+        out = []
+        for phase in self.plan.phases:
+            ids = [op.id for op in self.plan.operations if self.plan.phase_of(op) == phase]
+            out.append((phase, self.graph.restricted(ids).waves()))
+        return out
+
+
+def parse_var(assignment: str) -> tuple[str, Any]:
+    """``k=v`` from the command line; ``v`` is read as a YAML scalar (``--var n=3`` is 3)."""
+    if "=" not in assignment:
+        raise UsageError(f"--var takes NAME=VALUE, got {assignment!r}")
+    name, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return name.strip(), value
+
+
+def read_vars_file(path: str) -> dict[str, Any]:
+    try:
+        text = FsPath(path).read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read vars file {path}: {exc.strerror}") from None
+    data, _ = load_yaml(text, path)
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise PlanInvalid([Problem("a vars file must be a mapping", file=path, line=1)])
+    return data
+
+
+def load_plan(
+    path: str | os.PathLike[str],
+    *,
+    var_overrides: Mapping[str, Any] | None = None,
+    vars_files: Sequence[str] = (),
+) -> LoadedPlan:
+    file = _plan_file(path)
+    try:
+        text = FsPath(file).read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read plan {file}: {exc.strerror}") from None
+    raw, smap = load_yaml(text, file)
+    if not isinstance(raw, dict):
+        raise PlanInvalid([Problem("a plan must be a YAML mapping", file=file, line=1)])
+    overrides: dict[str, Any] = {}
+    for vf in vars_files:
+        overrides.update(read_vars_file(vf))
+    overrides.update(var_overrides or {})
+    if overrides:
+        base = raw.get("vars") if isinstance(raw.get("vars"), dict) else {}
+        raw["vars"] = {**base, **overrides}
+
+    try:
+        plan = Plan.model_validate(raw)
+    except ValidationError as exc:
+        raise PlanInvalid(_schema_problems(exc, raw, smap)) from None
+
+    from atomicops.plan.validate import validate_plan  # the semantic pass
+
+    problems, deps = validate_plan(plan, raw, smap)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise PlanInvalid(problems)
+    return LoadedPlan(
+        plan=plan,
+        file=file,
+        base_dir=str(FsPath(file).parent.resolve()),
+        source=smap,
+        deps=deps,
+        warnings=[p for p in problems if p.severity == "warning"],
+    )
+
+
+def _plan_file(path: str | os.PathLike[str]) -> str:
+    """A directory stands for the ``plan.yaml`` inside it (``atomicops apply examples/x``)."""
+    p = FsPath(path)
+    if p.is_dir():
+        for name in ("plan.yaml", "plan.yml"):
+            if (p / name).is_file():
+                return str(p / name)
+        raise UsageError(f"{p} is a directory with no plan.yaml in it")
+    return str(p)
+
+
+def op_at(raw: Mapping[str, Any], loc: Sequence[Any]) -> str | None:
+    """The id of the operation a path points into, read from the raw plan."""
+    if len(loc) >= 2 and loc[0] == "operations" and isinstance(loc[1], int):
+        ops = raw.get("operations")
+        if isinstance(ops, list) and loc[1] < len(ops) and isinstance(ops[loc[1]], dict):
+            op_id = ops[loc[1]].get("id")
+            return str(op_id) if op_id is not None else f"#{loc[1] + 1}"
+    return None
+
+
+def _schema_problems(exc: ValidationError, raw: Mapping[str, Any], smap: SourceMap) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {loc[-1]!r}"
+            known = _known_keys(loc[:-1])
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            if close:
+                msg += f" (did you mean {close[0]!r}?)"
+            elif known:
+                msg += f" (allowed: {', '.join(sorted(known))})"
+        elif err["type"] == "missing":
+            msg = f"missing required key {loc[-1]!r}"
+        elif err["type"] == "literal_error" and loc == ["atomicops"]:
+            msg = "unsupported plan format version (this atomicops reads `atomicops: 1`)"
+        problems.append(
+            Problem(
+                msg,
+                file=smap.file,
+                line=smap.line(loc),
+                op=op_at(raw, loc),
+                key=format_path(loc),
+            )
+        )
+    return problems
+
+
+def _known_keys(loc: Iterable[Any]) -> list[str]:
+    """Field names of the model at ``loc`` (for "did you mean" hints)."""
+    tp: Any = Plan
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(part, int):
+            args = typing.get_args(tp)
+            tp = args[0] if args else Any
+        elif isinstance(tp, type) and issubclass(tp, BaseModel):
+            f = tp.model_fields.get(part)
+            if f is None:
+                return []
+            tp = f.annotation
+        else:
+            args = typing.get_args(tp)
+            tp = args[-1] if args else Any
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return list(tp.model_fields)
+    return []
+
+
+def _unwrap(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0] if len(args) == 1 else tp
+    return tp
+
+
+def operation_line(loaded: LoadedPlan, op: Operation) -> int | None:
+    idx = loaded.plan.operations.index(op)
+    return loaded.source.line(("operations", idx))

@@ -1,0 +1,113 @@
+"""The plan as typed, frozen data. Keys and their meaning are the contract in DESIGN.md.
+
+Actions (``do``, ``undo``, ``probe``, checks) stay plain mappings here: their shape belongs to
+the action kind that runs them (:mod:`atomicops.actions`), which checks them in
+:mod:`atomicops.plan.validate`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+DEFAULT_UNDO_OK_ERRORS = ("*NotFound*", "NoSuch*", "*NotFoundException", "*DoesNotExist*")
+"""Error codes that mean "already gone", so an undo that meets them counts as done."""
+
+Action = dict[str, Any]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Retry(_Model):
+    attempts: int = Field(3, ge=1, le=100)
+    delay: float = Field(1.0, ge=0)
+    backoff: float = Field(2.0, ge=1)
+    max_delay: float = Field(30.0, ge=0)
+    on: Literal["transient", "any"] = "transient"
+
+
+class Step(_Model):
+    name: str = Field(pattern=ID_PATTERN)
+    do: Action
+    undo: Action | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+    probe: Action | None = None
+    retry: Retry | None = None
+    timeout: float | None = Field(None, gt=0)
+    irreversible: str | None = None
+    read_only: bool = False
+    undo_ok_errors: list[str] | None = None
+
+    @property
+    def ok_errors(self) -> tuple[str, ...]:
+        if self.undo_ok_errors is None:
+            return DEFAULT_UNDO_OK_ERRORS
+        return tuple(self.undo_ok_errors)
+
+
+class Operation(_Model):
+    id: str = Field(pattern=ID_PATTERN)
+    phase: str | None = None
+    title: str = ""
+    depends_on: list[str] = Field(default_factory=list)
+    steps: list[Step] = Field(min_length=1)
+    verify: list[Action] = Field(default_factory=list)
+
+
+class SecretSpec(_Model):
+    generate: int | None = Field(None, ge=8, le=4096)
+    env: str | None = None
+    aws_secret: str | None = None
+    connection: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SecretSpec:
+        given = [k for k in ("generate", "env", "aws_secret") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("a secret needs exactly one of: generate, env, aws_secret")
+        return self
+
+    @property
+    def source(self) -> str:
+        return next(k for k in ("generate", "env", "aws_secret") if getattr(self, k) is not None)
+
+
+class Connection(BaseModel):
+    """``kind`` picks the action kind that opens it; other keys belong to that kind."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: str
+
+
+class Triggers(_Model):
+    monitor_minutes: float = Field(0, ge=0)
+    poll_seconds: float = Field(15, gt=0)
+    checks: list[Action] = Field(default_factory=list)
+
+
+class Plan(_Model):
+    atomicops: Literal[1]
+    name: str = Field(pattern=ID_PATTERN)
+    description: str = ""
+    phases: list[str] = Field(default_factory=lambda: ["main"], min_length=1)
+    vars: dict[str, Any] = Field(default_factory=dict)
+    secrets: dict[str, SecretSpec] = Field(default_factory=dict)
+    connections: dict[str, Connection] = Field(default_factory=dict)
+    on_failure: Literal["rollback", "keep"] = "rollback"
+    triggers: Triggers | None = None
+    operations: list[Operation] = Field(min_length=1)
+    verify: list[Action] = Field(default_factory=list)
+
+    def operation(self, op_id: str) -> Operation:
+        for op in self.operations:
+            if op.id == op_id:
+                return op
+        raise KeyError(op_id)
+
+    def phase_of(self, op: Operation) -> str:
+        return op.phase or self.phases[0]

@@ -1,0 +1,100 @@
+"""Read YAML while remembering where every value came from.
+
+Validation errors must name the file and line, but PyYAML's ``safe_load`` throws the marks
+away. We compose the node tree ourselves and build plain Python values from it, recording
+the line of every mapping key and sequence item in a :class:`SourceMap` keyed by path
+(``("operations", 3, "steps", 0, "do")``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from atomicops.errors import PlanInvalid, Problem
+
+Path = tuple[str | int, ...]
+
+
+@dataclass
+class SourceMap:
+    file: str
+    lines: dict[Path, int] = field(default_factory=dict)
+
+    def line(self, path: Sequence[str | int]) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        p = tuple(path)
+        while True:
+            if p in self.lines:
+                return self.lines[p]
+            if not p:
+                return None
+            p = p[:-1]
+
+
+def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
+    """Parse ``text``; raise :class:`PlanInvalid` with the line of a syntax error."""
+    smap = SourceMap(file)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, smap
+        value = _build(loader, node, (), smap)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        msg = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        raise PlanInvalid([Problem(f"YAML syntax: {msg}", file=file, line=line)]) from None
+    except _DuplicateKey as dup:
+        raise PlanInvalid(
+            [Problem(f"duplicate key {dup.key!r}", file=file, line=dup.line, key=dup.path)]
+        ) from None
+    finally:
+        loader.dispose()
+    return value, smap
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key: str, line: int, path: str):
+        self.key, self.line, self.path = key, line, path
+
+
+def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, smap: SourceMap) -> Any:
+    smap.lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # honour YAML merge keys (<<)
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if isinstance(key, (list, dict)):
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a scalar", key_node.start_mark
+                )
+            if key in out:
+                raise _DuplicateKey(
+                    str(key), key_node.start_mark.line + 1, format_path((*path, key))
+                )
+            child = (*path, key)
+            smap.lines[child] = key_node.start_mark.line + 1
+            out[key] = _build(loader, value_node, child, smap)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _build(loader, item, (*path, i), smap) for i, item in enumerate(node.value)
+        ]
+    return loader.construct_object(node, deep=True)
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """``("operations", 0, "steps", 1, "do")`` -> ``operations[0].steps[1].do``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out

@@ -1,0 +1,266 @@
+"""The semantic checks of a plan that parsed: names, references, dependencies, actions.
+
+Every check appends a :class:`Problem` instead of stopping, so one ``validate`` shows all
+that is wrong. Returns the operation dependencies (explicit ``depends_on`` plus those
+inferred from ``${ops.OP...}`` references) for the graph.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jmespath
+import jmespath.exceptions
+
+from atomicops.actions import registry
+from atomicops.errors import Problem
+from atomicops.expect import check_expect_spec
+from atomicops.graph import Graph
+from atomicops.plan import refs
+from atomicops.plan.model import Operation, Plan
+from atomicops.plan.source import Path, SourceMap, format_path
+
+# Keys an action may carry beside its kind's own, by the role the action plays.
+ROLE_KEYS = {
+    "do": frozenset(),
+    "undo": frozenset(),
+    "probe": frozenset({"outputs"}),
+    "check": frozenset({"expect", "name"}),
+}
+
+# Which reference namespaces each place may use.
+_ANY = frozenset(refs.NAMESPACES)
+_NO_STEP = _ANY - {"step"}
+_PLAN_LEVEL = _ANY - {"step", "self"}
+_CONNECTION = frozenset({"vars", "secrets", "env"})
+
+
+@dataclass
+class _Ctx:
+    plan: Plan
+    raw: Mapping[str, Any]
+    smap: SourceMap
+    problems: list[Problem]
+    outputs: dict[str, dict[str, int]]  # op -> output -> index of the step declaring it
+    deps: dict[str, set[str]]
+
+    def add(self, path: Path, message: str, *, op: str | None = None, warning: bool = False) -> None:
+        self.problems.append(
+            Problem(
+                message,
+                file=self.smap.file,
+                line=self.smap.line(path),
+                op=op,
+                key=format_path(path),
+                severity="warning" if warning else "error",
+            )
+        )
+
+
+def validate_plan(
+    plan: Plan, raw: Mapping[str, Any], smap: SourceMap
+) -> tuple[list[Problem], dict[str, set[str]]]:
+    ctx = _Ctx(plan, raw, smap, [], {}, {op.id: set() for op in plan.operations})
+    _check_names(ctx)
+    for name, conn in plan.connections.items():
+        path: Path = ("connections", name)
+        if conn.kind not in {k.connection_kind for k in registry.kinds().values()}:
+            ctx.add((*path, "kind"), f"unknown connection kind {conn.kind!r}")
+        _check_refs(ctx, conn.model_dump(), path, allowed=_CONNECTION, op=None)
+    for i, op in enumerate(plan.operations):
+        _check_operation(ctx, i, op)
+    for i, check in enumerate(plan.verify):
+        _check_action(ctx, check, ("verify", i), "check", op=None, allowed=_PLAN_LEVEL)
+    if plan.triggers:
+        for i, check in enumerate(plan.triggers.checks):
+            path = ("triggers", "checks", i)
+            _check_action(ctx, check, path, "check", op=None, allowed=_PLAN_LEVEL)
+    _check_graph(ctx)
+    return ctx.problems, ctx.deps
+
+
+def _check_names(ctx: _Ctx) -> None:
+    plan = ctx.plan
+    if len(set(plan.phases)) != len(plan.phases):
+        ctx.add(("phases",), "phase names must be unique")
+    seen: dict[str, int] = {}
+    for i, op in enumerate(plan.operations):
+        path: Path = ("operations", i)
+        if op.id in seen:
+            ctx.add((*path, "id"), f"operation id {op.id!r} is already used by operation #{seen[op.id] + 1}", op=op.id)
+        seen.setdefault(op.id, i)
+        if op.phase is not None and op.phase not in plan.phases:
+            ctx.add((*path, "phase"), f"unknown phase {op.phase!r} (phases: {', '.join(plan.phases)})", op=op.id)
+        declared: dict[str, int] = {}
+        step_names: set[str] = set()
+        for j, step in enumerate(op.steps):
+            spath: Path = (*path, "steps", j)
+            if step.name in step_names:
+                ctx.add((*spath, "name"), f"step name {step.name!r} is used twice", op=op.id)
+            step_names.add(step.name)
+            for out, expr in step.outputs.items():
+                if out in declared:
+                    ctx.add((*spath, "outputs", out), f"output {out!r} is already declared by step #{declared[out] + 1}", op=op.id)
+                declared.setdefault(out, j)
+                _check_jmespath(ctx, expr, (*spath, "outputs", out), op.id)
+        ctx.outputs[op.id] = declared
+
+
+def _check_operation(ctx: _Ctx, index: int, op: Operation) -> None:
+    path: Path = ("operations", index)
+    for j, dep in enumerate(op.depends_on):
+        if dep == op.id:
+            ctx.add((*path, "depends_on", j), "an operation cannot depend on itself", op=op.id)
+        elif dep not in ctx.deps:
+            ctx.add((*path, "depends_on", j), f"unknown operation {dep!r}{_suggest(dep, ctx.deps)}", op=op.id)
+        else:
+            ctx.deps[op.id].add(dep)
+    for j, step in enumerate(op.steps):
+        spath: Path = (*path, "steps", j)
+        _check_action(ctx, step.do, (*spath, "do"), "do", op=op.id, self_upto=j - 1)
+        if step.undo is not None:
+            _check_action(ctx, step.undo, (*spath, "undo"), "undo", op=op.id, self_upto=j)
+        if step.probe is not None:
+            _check_action(ctx, step.probe, (*spath, "probe"), "probe", op=op.id, self_upto=j - 1)
+            for out, expr in (step.probe.get("outputs") or {}).items():
+                _check_jmespath(ctx, expr, (*spath, "probe", "outputs", out), op.id)
+                if out not in step.outputs:
+                    ctx.add((*spath, "probe", "outputs", out), f"the probe yields {out!r}, which the step does not declare in outputs", op=op.id)
+        if step.read_only:
+            if step.undo is not None:
+                ctx.add((*spath, "undo"), "a read_only step changes nothing, so it has nothing to undo", op=op.id)
+        elif step.undo is None and step.irreversible is None:
+            ctx.add(
+                spath,
+                f"step {step.name!r} has a side effect and no undo: add `undo`, or say "
+                '`irreversible: "<why>"`, or mark it `read_only: true`',
+                op=op.id,
+            )
+        elif step.undo is not None and step.irreversible is not None:
+            ctx.add((*spath, "irreversible"), "a step with an undo is not irreversible; keep one of the two", op=op.id)
+        if step.irreversible is not None:
+            ctx.add((*spath, "irreversible"), f"step {step.name!r} is irreversible: {step.irreversible}", op=op.id, warning=True)
+    for j, check in enumerate(op.verify):
+        _check_action(ctx, check, (*path, "verify", j), "check", op=op.id, self_upto=len(op.steps) - 1, allowed=_NO_STEP)
+
+
+def _check_action(
+    ctx: _Ctx,
+    action: Mapping[str, Any],
+    path: Path,
+    role: str,
+    *,
+    op: str | None,
+    self_upto: int = -1,
+    allowed: frozenset[str] = _ANY,
+) -> None:
+    kinds = registry.kinds()
+    key, found = registry.kind_of(action)
+    if key is None:
+        if found:
+            ctx.add(path, f"an action has exactly one kind; found {', '.join(found)}", op=op)
+        else:
+            ctx.add(path, f"no action kind here (expected one of: {', '.join(sorted(kinds))})", op=op)
+        return
+    kind = kinds[key]
+    allowed_keys = {key} | kind.extra_keys | ROLE_KEYS[role]
+    for k in action:
+        if k not in allowed_keys:
+            ctx.add((*path, k), f"unknown key {k!r} for a {key} action{_suggest(str(k), allowed_keys)}", op=op)
+    for issue in kind.check(action):
+        ctx.add((*path, *issue.path), issue.message, op=op)
+    conn = action.get("connection")
+    if isinstance(conn, str) and "${" not in conn:
+        spec = ctx.plan.connections.get(conn)
+        if spec is None:
+            ctx.add((*path, "connection"), f"unknown connection {conn!r}{_suggest(conn, ctx.plan.connections)}", op=op)
+        elif spec.kind != kind.connection_kind:
+            ctx.add((*path, "connection"), f"connection {conn!r} is a {spec.kind} connection; a {key} action needs {kind.connection_kind}", op=op)
+    if role == "check":
+        expect = action.get("expect")
+        if expect is not None:
+            if not isinstance(expect, Mapping):
+                ctx.add((*path, "expect"), "expect maps JMESPath expressions to values", op=op)
+            else:
+                for sub, message in check_expect_spec(expect):
+                    ctx.add((*path, "expect", sub), message, op=op)
+    body = {k: v for k, v in action.items() if k not in ("outputs", "expect", "name")}
+    _check_refs(ctx, body, path, allowed=allowed, op=op, self_upto=self_upto)
+
+
+def _check_refs(
+    ctx: _Ctx,
+    value: Any,
+    path: Path,
+    *,
+    allowed: frozenset[str],
+    op: str | None,
+    self_upto: int = -1,
+) -> None:
+    for text, sub in refs.refs_in(value):
+        where = (*path, *sub)
+        try:
+            ref = refs.parse(text)
+        except refs.RefSyntaxError as exc:
+            ctx.add(where, str(exc), op=op)
+            continue
+        if ref.namespace not in allowed:
+            ctx.add(where, f"${{{text}}} cannot be used here", op=op)
+            continue
+        if ref.namespace == "vars" and ref.path[0] not in ctx.plan.vars:
+            ctx.add(where, f"unknown var {ref.path[0]!r}{_suggest(ref.path[0], ctx.plan.vars)}", op=op)
+        elif ref.namespace == "secrets" and ref.path[0] not in ctx.plan.secrets:
+            ctx.add(where, f"unknown secret {ref.path[0]!r}{_suggest(ref.path[0], ctx.plan.secrets)}", op=op)
+        elif ref.namespace == "ops":
+            target, out = ref.path[0], ref.path[1]
+            if target not in ctx.outputs:
+                ctx.add(where, f"unknown operation {target!r}{_suggest(target, ctx.outputs)}", op=op)
+            elif target == op:
+                ctx.add(where, f"an operation refers to its own outputs as ${{self.{out}}}", op=op)
+            elif out not in ctx.outputs[target]:
+                ctx.add(where, f"operation {target!r} has no output {out!r}{_suggest(out, ctx.outputs[target])}", op=op)
+            elif op is not None:
+                ctx.deps[op].add(target)
+        elif ref.namespace == "self":
+            if op is None:
+                ctx.add(where, "${self...} is only meaningful inside an operation", op=op)
+                continue
+            declared = ctx.outputs.get(op, {})
+            out = ref.path[0]
+            if out not in declared:
+                ctx.add(where, f"operation {op!r} declares no output {out!r}{_suggest(out, declared)}", op=op)
+            elif declared[out] > self_upto:
+                ctx.add(where, f"output {out!r} is not known yet here (it comes from a later step)", op=op)
+
+
+def _check_graph(ctx: _Ctx) -> None:
+    plan = ctx.plan
+    index = {op.id: i for i, op in enumerate(plan.operations)}
+    phase_of = {op.id: plan.phases.index(plan.phase_of(op)) if plan.phase_of(op) in plan.phases else 0 for op in plan.operations}
+    for op_id, deps in ctx.deps.items():
+        for dep in sorted(deps):
+            if phase_of[dep] > phase_of[op_id]:
+                ctx.add(
+                    ("operations", index[op_id]),
+                    f"depends on {dep!r} of the later phase {plan.phases[phase_of[dep]]!r}; phases run in order",
+                    op=op_id,
+                )
+    cycle = Graph.build(index, ctx.deps).find_cycle()
+    if cycle:
+        ctx.add(("operations", index[cycle[0]]), "dependency cycle: " + " -> ".join(cycle), op=cycle[0])
+
+
+def _check_jmespath(ctx: _Ctx, expr: Any, path: Path, op: str | None) -> None:
+    try:
+        jmespath.compile(str(expr))
+    except jmespath.exceptions.ParseError as exc:
+        ctx.add(path, f"invalid JMESPath {expr!r}: {exc.msg if hasattr(exc, 'msg') else exc}", op=op)
+
+
+def _suggest(name: str, options: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, [str(o) for o in options], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
