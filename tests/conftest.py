@@ -87,3 +87,9 @@ def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def aws_connection(moto_endpoint: str) -> dict[str, Any]:
     """A plan ``connections:`` entry for the emulator, as a plan would write it."""
     return {"kind": "aws", "region": "us-east-1", "endpoint_url": moto_endpoint}
+
+
+@pytest.fixture
+def closed_endpoint() -> str:
+    """An endpoint URL nothing listens on (the port was free a moment ago)."""
+    return f"http://127.0.0.1:{free_port()}"

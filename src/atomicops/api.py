@@ -50,12 +50,16 @@ def _store(state: str | JournalStore | None) -> JournalStore:
     return state if (state is not None and not isinstance(state, str)) else open_store(state)
 
 
-def _refuse_unfinished(st: EnvState) -> None:
-    stuck = st.in_flight() + [
-        f"{op.id} (interrupted while {op.status})"
-        for op in st.ops.values()
-        if op.status in ("applying", "rolling_back") and not any(s.in_flight for s in op.steps.values())
-    ]
+def _refuse_unfinished(st: EnvState, *, for_rollback: bool = False) -> None:
+    """In-flight steps need `resume`; an operation cut off between steps blocks apply only:
+    rollback can finish it, because it undoes exactly the steps recorded as done."""
+    stuck = st.in_flight()
+    if not for_rollback:
+        stuck += [
+            f"{op.id} (interrupted while {op.status})"
+            for op in st.ops.values()
+            if op.status in ("applying", "rolling_back") and not any(s.in_flight for s in op.steps.values())
+        ]
     if stuck:
         raise UnfinishedRun(st.env, stuck)
 
@@ -176,7 +180,7 @@ def _check_selection(loaded: LoadedPlan, st: EnvState, selected: list[str]) -> N
             if dep not in chosen and not st.is_applied(dep):
                 raise UsageError(f"operation {op_id} needs {dep}, which is neither applied nor selected")
         op = st.ops.get(op_id)
-        if op and op.status == "failed" and op.present:
+        if op and op.status in ("failed", "rollback_failed") and op.present:
             raise UsageError(
                 f"operation {op_id} has steps left applied by a failed undo; "
                 f"run `atomicops rollback --target {op_id}` first"
@@ -197,7 +201,7 @@ def rollback(
     targets, skip = list(targets), list(skip)
     with Run(store, env, "rollback", observer=observer, start_data={"targets": targets, "skip": skip}) as run:
         st = run.state()
-        _refuse_unfinished(st)
+        _refuse_unfinished(st, for_rollback=True)
         for name in targets + skip:
             if name not in st.ops:
                 raise UsageError(f"operation {name!r} has no record in environment {env!r}")

@@ -45,9 +45,9 @@ class Graph:
         try:
             graphlib.TopologicalSorter(self.deps).prepare()
         except graphlib.CycleError as exc:
-            # graphlib reports the cycle as [a, b, ..., a] with each node needing the next.
-            # Reverse it so it reads in dependency order: a -> b means a is needed by b.
-            return list(reversed(exc.args[1]))
+            # graphlib reports [a, b, ..., a] where each node is needed by the next one,
+            # which reads as the dependency order we print: a -> b -> ... -> a.
+            return list(exc.args[1])
         return None
 
     def check_acyclic(self) -> None:

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import boto3
@@ -136,7 +136,9 @@ class AwsConnection:
         self.endpoint_url = endpoint_url
         self.profile = profile
         self.config = Config(
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            # total_max_attempts counts the first try, like ``max_attempts`` in ~/.aws/config;
+            # Config's own ``max_attempts`` key would count retries only (5 -> 6 calls).
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             user_agent_extra="atomicops",
@@ -193,19 +195,19 @@ def _services() -> tuple[str, ...]:
     return tuple(_botocore().get_available_services())
 
 
-@lru_cache(maxsize=None)
+@cache
 def service_model(service: str) -> Any:
     """botocore's ServiceModel for ``service`` (loaded from disk once per process)."""
     return _botocore().get_service_model(service)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _operations(service: str) -> dict[str, str]:
     """snake_case method name -> API operation name, as boto3 builds its client methods."""
     return {xform_name(name): name for name in service_model(service).operation_names}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _waiters(service: str) -> dict[str, str]:
     try:
         model = _botocore().get_waiter_model(service)
@@ -220,6 +222,12 @@ def _waiter_operation(service: str, waiter: str) -> str:
 
 def _is_ref(value: Any) -> bool:
     return isinstance(value, str) and "${" in value
+
+
+def _positive_or_absent(value: Any) -> bool:
+    if value is None or _is_ref(value):
+        return True
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
 
 
 def _suggest(name: str, choices: Iterable[str]) -> str:
@@ -269,8 +277,9 @@ def _check_value(value: Any, shape: Shape, path: tuple[str | int, ...]) -> Itera
                 yield CheckIssue((*path, key), f"unknown parameter {key!r} in {shape.name}{hint}")
                 continue
             yield from _check_value(item, members[key], (*path, key))
+        # A key that is a reference may turn out to be any member, so nothing is missing yet.
         missing = [m for m in shape.required_members if m not in value]
-        if missing:
+        if missing and not any(_is_ref(k) for k in value):
             yield CheckIssue(
                 path, f"missing required parameter(s) in {shape.name}: {', '.join(missing)}"
             )
@@ -322,10 +331,8 @@ def _check_wait(wait: Any, service: str) -> Iterator[CheckIssue]:
     for key in sorted(set(wait) - WAIT_KEYS):
         yield CheckIssue(("wait", key), f"unknown key {key!r} in wait{_suggest(key, WAIT_KEYS)}")
     for key in ("delay", "max_attempts"):
-        value = wait.get(key)
-        if value is not None and not _is_ref(value):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                yield CheckIssue(("wait", key), f"{key} must be a positive number")
+        if not _positive_or_absent(wait.get(key)):
+            yield CheckIssue(("wait", key), f"{key} must be a positive number")
     name = wait.get("waiter")
     if name is None:
         yield CheckIssue(("wait",), "wait needs a waiter name")
@@ -588,10 +595,8 @@ class AwsKind(ActionKind):
         for key in sorted(set(spec) - CONNECTION_KEYS):
             yield CheckIssue((key,), f"unknown key {key!r} in aws connection{_suggest(key, CONNECTION_KEYS)}")
         for key in ("connect_timeout", "read_timeout", "max_attempts"):
-            value = spec.get(key)
-            if value is not None and not _is_ref(value):
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                    yield CheckIssue((key,), f"{key} must be a positive number")
+            if not _positive_or_absent(spec.get(key)):
+                yield CheckIssue((key,), f"{key} must be a positive number")
 
     # -- static checks
 
@@ -694,16 +699,21 @@ class AwsKind(ActionKind):
                 return
             except WaiterError as exc:
                 reason = str(exc.kwargs.get("reason", ""))
-                if not reason.startswith("Max attempts exceeded") or attempt == attempts:
-                    if reason.startswith("Max attempts exceeded"):
-                        reason = f"still not satisfied after {attempts} attempt(s), {delay:g} s apart"
+                if not reason.startswith("Max attempts exceeded"):  # a failure state, or an error
                     raise ActionError(KIND, f"{what}: {reason}", code="WaiterFailed") from None
             except Exception as exc:  # noqa: BLE001 - translate_error re-raises what it cannot map
                 raise translate_error(exc, what) from None
+            if attempt == attempts:
+                break
             if deadline is not None and time.monotonic() + delay > deadline:
                 raise ActionError(KIND, f"{what}: step timeout reached", code="WaiterFailed")
             if ctx.cancel.wait(delay):
                 raise ActionError(KIND, f"{what}: cancelled", code="Cancelled")
+        raise ActionError(
+            KIND,
+            f"{what}: not satisfied after {attempts} attempt(s), {delay:g} s apart",
+            code="WaiterFailed",
+        )
 
     def describe(self, action: Mapping[str, Any]) -> str:
         return f"aws {action.get(self.key)}"

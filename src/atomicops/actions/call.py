@@ -27,7 +27,9 @@ class CallKind(ActionKind):
 
     def check(self, action: Mapping[str, Any]) -> Iterable[CheckIssue]:
         target = action.get("call")
-        if not isinstance(target, str) or not _TARGET.match(target):
+        if isinstance(target, str) and "${" in target:
+            pass  # resolved at run time
+        elif not isinstance(target, str) or not _TARGET.match(target):
             yield CheckIssue(("call",), "call takes `package.module:function`")
         args = action.get("args")
         if args is not None and not isinstance(args, Mapping):

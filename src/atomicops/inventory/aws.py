@@ -25,7 +25,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import jmespath
@@ -99,13 +99,13 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
       tags="Tags"),
     R("dynamodb.tables", "dynamodb.list_tables", "TableNames", "@"),
     R("iam.roles", "iam.list_roles", "Roles", "RoleName", keep=_NOT_AWS_ROLE,
-      fields={"path": "Path"}, tags="Tags"),
+      fields={"path": "Path"}),
     R("iam.role_policy_attachments", "iam.list_attached_role_policies", "AttachedPolicies",
       "PolicyArn", parent="iam.roles", parent_params=_BY_ROLE),
     R("iam.role_inline_policies", "iam.list_role_policies", "PolicyNames", "@",
       parent="iam.roles", parent_params=_BY_ROLE),
     R("iam.policies", "iam.list_policies", "Policies", "Arn", params={"Scope": "Local"},
-      fields={"name": "PolicyName"}, tags="Tags"),
+      fields={"name": "PolicyName"}),
     R("ecs.clusters", "ecs.list_clusters", "clusterArns", "@"),
     R("ecs.services", "ecs.list_services", "serviceArns", "@",
       parent="ecs.clusters", parent_params={"cluster": "@"}),
@@ -179,7 +179,7 @@ class _Clients:
         return self._default_vpcs
 
 
-@lru_cache(maxsize=None)
+@cache
 def _expr(text: str) -> Any:
     return jmespath.compile(text)
 

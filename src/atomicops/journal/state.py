@@ -58,7 +58,7 @@ class StepState:
 @dataclass
 class OpState:
     id: str
-    status: str  # applying | applied | failed | rolling_back | rolled_back
+    status: str  # applying | applied | failed | rolling_back | rollback_failed | rolled_back
     run_id: str
     phase: str = ""
     phase_index: int = 0
@@ -219,5 +219,6 @@ def _apply_step(op: OpState, ev: Event) -> None:
         step.status = "undone"
     elif ev.type == "undo_failed":
         step.status, step.error = "undo_failed", d.get("error")
+        op.status = "rollback_failed"
     elif ev.type == "undo_skipped":
         step.status, step.error = "undo_skipped", d.get("reason")

@@ -1,0 +1,25 @@
+"""Functions the test plans call (``call:`` steps). They live beside the plans on purpose:
+a plan's own modules are importable by its ``call`` actions."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+_barrier = threading.Barrier(2, timeout=10)
+
+
+def rendezvous(ctx: Any) -> dict[str, Any]:
+    """Returns only when a second caller arrives: proof that two steps run at the same time."""
+    _barrier.wait()
+    return {"who": ctx.op}
+
+
+def pause(ctx: Any) -> dict[str, Any]:
+    time.sleep(0.05)
+    return {"who": ctx.op}
+
+
+def noop(ctx: Any, **_: Any) -> dict[str, Any]:
+    return {}

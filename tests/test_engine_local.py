@@ -1,0 +1,124 @@
+"""Engine behaviour that needs no cloud: concurrency, secrets, locks, interrupted runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from atomicops import api
+from atomicops.errors import Locked, RunFailed, UnfinishedRun
+from atomicops.journal import open_store
+from atomicops.journal.store import LockHolder
+
+PLANS = Path(__file__).parent / "plans"
+
+
+def step_intervals(state, env):
+    return {
+        e["op"]: (e["data"]["started"], e["data"]["finished"])
+        for e in api.history(env=env, state=state)
+        if e["type"] == "step_done" and e["op"] in ("left", "right")
+    }
+
+
+def test_independent_operations_run_at_the_same_time(tmp_path):
+    state = str(tmp_path / "j.db")
+    report = api.apply(PLANS / "parallel.yaml", state=state, parallelism=4)
+    assert sorted(report.applied) == ["after", "left", "right"]
+    (l0, l1), (r0, r1) = step_intervals(state, "default").values()
+    assert l0 < r1 and r0 < l1  # the recorded intervals overlap
+
+
+def test_parallelism_one_runs_operations_one_after_another(tmp_path):
+    state = str(tmp_path / "j.db")
+    api.apply(PLANS / "parallel.yaml", state=state, parallelism=1, vars={"fn": "plan_helpers:pause"})
+    (l0, l1), (r0, r1) = sorted(step_intervals(state, "default").values())
+    assert l1 <= r0
+    # `after` starts only when both of its dependencies are applied.
+    hist = api.history(state=state)
+    started_after = next(e["seq"] for e in hist if e["type"] == "op_started" and e["op"] == "after")
+    applied = [e["seq"] for e in hist if e["type"] == "op_applied" and e["op"] in ("left", "right")]
+    assert started_after > max(applied)
+
+
+SECRET_PLAN = """
+atomicops: 1
+name: secret-test
+secrets:
+  token: {env: ATOMICOPS_TEST_TOKEN}
+operations:
+  - id: use-secret
+    steps:
+      - name: echo
+        do: {run: ["echo", "token=${secrets.token}"]}
+        outputs: {said: stdout}
+        undo: {run: ["echo", "undo ${secrets.token}"]}
+      - name: fail
+        read_only: true
+        do: {run: ["sh", "-c", "echo \\"bad $0\\" >&2; exit 3", "${secrets.token}"]}
+"""
+
+
+def test_secret_values_never_reach_the_journal_or_errors(tmp_path, monkeypatch):
+    canary = "canary-" + os.urandom(8).hex()
+    monkeypatch.setenv("ATOMICOPS_TEST_TOKEN", canary)
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(SECRET_PLAN)
+    state = tmp_path / "state" / "j.db"
+    with pytest.raises(RunFailed) as exc:
+        api.apply(plan, state=str(state))
+    assert canary not in str(exc.value)
+    assert "bad ***" in str(exc.value)  # the library echoed the value; the sink redacted it
+    hist = api.history(state=str(state))
+    intent = next(e for e in hist if e["type"] == "step_intent")
+    assert intent["data"]["action"]["run"] == ["echo", "token=${secrets.token}"]
+    done = next(e for e in hist if e["type"] == "step_done")
+    assert done["data"]["outputs"]["said"] == "token=***\n"
+    assert done["data"]["undo"]["run"] == ["echo", "undo ${secrets.token}"]
+    for f in state.parent.iterdir():
+        assert canary.encode() not in f.read_bytes(), f
+    assert canary not in json.dumps(api.status(state=str(state)))
+
+
+def test_a_live_lock_refuses_a_second_run(tmp_path):
+    state = str(tmp_path / "j.db")
+    store = open_store(state)
+    holder = LockHolder(lock_id="L1", run_id="other-run", pid=os.getppid(), host=os.uname().nodename, started=0.0, command="apply")
+    store.acquire_lock("default", holder)
+    with pytest.raises(Locked) as exc:
+        api.apply(PLANS / "parallel.yaml", state=state)
+    assert exc.value.exit_code == 4
+    assert exc.value.holder["run_id"] == "other-run"
+    assert api.history(state=state) == []  # nothing ran, nothing was written
+    assert api.unlock(state=state).lock_id == "L1"
+    api.apply(PLANS / "parallel.yaml", state=state, vars={"fn": "plan_helpers:pause"})
+
+
+def test_a_dead_holders_lock_is_taken_over(tmp_path):
+    state = str(tmp_path / "j.db")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    open_store(state).acquire_lock(
+        "default", LockHolder(lock_id="L0", run_id="crashed", pid=dead.pid, host=os.uname().nodename, started=0.0)
+    )
+    api.apply(PLANS / "parallel.yaml", state=state, vars={"fn": "plan_helpers:pause"})
+    started = next(e for e in api.history(state=state) if e["type"] == "run_started")
+    assert started["data"]["took_over"]["run_id"] == "crashed"
+
+
+def test_an_interrupted_step_blocks_apply_and_rollback_until_settled(tmp_path):
+    state = str(tmp_path / "j.db")
+    store = open_store(state)
+    store.append("default", "r0", "run_started", data={"command": "apply"})
+    store.append("default", "r0", "op_started", op="left", data={"depends_on": []})
+    store.append("default", "r0", "step_intent", op="left", step="meet", data={"action": {}})
+    with pytest.raises(UnfinishedRun) as exc:
+        api.apply(PLANS / "parallel.yaml", state=state)
+    assert exc.value.steps == ["left/meet"]
+    with pytest.raises(UnfinishedRun):
+        api.rollback(state=state)
