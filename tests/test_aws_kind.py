@@ -195,8 +195,10 @@ def test_service_without_waiters() -> None:
 
 
 def test_waiter_params_are_checked_against_the_waiter_operation() -> None:
-    action = {"aws": "ec2.create_vpc",
-              "wait": {"waiter": "vpc_available", "params": {"VpcIdz": ["x"]}, "dealy": 1}}
+    action = {
+        "aws": "ec2.create_vpc",
+        "wait": {"waiter": "vpc_available", "params": {"VpcIdz": ["x"]}, "dealy": 1},
+    }
     assert sorted(paths(action), key=str) == [("wait", "dealy"), ("wait", "params", "VpcIdz")]
 
 
@@ -372,7 +374,10 @@ def test_tags_map_in_lowercase_member(ctx: ActionContext) -> None:
     name = unique("queue")
     url = call(ctx, "sqs.create_queue", QueueName=name, tags={"team": "platform"})["QueueUrl"]
     try:
-        assert call(ctx, "sqs.list_queue_tags", QueueUrl=url)["Tags"] == {"team": "platform", **TAGS}
+        assert call(ctx, "sqs.list_queue_tags", QueueUrl=url)["Tags"] == {
+            "team": "platform",
+            **TAGS,
+        }
     finally:
         call(ctx, "sqs.delete_queue", QueueUrl=url)
 
@@ -491,8 +496,8 @@ def test_transient_service_errors(code: str, status: int, transient: bool) -> No
     assert translate_error(failure, "ec2.describe_vpcs").transient is transient
 
 
-def test_connection_refused_is_a_quick_transient_error() -> None:
-    closed = f"http://127.0.0.1:{free_port()}"
+def test_connection_refused_is_a_quick_transient_error(closed_endpoint: str) -> None:
+    closed = closed_endpoint
     conns = Connections({"aws": {"kind": "aws", "region": "us-east-1", "endpoint_url": closed,
                                  "connect_timeout": 1, "max_attempts": 1}})  # fmt: skip
     start = time.monotonic()

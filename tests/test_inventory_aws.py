@@ -74,9 +74,9 @@ def test_create_then_delete_leaves_an_equal_inventory(
     table = f"inv-{uuid.uuid4().hex[:8]}"
 
     vpc_id = call(ctx, "ec2.create_vpc", CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
-    subnet_id = call(ctx, "ec2.create_subnet", VpcId=vpc_id, CidrBlock="10.50.1.0/24")[
-        "Subnet"
-    ]["SubnetId"]
+    subnet_id = call(ctx, "ec2.create_subnet", VpcId=vpc_id, CidrBlock="10.50.1.0/24")["Subnet"][
+        "SubnetId"
+    ]
     sg_id = call(ctx, "ec2.create_security_group", GroupName="inv-db", Description="db",
                  VpcId=vpc_id)["GroupId"]  # fmt: skip
     rule = {"IpProtocol": "tcp", "FromPort": 5432, "ToPort": 5432,
@@ -133,9 +133,9 @@ def test_a_leftover_shows_in_the_diff_with_its_tags(
     queue = f"inv-queue-{uuid.uuid4().hex[:8]}"
     document = json.dumps({"Version": "2012-10-17", "Statement": [
         {"Effect": "Allow", "Action": "logs:PutLogEvents", "Resource": "*"}]})  # fmt: skip
-    policy = call(ctx, "iam.create_policy", PolicyName=role, PolicyDocument=document)[
-        "Policy"
-    ]["Arn"]
+    policy = call(ctx, "iam.create_policy", PolicyName=role, PolicyDocument=document)["Policy"][
+        "Arn"
+    ]
     call(ctx, "iam.create_role", RoleName=role, AssumeRolePolicyDocument=ASSUME)
     call(ctx, "iam.attach_role_policy", RoleName=role, PolicyArn=policy)
     url = call(ctx, "sqs.create_queue", QueueName=queue)["QueueUrl"]
@@ -155,9 +155,7 @@ def test_a_leftover_shows_in_the_diff_with_its_tags(
     assert inventory.diff(before, inventory.snapshot(handle)) == {}
 
 
-def test_a_changed_entry_shows_before_and_after(
-    handle: AwsConnection, ctx: ActionContext
-) -> None:
+def test_a_changed_entry_shows_before_and_after(handle: AwsConnection, ctx: ActionContext) -> None:
     vpc_id = call(ctx, "ec2.create_vpc", CidrBlock="10.51.0.0/16")["Vpc"]["VpcId"]
     sg_id = call(ctx, "ec2.create_security_group", GroupName="inv-web", Description="web",
                  VpcId=vpc_id)["GroupId"]  # fmt: skip
@@ -176,9 +174,9 @@ def test_a_changed_entry_shows_before_and_after(
         call(ctx, "ec2.delete_vpc", VpcId=vpc_id)
 
 
-def test_a_failing_service_is_recorded_not_raised(moto_endpoint: str) -> None:
+def test_a_failing_service_is_recorded_not_raised(moto_endpoint: str, closed_endpoint: str) -> None:
     good = inventory.clients("us-east-1", moto_endpoint)
-    dead = inventory.clients("us-east-1", f"http://127.0.0.1:{free_port()}",
+    dead = inventory.clients("us-east-1", closed_endpoint,
                              connect_timeout=1, max_attempts=1)  # fmt: skip
 
     def connect(service: str) -> Any:
@@ -206,17 +204,26 @@ def test_unknown_type_is_refused(handle: AwsConnection) -> None:
 
 
 def test_diff_of_equal_snapshots_is_empty() -> None:
-    snap: inventory.Inventory = {"ec2.vpcs": [{"id": "vpc-1", "tags": {"a": "b"}}], "s3.buckets": []}
+    snap: inventory.Inventory = {
+        "ec2.vpcs": [{"id": "vpc-1", "tags": {"a": "b"}}],
+        "s3.buckets": [],
+    }
     assert inventory.diff(snap, json.loads(json.dumps(snap))) == {}
 
 
 def test_diff_lists_added_removed_and_changed_per_type() -> None:
     before: inventory.Inventory = {
-        "ec2.vpcs": [{"id": "vpc-1", "cidr": "10.0.0.0/16"}, {"id": "vpc-2", "cidr": "10.1.0.0/16"}],
+        "ec2.vpcs": [
+            {"id": "vpc-1", "cidr": "10.0.0.0/16"},
+            {"id": "vpc-2", "cidr": "10.1.0.0/16"},
+        ],
         "s3.buckets": [{"id": "keep"}],
     }
     after: inventory.Inventory = {
-        "ec2.vpcs": [{"id": "vpc-2", "cidr": "10.9.0.0/16"}, {"id": "vpc-3", "cidr": "10.2.0.0/16"}],
+        "ec2.vpcs": [
+            {"id": "vpc-2", "cidr": "10.9.0.0/16"},
+            {"id": "vpc-3", "cidr": "10.2.0.0/16"},
+        ],
         "s3.buckets": [{"id": "keep"}],
     }
     assert inventory.diff(before, after) == {

@@ -34,12 +34,14 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     DataNotFoundError,
     HTTPClientError,
     ParamValidationError,
     UnknownServiceError,
     WaiterError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
 )
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 from botocore.response import StreamingBody
@@ -158,7 +160,9 @@ class AwsConnection:
                 f"allowed: {', '.join(sorted(CONNECTION_KEYS))}",
                 code="InvalidConnection",
             )
-        options = {k: spec[k] for k in ("connect_timeout", "read_timeout", "max_attempts") if k in spec}
+        options = {
+            k: spec[k] for k in ("connect_timeout", "read_timeout", "max_attempts") if k in spec
+        }
         return cls(spec.get("region"), spec.get("endpoint_url"), spec.get("profile"), **options)
 
     def client(self, service: str) -> Any:
@@ -217,7 +221,9 @@ def _waiters(service: str) -> dict[str, str]:
 
 
 def _waiter_operation(service: str, waiter: str) -> str:
-    return str(_botocore().get_waiter_model(service).get_waiter(_waiters(service)[waiter]).operation)
+    return str(
+        _botocore().get_waiter_model(service).get_waiter(_waiters(service)[waiter]).operation
+    )
 
 
 def _is_ref(value: Any) -> bool:
@@ -529,7 +535,7 @@ def _redact(text: str, secrets: Iterable[str]) -> str:
 # botocore's validation report quotes each bad value ("..., value: hunter2, type: <class...");
 # keep the names and types, drop the values.
 _REPORT_VALUE = re.compile(
-    r", value: .*?(?=, type: <class '|, valid min (?:value|length): |, valid types: )", re.S
+    r", value: .*?(?=, type: <class '|, valid min (?:value|length): |, valid types: )", re.DOTALL
 )
 
 
@@ -537,9 +543,7 @@ def param_report(error: ParamValidationError) -> str:
     return _REPORT_VALUE.sub("", str(error.kwargs.get("report", error)))
 
 
-def translate_error(
-    error: Exception, what: str, secrets: Iterable[str] = ()
-) -> ActionError:
+def translate_error(error: Exception, what: str, secrets: Iterable[str] = ()) -> ActionError:
     """An ActionError for a botocore failure of ``what`` (``service.operation``)."""
     if isinstance(error, ClientError):
         info = error.response.get("Error", {})
@@ -567,7 +571,9 @@ def translate_error(
         return ActionError(KIND, f"{what}: unknown service", code="InvalidAction")
     if isinstance(error, BotoCoreError):
         # NoCredentialsError, NoRegionError, ProfileNotFound...: configuration, not data.
-        return ActionError(KIND, f"{what}: {_redact(str(error), secrets)}", code=type(error).__name__)
+        return ActionError(
+            KIND, f"{what}: {_redact(str(error), secrets)}", code=type(error).__name__
+        )
     raise error
 
 
@@ -593,7 +599,9 @@ class AwsKind(ActionKind):
     def check_connection(self, spec: Mapping[str, Any]) -> Iterator[CheckIssue]:
         """Static checks of a plan connection mapping of kind ``aws``."""
         for key in sorted(set(spec) - CONNECTION_KEYS):
-            yield CheckIssue((key,), f"unknown key {key!r} in aws connection{_suggest(key, CONNECTION_KEYS)}")
+            yield CheckIssue(
+                (key,), f"unknown key {key!r} in aws connection{_suggest(key, CONNECTION_KEYS)}"
+            )
         for key in ("connect_timeout", "read_timeout", "max_attempts"):
             if not _positive_or_absent(spec.get(key)):
                 yield CheckIssue((key,), f"{key} must be a positive number")

@@ -59,7 +59,13 @@ class Connections:
         with self._lock:
             if name in self._open:
                 return self._open[name][1]
-            spec = self._specs.get(name, {"kind": want})
+            if name in self._specs:
+                spec = self._specs[name]
+            elif name.startswith("<default"):
+                spec = {"kind": want}
+            else:
+                # A misspelt name must not quietly fall back to default credentials.
+                raise ActionError(kind.key, f"unknown connection {name!r}")
             if spec.get("kind") != want:
                 raise ActionError(
                     kind.key, f"connection {name!r} is of kind {spec.get('kind')!r}, not {want!r}"

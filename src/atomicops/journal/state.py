@@ -187,7 +187,7 @@ def _apply(state: EnvState, ev: Event) -> None:
     elif ev.type == "op_failed":
         op.status, op.finished, op.error = "failed", ev.ts, d.get("error")
     elif ev.type == "op_undone":
-        op.status, op.finished = "rolled_back", ev.ts
+        op.status = "rolled_back"
     elif ev.step is not None:
         _apply_step(op, ev)
 
