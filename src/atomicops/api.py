@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from atomicops.engine.apply import ApplyReport, Applier, fingerprint
+from atomicops.engine.apply import Applier, ApplyReport, fingerprint
 from atomicops.engine.observer import Observer
 from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, with_dependents
 from atomicops.engine.run import Run
@@ -29,7 +29,6 @@ from atomicops.journal.state import EnvState, derive
 from atomicops.journal.store import JournalStore, LockHolder
 from atomicops.plan.loader import LoadedPlan, load_plan
 from atomicops.plan.model import Plan
-
 
 
 def validate(

@@ -104,7 +104,7 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]")
             sys.exit(EXIT_FAILED)
-        except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+        except Exception as exc:
             if debug:
                 raise
             _print_error(exc, as_json, internal=True)

@@ -80,7 +80,7 @@ class Connections:
         for kind, handle in opened.values():
             try:
                 kind.disconnect(handle)
-            except Exception:  # noqa: BLE001 - closing must not mask the run's outcome
+            except Exception:  # noqa: BLE001, S110 - closing must not mask the run's outcome
                 pass
 
 

@@ -54,6 +54,7 @@ class RunKind(ActionKind):
                 capture_output=True,
                 text=True,
                 timeout=ctx.timeout,
+                check=False,  # the exit code is judged below, against ok_exit
             )
         except subprocess.TimeoutExpired:
             raise ActionError("run", f"{self.describe(action)} timed out after {ctx.timeout}s", code="Timeout", transient=True) from None

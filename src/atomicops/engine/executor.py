@@ -84,7 +84,7 @@ def _call(kind: ActionKind, action: Mapping[str, Any], ctx: ActionContext) -> An
         return kind.execute(action, ctx)
     except AtomicOpsError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a kind's unexpected failure is still a step failure
+    except Exception as exc:
         raise ActionError(kind.key, f"{type(exc).__name__}: {exc}") from exc
 
 

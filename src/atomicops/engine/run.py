@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 import uuid
+from types import TracebackType
 from typing import Any
 
 from atomicops.engine.observer import Observer, Silent
@@ -53,7 +54,7 @@ class Run:
         self.took_over: LockHolder | None = None
         self.outcome: str | None = None
 
-    def __enter__(self) -> Run:
+    def __enter__(self) -> Run:  # noqa: PYI034 - Run is not subclassed
         self.took_over = self.store.acquire_lock(self.env, self.holder)
         if self.took_over:
             self.observer.note(
@@ -71,7 +72,9 @@ class Run:
         )
         return self
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             if self.outcome is None:
                 self.finish("failed" if exc is not None else "succeeded",

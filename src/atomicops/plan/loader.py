@@ -94,8 +94,8 @@ def load_plan(
         overrides.update(read_vars_file(vf))
     overrides.update(var_overrides or {})
     if overrides:
-        base = raw.get("vars") if isinstance(raw.get("vars"), dict) else {}
-        raw["vars"] = {**base, **overrides}
+        base = raw.get("vars")
+        raw["vars"] = {**(base if isinstance(base, dict) else {}), **overrides}
 
     try:
         plan = Plan.model_validate(raw)
