@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
+from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -18,10 +20,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from atomicops import api
+from atomicops import api, inventory, rehearsal, sandbox
 from atomicops.errors import EXIT_FAILED, AtomicOpsError, PlanInvalid
 from atomicops.journal.store import Event
-from atomicops.plan.loader import parse_var
+from atomicops.plan.loader import parse_var, read_vars_file
 from atomicops.plan.picture import to_dot, to_mermaid
 
 out = Console(highlight=False, soft_wrap=True)
@@ -359,6 +361,159 @@ def unlock(lock_id: str | None, env: str, state: str | None, as_json: bool) -> i
     else:
         out.print(f"environment {env!r} was not locked")
     return 0
+
+
+@main.group(name="sandbox")
+def sandbox_group() -> None:
+    """The embedded services: moto's server (AWS), PostgreSQL (pgserver), NATS + JetStream.
+
+    \b
+      atomicops sandbox up                  # prints the vars file to pass plans
+      atomicops apply PLAN --vars-file .atomicops/sandbox/vars.yaml
+      eval "$(atomicops sandbox env)"       # credentials for the emulator, in a shell
+      atomicops sandbox down                # stops exactly what `up` started
+    """
+
+
+@sandbox_group.command(name="up")
+@click.option("--dir", "root", default=str(sandbox.DEFAULT_DIR), show_default=True, help="Where the sandbox keeps data.")
+@click.option("--vars-out", default=None, type=click.Path(), help="Write the vars file here (default DIR/vars.yaml).")
+@click.option("--service", "services", multiple=True, type=click.Choice(list(sandbox.SERVICES)),
+              help="Start only these services (repeatable; default all).")
+@common
+def sandbox_up(root: str, vars_out: str | None, services: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
+    """Start the sandbox services on loopback and free ports (twice is harmless)."""
+    progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{text}[/cyan]"))
+    sb = sandbox.up(root, services=services or tuple(sandbox.SERVICES), vars_out=vars_out, progress=progress)
+    if as_json:
+        out.print_json(json.dumps(sb.as_dict()))
+    else:
+        out.print(f"vars file: {sb.vars_file}")
+        for k, v in sorted(sb.vars().items()):
+            out.print(f"  {k}: {v}")
+        out.print("[dim]credentials for the emulator: eval \"$(atomicops sandbox env)\"[/dim]")
+    return 0
+
+
+@sandbox_group.command(name="down")
+@click.option("--dir", "root", default=str(sandbox.DEFAULT_DIR), show_default=True)
+@common
+def sandbox_down(root: str, env: str, state: str | None, as_json: bool) -> int:
+    """Stop the processes `up` started (by pid) and remove their data."""
+    stopped = sandbox.down(root, progress=(lambda text: None) if as_json else (lambda text: err.print(text)))
+    if as_json:
+        out.print_json(json.dumps({"stopped": [i.as_dict() for i in stopped]}))
+    elif not stopped:
+        out.print("no sandbox was up")
+    return 0
+
+
+@sandbox_group.command(name="status")
+@click.option("--dir", "root", default=str(sandbox.DEFAULT_DIR), show_default=True)
+@common
+def sandbox_status(root: str, env: str, state: str | None, as_json: bool) -> int:
+    """Show each sandbox service: URL, pid, whether it answers."""
+    doc = sandbox.status(root)
+    if as_json:
+        out.print_json(json.dumps(doc))
+        return 0
+    if not doc["services"]:
+        out.print("no sandbox is up")
+    for name, s in doc["services"].items():
+        mark = "[green]up[/green]" if s["healthy"] else "[red]down[/red]"
+        out.print(f"{name:<9} {mark} {s['url']} (pid {s['pid']})")
+    return 0
+
+
+@sandbox_group.command(name="env")
+def sandbox_env() -> None:
+    """Print shell exports of the emulator's credentials (for what the environment lacks)."""
+    for k, v in sandbox.aws_env().items():
+        click.echo(f"export {k}={v}")
+
+
+@main.command(name="inventory")
+@click.option("--plan", "plan", default=None, type=click.Path(), help="Look only at the AWS services this plan touches.")
+@click.option("--vars-file", "vars_files", multiple=True, type=click.Path(),
+              help="Where to look: aws_endpoint, region, database_url, nats_url (e.g. the sandbox's vars file).")
+@click.option("--no-aws", is_flag=True, help="Leave AWS out.")
+@click.option("--diff", "diff_file", default=None, type=click.Path(exists=True),
+              help="Compare with an inventory saved earlier with --json; exit 1 if anything differs.")
+@common
+def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, diff_file: str | None,
+                  env: str, state: str | None, as_json: bool) -> int:
+    """List what exists in the target: AWS resources, PostgreSQL tables (rows, checksums),
+    JetStream streams (messages, last sequence)."""
+    where: dict[str, Any] = {}
+    for vf in vars_files:
+        where.update(read_vars_file(vf))
+    services = rehearsal.aws_services(api.validate(plan, vars=where).plan) if plan else None
+    if where.get("aws_endpoint"):
+        os.environ.update(sandbox.aws_env())
+    taken = inventory.take(
+        aws_endpoint=where.get("aws_endpoint"), region=where.get("region"), aws_services=services,
+        database_url=where.get("database_url"), nats_url=where.get("nats_url"), include_aws=not no_aws,
+    )
+    if diff_file is None:
+        if as_json:
+            click.echo(json.dumps(taken, indent=1, sort_keys=True, default=str))
+        else:
+            for source, kinds in taken.items():
+                out.print(f"[bold]{source}[/bold]")
+                for kind, entries in kinds.items():
+                    count = len(entries) if isinstance(entries, list) else entries
+                    out.print(f"  {kind}: {count}")
+        return 0
+    changes = inventory.diff(json.loads(Path(diff_file).read_text()), taken)
+    if as_json:
+        out.print_json(json.dumps({"changes": changes, "clean": not changes}, default=str))
+    elif changes:
+        out.print("[red]differences:[/red]")
+        out.print_json(json.dumps(changes, default=str))
+    else:
+        out.print("[green]no differences[/green]")
+    return EXIT_FAILED if changes else 0
+
+
+@main.command(name="rehearse")
+@click.argument("plan", required=False, type=click.Path())
+@click.option("--var", "var", multiple=True, metavar="NAME=VALUE", help="Override a plan var (repeatable).")
+@click.option("--vars-file", "vars_files", multiple=True, type=click.Path())
+@click.option("--keep", is_flag=True, help="Leave the sandbox up afterwards, for inspection.")
+@click.option("--dir", "root", default=str(sandbox.DEFAULT_DIR), show_default=True, help="The sandbox's directory.")
+@click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
+@common
+def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, ...], keep: bool, root: str,
+                 parallelism: int, env: str, state: str | None, as_json: bool) -> int:
+    """Sandbox up, apply, verify, roll back, and prove nothing leaked (AWS, PostgreSQL, JetStream)."""
+    if plan is None:
+        raise click.UsageError("name the plan to rehearse (e.g. examples/quickstart)")
+    progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{text}[/cyan]"))
+    report = rehearsal.rehearse(
+        plan, sandbox_dir=root, keep=keep, vars=dict(parse_var(v) for v in var), vars_files=vars_files,
+        parallelism=parallelism, observer=Quiet() if as_json else Progress(err), progress=progress,
+    )
+    if as_json:
+        doc = _jsonable(report)
+        doc["exit_code"] = report.exit_code
+        out.print_json(json.dumps(doc, default=str))
+        return report.exit_code
+    table = Table(title=f"rehearsal of {report.plan}", show_header=False)
+    table.add_column("what")
+    table.add_column("result")
+    table.add_row("operations / steps", f"{report.operations} / {report.steps}")
+    table.add_row("applied", str(len(report.applied)))
+    table.add_row("apply", "[green]ok[/green]" if not report.apply_error else f"[red]failed, rolled back[/red]: {report.apply_error.splitlines()[0]}")
+    failed = [v for v in report.verify if not v["ok"]]
+    table.add_row("verify", f"{len(report.verify) - len(failed)}/{len(report.verify)} checks passed")
+    table.add_row("undone", str(len(report.undone)))
+    table.add_row("leak check", "[green]clean: the environment equals the one before apply[/green]" if not report.leaks
+                  else "[red]LEAKS[/red]: " + json.dumps(report.leaks, default=str)[:500])
+    table.add_row("timings", ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))
+    if report.sandbox_kept:
+        table.add_row("sandbox", f"kept up; journal: {report.state}")
+    out.print(table)
+    return report.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

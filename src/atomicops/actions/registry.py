@@ -16,6 +16,7 @@ _BUILTIN_MODULES = (
     "atomicops.actions.aws",
     "atomicops.actions.run",
     "atomicops.actions.call",
+    "atomicops.actions.http",
 )
 
 _KINDS: dict[str, ActionKind] = {}

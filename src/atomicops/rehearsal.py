@@ -1,0 +1,148 @@
+"""Rehearse a plan on the embedded sandbox and prove that rollback leaves nothing behind.
+
+sandbox up -> inventory -> apply -> verify -> rollback -> inventory -> diff must be empty ->
+sandbox down. The plan runs exactly as it would against real services: only the connection
+values (the sandbox's vars) differ.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from atomicops import api, inventory, sandbox
+from atomicops.engine.observer import Observer
+from atomicops.errors import EXIT_FAILED, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, AtomicOpsError, RunFailed
+from atomicops.plan.loader import LoadedPlan
+from atomicops.plan.model import Plan
+
+REHEARSAL_ENV = "rehearsal"
+
+
+@dataclass
+class RehearsalReport:
+    plan: str
+    operations: int = 0
+    steps: int = 0
+    applied: list[str] = field(default_factory=list)
+    undone: list[str] = field(default_factory=list)
+    apply_error: str | None = None
+    verify: list[dict[str, Any]] = field(default_factory=list)
+    leaks: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    state: str = ""
+    sandbox_kept: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        if self.leaks:
+            return EXIT_ROLLBACK_INCOMPLETE  # the environment is not where it was
+        if self.apply_error or any(not v["ok"] for v in self.verify):
+            return EXIT_FAILED
+        return EXIT_OK
+
+
+def aws_services(plan: Plan) -> list[str]:
+    """The AWS services a plan's actions call (its inventory looks at these)."""
+    found: set[str] = set()
+
+    def visit(action: Mapping[str, Any] | None) -> None:
+        if action and isinstance(action.get("aws"), str) and "." in action["aws"]:
+            found.add(action["aws"].split(".", 1)[0])
+
+    for op in plan.operations:
+        for step in op.steps:
+            for action in (step.do, step.undo, step.probe):
+                visit(action)
+        for check in op.verify:
+            visit(check)
+    for check in plan.verify:
+        visit(check)
+    return sorted(found)
+
+
+def rehearse(
+    plan: str | os.PathLike[str],
+    *,
+    sandbox_dir: str | os.PathLike[str] = sandbox.DEFAULT_DIR,
+    keep: bool = False,
+    vars: Mapping[str, Any] | None = None,
+    vars_files: Sequence[str] = (),
+    parallelism: int = 10,
+    observer: Observer | None = None,
+    progress: Callable[[str], None] = lambda text: None,
+) -> RehearsalReport:
+    t_start = time.monotonic()
+    root = Path(sandbox_dir).resolve()
+    was_up = sandbox.status(root)["up"]
+    # Fail on a broken plan before starting anything.
+    api.validate(plan, vars=vars, vars_files=vars_files)
+
+    t0 = time.monotonic()
+    sb = sandbox.up(root, progress=progress)
+    os.environ.update(sandbox.aws_env())
+    report = RehearsalReport(plan=str(plan))
+    report.timings["sandbox_up"] = round(time.monotonic() - t0, 2)
+    try:
+        loaded: LoadedPlan = api.validate(plan, vars={**sb.vars(), **(vars or {})}, vars_files=vars_files)
+        p = loaded.plan
+        report.plan = p.name
+        report.operations = len(p.operations)
+        report.steps = sum(len(op.steps) for op in p.operations)
+        state = str(root / "rehearsal-journal.db")
+        if Path(state).exists():
+            Path(state).unlink()  # each rehearsal starts from an empty journal
+        report.state = state
+        sv = sb.vars()
+        take = lambda: inventory.take(  # noqa: E731 - the same call twice
+            aws_endpoint=sv.get("aws_endpoint"), region=sv.get("region"), aws_services=aws_services(p),
+            database_url=sv.get("database_url"), nats_url=sv.get("nats_url"),
+        )
+
+        t0 = time.monotonic()
+        before = take()
+        report.timings["inventory"] = round(time.monotonic() - t0, 2)
+        progress(f"inventory taken ({report.timings['inventory']:.1f}s)")
+
+        t0 = time.monotonic()
+        try:
+            applied = api.apply(loaded, env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer)
+            report.applied = applied.applied
+            report.verify = applied.verify
+        except RunFailed as exc:
+            report.apply_error = str(exc)
+            failed = getattr(exc, "report", None)
+            if failed is not None:
+                report.applied = list(failed.applied)
+                report.undone = list(failed.rollback.undone) if failed.rollback else []
+        except AtomicOpsError as exc:
+            report.apply_error = str(exc)
+        report.timings["apply"] = round(time.monotonic() - t0, 2)
+
+        if report.apply_error is None:
+            t0 = time.monotonic()
+            report.verify = api.verify(loaded, env=REHEARSAL_ENV, state=state)
+            report.timings["verify"] = round(time.monotonic() - t0, 2)
+
+        t0 = time.monotonic()
+        try:
+            rolled = api.rollback(env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer)
+            report.undone += rolled.undone
+        except AtomicOpsError as exc:
+            progress(f"rollback did not complete: {exc}")
+        report.timings["rollback"] = round(time.monotonic() - t0, 2)
+
+        report.leaks = inventory.diff(before, take())
+    finally:
+        if keep or was_up:
+            report.sandbox_kept = True
+        else:
+            t0 = time.monotonic()
+            sandbox.down(root)
+            report.timings["sandbox_down"] = round(time.monotonic() - t0, 2)
+        report.timings["total"] = round(time.monotonic() - t_start, 2)
+    return report

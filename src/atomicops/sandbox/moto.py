@@ -1,0 +1,40 @@
+"""The sandbox's AWS: moto's server in its own process, spoken to over HTTP like AWS."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import urllib.request
+from pathlib import Path
+
+from atomicops.sandbox.service import ServiceInfo, free_port, spawn, stop_pid, wait_until
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/moto-api/", timeout=1) as resp:  # noqa: S310 - loopback
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def start(data_dir: Path, *, port: int | None = None, timeout: float = 60.0) -> ServiceInfo:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = data_dir / "moto.log"
+    pid = spawn(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        log,
+        # AWS-managed IAM policies (AmazonECSTaskExecutionRolePolicy, ...) exist in real
+        # accounts; moto loads them only when asked.
+        env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
+    )
+    wait_until(lambda: _answers(url), timeout=timeout, what="moto server", pid=pid, log_file=log)
+    return ServiceInfo("aws", url, pid, str(data_dir), str(log))
+
+
+def stop(info: ServiceInfo, *, remove_data: bool = True) -> None:
+    stop_pid(info.pid)
+    if remove_data:
+        shutil.rmtree(info.data_dir, ignore_errors=True)

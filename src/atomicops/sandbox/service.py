@@ -1,0 +1,113 @@
+"""What the sandbox's service starters share: a record of a started server, and the process
+plumbing (free ports, detached start, stop by pid) that each of them needs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    name: str
+    url: str
+    pid: int
+    data_dir: str
+    log_file: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) is as good as dead.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def spawn(argv: Sequence[str], log_file: Path, env: Mapping[str, str] | None = None) -> int:
+    """Start ``argv`` detached from this process (its own session), output to ``log_file``.
+
+    Detached so that ``atomicops sandbox up`` can return while the server keeps running;
+    ``down`` stops it later by pid.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - argv is ours
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    return proc.pid
+
+
+def stop_pid(pid: int, *, timeout: float = 10.0) -> None:
+    """SIGTERM, wait, then SIGKILL; returns when the process is gone."""
+    for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            _reap(pid)
+            if not pid_alive(pid):
+                return
+            time.sleep(0.05)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def wait_until(ready: Any, *, timeout: float, what: str, pid: int | None = None, log_file: Path | None = None) -> None:
+    """Poll ``ready()`` until true; fail early if the server process died, showing its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if pid is not None:
+            _reap(pid)
+            if not pid_alive(pid):
+                break
+        time.sleep(0.1)
+    tail = ""
+    if log_file is not None and log_file.exists():
+        tail = "\n" + "\n".join(log_file.read_text(errors="replace").splitlines()[-15:])
+    raise RuntimeError(f"{what} did not become ready within {timeout:.0f}s{tail}")
