@@ -49,6 +49,9 @@ class Progress:
             took = (d.get("finished") or 0) - (d.get("started") or 0)
             outs = " ".join(f"{k}={_short(v)}" for k, v in (d.get("outputs") or {}).items())
             self.c.print(f"{s}   [green]✓[/green] {where} [dim]{took:.2f}s {outs}[/dim]")
+        elif ev.type == "step_progress":
+            total = f"/{d['total']}" if d.get("total") else ""
+            self.c.print(f"{s}   [dim]… {where} {d.get('done')}{total} {d.get('note') or ''}[/dim]")
         elif ev.type == "step_failed":
             self.c.print(f"{s}   [red]✗ {where}: {d.get('error')}[/red]")
         elif ev.type == "op_applied":

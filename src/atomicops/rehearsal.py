@@ -10,15 +10,24 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from atomicops import api, inventory, sandbox
 from atomicops.engine.observer import Observer
-from atomicops.errors import EXIT_FAILED, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE, AtomicOpsError, RunFailed
+from atomicops.engine.executor import extract_outputs
+from atomicops.engine.runtime import open_runtime
+from atomicops.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_ROLLBACK_INCOMPLETE,
+    ActionError,
+    AtomicOpsError,
+    RunFailed,
+)
 from atomicops.plan.loader import LoadedPlan
-from atomicops.plan.model import Plan
+from atomicops.plan.model import Plan, Retry
 
 REHEARSAL_ENV = "rehearsal"
 
@@ -65,6 +74,28 @@ def aws_services(plan: Plan) -> list[str]:
     return sorted(found)
 
 
+def run_setup(loaded: LoadedPlan, progress: Callable[[str], None]) -> dict[str, Any]:
+    """Stand up the local system being migrated (the plan's ``rehearsal.setup``); the outputs
+    of its actions become vars of the rehearsal."""
+    assert loaded.plan.rehearsal is not None
+    rt = open_runtime(loaded.plan, env=REHEARSAL_ENV, run_id="setup", base_dir=loaded.base_dir)
+    found: dict[str, Any] = {}
+    try:
+        for i, action in enumerate(loaded.plan.rehearsal.setup):
+            name = action.get("name") or f"setup[{i}]"
+            body = {k: v for k, v in action.items() if k not in ("name", "outputs")}
+            scope = replace(rt.scope, vars={**rt.scope.vars, **found})
+            result = rt.executor.execute(scope.exec_form(body, rt.secrets), retry=Retry(attempts=1))
+            outputs, missing = extract_outputs(action.get("outputs") or {}, result)
+            if missing:
+                raise ActionError("rehearsal", f"setup {name}: outputs found nothing: {', '.join(missing)}")
+            found.update(outputs)
+            progress(f"setup {name}: done")
+    finally:
+        rt.close()
+    return found
+
+
 def rehearse(
     plan: str | os.PathLike[str],
     *,
@@ -89,6 +120,11 @@ def rehearse(
     report.timings["sandbox_up"] = round(time.monotonic() - t0, 2)
     try:
         loaded: LoadedPlan = api.validate(plan, vars={**sb.vars(), **(vars or {})}, vars_files=vars_files)
+        if loaded.plan.rehearsal and loaded.plan.rehearsal.setup:
+            t0 = time.monotonic()
+            local = run_setup(loaded, progress)
+            report.timings["setup"] = round(time.monotonic() - t0, 2)
+            loaded = api.validate(plan, vars={**sb.vars(), **local, **(vars or {})}, vars_files=vars_files)
         p = loaded.plan
         report.plan = p.name
         report.operations = len(p.operations)

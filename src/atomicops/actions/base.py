@@ -97,7 +97,12 @@ class ActionContext:
     timeout: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     base_dir: str = "."
-    progress: Callable[[int, int | None, str], None] = lambda done, total, note: None
+    progress: Callable[..., None] = lambda done, total=None, note="", mark=None: None
+    """``progress(done, total=None, note="", mark=None)``: long work reports how far it got.
+    A ``mark`` (a high-water mark such as the last copied sequence number) is journalled, so
+    work resumed after a crash can start from it (``resume_mark``)."""
+    resume_mark: Any = None
+    """The last ``mark`` journalled for this step by an earlier, interrupted attempt."""
 
 
 class ActionKind(ABC):

@@ -38,6 +38,9 @@ class ApplyReport:
     verify: list[dict[str, Any]] = field(default_factory=list)
 
 
+PROGRESS_EVERY = 2.0  # seconds between journalled progress reports without a mark
+
+
 def fingerprint(op: Operation) -> str:
     """Identifies an operation's definition (vars applied), to tell when the plan changed."""
     text = json.dumps(op.model_dump(mode="json"), sort_keys=True)
@@ -129,7 +132,10 @@ class Applier:
         started = time.time()
         tags = {} if step.read_only else {"atomicops:env": run.env, "atomicops:op": op.id, "atomicops:step": key}
         try:
-            result = rt.executor.execute(action, op=op.id, step_key=key, tags=tags, retry=step.retry, timeout=step.timeout)
+            result = rt.executor.execute(
+                action, op=op.id, step_key=key, tags=tags, retry=step.retry, timeout=step.timeout,
+                progress=self._progress(op.id, step.name),
+            )
         except ActionError as exc:
             message = run.redactor.text(str(exc))
             run.record("step_failed", op=op.id, step=step.name, error=message, code=exc.code)
@@ -173,6 +179,19 @@ class Applier:
             why = f"outputs found nothing: {', '.join(missing)}" if missing else undo_error
             raise StepFailed(op.id, step.name, why or "")
         return state
+
+    def _progress(self, op_id: str, step_name: str) -> Any:
+        """Journal how far long work got, at most every couple of seconds (and every mark)."""
+        last = [0.0]
+
+        def report(done: int, total: int | None = None, note: str = "", mark: Any = None) -> None:
+            now = time.monotonic()
+            if mark is None and now - last[0] < PROGRESS_EVERY and done != total:
+                return
+            last[0] = now
+            self.run.record("step_progress", op=op_id, step=step_name, done=done, total=total, note=note, mark=mark)
+
+        return report
 
     def _verify_operation(self, op: Operation, outputs: dict[str, Any]) -> None:
         scope = self.rt.scope.with_self(outputs)

@@ -41,6 +41,8 @@ class Executor:
         retry: Retry | None = None,
         timeout: float | None = None,
         should_retry: Any = None,
+        progress: Any = None,
+        resume_mark: Any = None,
     ) -> Any:
         kind = self.kind_of(action)
         ctx = ActionContext(
@@ -52,7 +54,10 @@ class Executor:
             tags=dict(tags or {}),
             timeout=timeout,
             base_dir=self.base_dir,
+            resume_mark=resume_mark,
         )
+        if progress is not None:
+            ctx.progress = progress
         policy = retry or DEFAULT_RETRY
 
         def retryable(exc: BaseException) -> bool:

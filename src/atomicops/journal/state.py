@@ -9,6 +9,7 @@ op_started         phase, phase_index, depends_on, title, fingerprint
 step_intent        action (resolved, secrets as references), key         -- before the do
 step_done          outputs, undo (fully resolved), irreversible, read_only, ok_errors,
                    started, finished                                       -- after the do
+step_progress      done, total, note, mark (a high-water mark long work can resume from)
 step_failed        error, code
 op_applied         outputs
 op_failed          error
@@ -45,6 +46,7 @@ class StepState:
     started: float | None = None
     finished: float | None = None
     error: str | None = None
+    progress: dict[str, Any] | None = None  # the last step_progress: done, total, note, mark
 
     @property
     def applied(self) -> bool:
@@ -209,6 +211,8 @@ def _apply_step(op: OpState, ev: Event) -> None:
         step.ok_errors = list(d.get("ok_errors") or [])
         step.started = d.get("started", step.started)
         step.finished = d.get("finished", ev.ts)
+    elif ev.type == "step_progress":
+        step.progress = dict(d)
     elif ev.type == "step_failed":
         step.status, step.error, step.finished = "failed", d.get("error"), ev.ts
     elif ev.type == "undo_intent":

@@ -90,6 +90,14 @@ class Triggers(_Model):
     checks: list[Action] = Field(default_factory=list)
 
 
+class Rehearsal(_Model):
+    """What ``atomicops rehearse`` does before it takes the first inventory: it stands up the
+    local system being migrated. Each ``setup`` action may carry ``name`` and ``outputs``
+    (JMESPath over its result); the outputs become plan vars for the rehearsal."""
+
+    setup: list[Action] = Field(default_factory=list)
+
+
 class Plan(_Model):
     atomicops: Literal[1]
     name: str = Field(pattern=ID_PATTERN)
@@ -102,6 +110,7 @@ class Plan(_Model):
     triggers: Triggers | None = None
     operations: list[Operation] = Field(min_length=1)
     verify: list[Action] = Field(default_factory=list)
+    rehearsal: Rehearsal | None = None
 
     def operation(self, op_id: str) -> Operation:
         for op in self.operations:

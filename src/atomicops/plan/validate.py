@@ -28,6 +28,7 @@ ROLE_KEYS = {
     "undo": frozenset(),
     "probe": frozenset({"outputs"}),
     "check": frozenset({"expect", "name"}),
+    "setup": frozenset({"name", "outputs"}),
 }
 
 # Which reference namespaces each place may use.
@@ -77,6 +78,12 @@ def validate_plan(
         for i, check in enumerate(plan.triggers.checks):
             path = ("triggers", "checks", i)
             _check_action(ctx, check, path, "check", op=None, allowed=_PLAN_LEVEL)
+    if plan.rehearsal:
+        for i, action in enumerate(plan.rehearsal.setup):
+            path = ("rehearsal", "setup", i)
+            _check_action(ctx, action, path, "setup", op=None, allowed=_CONNECTION)
+            for out, expr in (action.get("outputs") or {}).items():
+                _check_jmespath(ctx, expr, (*path, "outputs", out), None)
     _check_graph(ctx)
     return ctx.problems, ctx.deps
 
@@ -186,7 +193,7 @@ def _check_action(
             else:
                 for sub, message in check_expect_spec(expect):
                     ctx.add((*path, "expect", sub), message, op=op)
-    body = {k: v for k, v in action.items() if k not in ("outputs", "expect", "name")}
+    body = {k: v for k, v in action.items() if k not in ROLE_KEYS[role]}
     _check_refs(ctx, body, path, allowed=allowed, op=op, self_upto=self_upto)
 
 
