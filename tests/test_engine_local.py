@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from atomicops import api
-from atomicops.errors import Locked, RunFailed, UnfinishedRun
+from atomicops.errors import Locked, RunFailed, Uncertain
 from atomicops.journal import open_store
 from atomicops.journal.store import LockHolder
 
@@ -111,14 +111,21 @@ def test_a_dead_holders_lock_is_taken_over(tmp_path):
     assert started["data"]["took_over"]["run_id"] == "crashed"
 
 
-def test_an_interrupted_step_blocks_apply_and_rollback_until_settled(tmp_path):
+def test_an_interrupted_step_with_no_probe_is_uncertain_for_apply_and_rollback(tmp_path):
     state = str(tmp_path / "j.db")
+    api.apply(PLANS / "parallel.yaml", state=state, vars={"fn": "plan_helpers:pause"})
     store = open_store(state)
-    store.append("default", "r0", "run_started", data={"command": "apply"})
+    store.append("default", "r0", "run_started", data={"command": "rollback"})
+    store.append("default", "r0", "undo_intent", op="after", step="last", data={})
     store.append("default", "r0", "op_started", op="left", data={"depends_on": []})
     store.append("default", "r0", "step_intent", op="left", step="meet", data={"action": {}})
-    with pytest.raises(UnfinishedRun) as exc:
+    with pytest.raises(Uncertain) as exc:
         api.apply(PLANS / "parallel.yaml", state=state)
-    assert exc.value.steps == ["left/meet"]
-    with pytest.raises(UnfinishedRun):
+    assert exc.value.steps == ["left/meet"] and exc.value.exit_code == 3
+    with pytest.raises(Uncertain):
         api.rollback(state=state)
+    api.resolve("left", "meet", applied=False, state=state)
+    api.rollback(state=state)
+    doc = api.status(state=state)
+    assert {o["status"] for o in doc["operations"]} == {"rolled_back"}
+    assert doc["in_flight"] == []

@@ -7,28 +7,30 @@ typed :class:`~atomicops.errors.AtomicOpsError` carrying the exit code of DESIGN
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
 from atomicops.engine.apply import Applier, ApplyReport, fingerprint
 from atomicops.engine.observer import Observer
+from atomicops.engine.resume import _outputs_before, find_step, settle
 from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, with_dependents
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import open_runtime
 from atomicops.errors import (
     ExpectFailed,
+    ResumeMismatch,
     RollbackIncomplete,
     RunFailed,
-    UnfinishedRun,
+    Uncertain,
     UsageError,
 )
 from atomicops.journal import open_store
 from atomicops.journal.state import EnvState, derive
 from atomicops.journal.store import JournalStore, LockHolder
-from atomicops.plan.loader import LoadedPlan, load_plan
-from atomicops.plan.model import Plan
+from atomicops.plan.loader import LoadedPlan, load_plan, loaded_from_journal
 
 
 def validate(
@@ -47,20 +49,6 @@ def _loaded(plan: Any, vars: Mapping[str, Any] | None, vars_files: Sequence[str]
 
 def _store(state: str | JournalStore | None) -> JournalStore:
     return state if (state is not None and not isinstance(state, str)) else open_store(state)
-
-
-def _refuse_unfinished(st: EnvState, *, for_rollback: bool = False) -> None:
-    """In-flight steps need `resume`; an operation cut off between steps blocks apply only:
-    rollback can finish it, because it undoes exactly the steps recorded as done."""
-    stuck = st.in_flight()
-    if not for_rollback:
-        stuck += [
-            f"{op.id} (interrupted while {op.status})"
-            for op in st.ops.values()
-            if op.status in ("applying", "rolling_back") and not any(s.in_flight for s in op.steps.values())
-        ]
-    if stuck:
-        raise UnfinishedRun(st.env, stuck)
 
 
 def apply(
@@ -92,53 +80,116 @@ def apply(
     }
     with Run(store, env, "apply", observer=observer, start_data=start) as run:
         st = run.state()
-        _refuse_unfinished(st)
-        _check_selection(loaded, st, selected)
-        applier: Applier | None = None
-        rt = open_runtime(
-            p, env=env, run_id=run.id, base_dir=loaded.base_dir,
-            ops_outputs=lambda op: applier.op_outputs(op) if applier else {},
+        prepare = None
+        if _interrupted(st):
+            # A killed run left steps in flight: settle them by their probes first, provided
+            # the plan still says what the journal recorded for them.
+            _check_recorded(loaded, st)
+            prepare = functools.partial(_settle_or_stop, run)
+        else:
+            _check_selection(loaded, st, selected)
+        return _apply_in_run(
+            run, loaded, st, selected, full=phase is None and not list(targets),
+            on_failure=on_failure, parallelism=parallelism, prepare=prepare,
+            earlier_runs=[r.id for r in st.unfinished_runs() if r.id != run.id],
         )
-        run.redactor = rt.secrets.redactor
-        try:
-            applier = Applier(loaded, run, rt, st, parallelism)
-            report = applier.report
-            pending = []
-            for op_id in selected:
-                op_state = st.ops.get(op_id)
-                if op_state and op_state.status == "applied":
-                    report.unchanged.append(op_id)
-                    if op_state.fingerprint != fingerprint(p.operation(op_id)):
-                        report.changed_since_applied.append(op_id)
-                else:
-                    pending.append(op_id)
-            for op_id in report.changed_since_applied:
-                run.observer.note(
-                    f"operation {op_id} changed in the plan since it was applied; it is left as "
-                    f"applied (roll it back with --target {op_id} and apply to replace it)",
-                    level="warning",
-                )
-            ok = applier.run_phases(pending)
-            if ok and phase is None and not list(targets) and p.verify:
-                failures = applier.verify_plan()
-                if failures:
-                    report.failures.append(ExpectFailed(failures))
-                    ok = False
-            if ok:
-                run.finish("succeeded", applied=report.applied)
-                return report
-            if on_failure == "keep":
-                run.finish("kept")
-                raise _with_report(RunFailed(run.id, report.failures, kept=True), report)
-            run.observer.note("rolling back what this run applied", level="warning")
-            report.rollback = applier.rollback_this_run()
-            if not report.rollback.complete:
-                run.finish("rollback_incomplete")
-                raise _with_report(_incomplete(report.rollback), report)
-            run.finish("rolled_back")
-            raise _with_report(RunFailed(run.id, report.failures, kept=False), report)
-        finally:
-            rt.close()
+
+
+def _interrupted(st: EnvState) -> bool:
+    return bool(st.in_flight()) or any(o.status in ("applying", "rolling_back") for o in st.ops.values())
+
+
+def _check_recorded(loaded: LoadedPlan, st: EnvState) -> None:
+    """The operations a crash left half-done must be unchanged in the plan that finishes them."""
+    differences = []
+    for op in st.ops.values():
+        if op.status in ("applying", "rolling_back", "uncertain") or any(s.in_flight for s in op.steps.values()):
+            try:
+                now = fingerprint(loaded.plan.operation(op.id))
+            except KeyError:
+                differences.append(f"operation {op.id} is half-applied in the journal but not in {loaded.file}")
+                continue
+            if op.fingerprint and now != op.fingerprint:
+                differences.append(f"operation {op.id} is half-applied and differs in {loaded.file} from what was run")
+    if differences:
+        raise ResumeMismatch(differences)
+
+
+def _settle_or_stop(run: Run, applier: Applier) -> EnvState:
+    settled, uncertain = settle(applier)
+    if uncertain:
+        run.finish("uncertain", steps=uncertain)
+        raise Uncertain(run.env, uncertain)
+    return settled
+
+
+def _apply_in_run(
+    run: Run,
+    loaded: LoadedPlan,
+    st: EnvState,
+    selected: list[str],
+    *,
+    full: bool,
+    on_failure: str,
+    parallelism: int,
+    prepare: Callable[[Applier], EnvState] | None = None,
+    earlier_runs: Iterable[str] = (),
+) -> ApplyReport:
+    """The body of an apply inside a run that holds the lock (``apply`` and ``resume``).
+
+    ``prepare`` runs first with the applier ready (resume settles in-flight steps there) and
+    returns the state to continue from; ``earlier_runs`` are runs whose operations a failure
+    should roll back too (the run that resume finishes).
+    """
+    p = loaded.plan
+    applier: Applier | None = None
+    rt = open_runtime(
+        p, env=run.env, run_id=run.id, base_dir=loaded.base_dir,
+        ops_outputs=lambda op: applier.op_outputs(op) if applier else {},
+    )
+    run.redactor = rt.secrets.redactor
+    try:
+        applier = Applier(loaded, run, rt, st, parallelism, earlier_runs=set(earlier_runs))
+        if prepare is not None:
+            st = applier.state = prepare(applier)
+            applier.refresh_outputs()
+        report = applier.report
+        pending = []
+        for op_id in selected:
+            op_state = st.ops.get(op_id)
+            if op_state and op_state.status == "applied":
+                report.unchanged.append(op_id)
+                if op_state.fingerprint != fingerprint(p.operation(op_id)):
+                    report.changed_since_applied.append(op_id)
+            else:
+                pending.append(op_id)
+        for op_id in report.changed_since_applied:
+            run.observer.note(
+                f"operation {op_id} changed in the plan since it was applied; it is left as "
+                f"applied (roll it back with --target {op_id} and apply to replace it)",
+                level="warning",
+            )
+        ok = applier.run_phases(pending)
+        if ok and full and p.verify:
+            failures = applier.verify_plan()
+            if failures:
+                report.failures.append(ExpectFailed(failures))
+                ok = False
+        if ok:
+            run.finish("succeeded", applied=report.applied)
+            return report
+        if on_failure == "keep":
+            run.finish("kept")
+            raise _with_report(RunFailed(run.id, report.failures, kept=True), report)
+        run.observer.note("rolling back what this run applied", level="warning")
+        report.rollback = applier.rollback_this_run()
+        if not report.rollback.complete:
+            run.finish("rollback_incomplete")
+            raise _with_report(_incomplete(report.rollback), report)
+        run.finish("rolled_back")
+        raise _with_report(RunFailed(run.id, report.failures, kept=False), report)
+    finally:
+        rt.close()
 
 
 def _with_report(exc: Exception, report: Any) -> Exception:
@@ -198,9 +249,8 @@ def rollback(
     """Undo applied operations from the journal alone (the plan file is not read)."""
     store = _store(state)
     targets, skip = list(targets), list(skip)
-    with Run(store, env, "rollback", observer=observer, start_data={"targets": targets, "skip": skip}) as run:
+    with Run(store, env, "rollback", observer=observer, start_data={"options": {"targets": targets, "skip": skip}}) as run:
         st = run.state()
-        _refuse_unfinished(st, for_rollback=True)
         for name in targets + skip:
             if name not in st.ops:
                 raise UsageError(f"operation {name!r} has no record in environment {env!r}")
@@ -212,10 +262,13 @@ def rollback(
         recorded = st.latest_plan()
         if recorded is None or recorded.plan is None:
             raise UsageError(f"environment {env!r} has no recorded plan to take connections from")
-        plan = Plan.model_validate(recorded.plan)
-        rt = open_runtime(plan, env=env, run_id=run.id, base_dir=recorded.base_dir or ".")
+        loaded = loaded_from_journal(recorded.plan, file=recorded.plan_file, base_dir=recorded.base_dir)
+        rt = open_runtime(loaded.plan, env=env, run_id=run.id, base_dir=loaded.base_dir)
         run.redactor = rt.secrets.redactor
         try:
+            if st.in_flight():
+                # Settle what a killed run left in flight, so nothing it made is forgotten.
+                st = _settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
             report = rollback_ops(run, rt, st, selection, skip=skip, parallelism=parallelism)
         finally:
             rt.close()
@@ -224,6 +277,137 @@ def rollback(
             raise _with_report(_incomplete(report), report)
         run.finish("rolled_back", undone=report.undone, left=report.left)
         return report
+
+
+def resume(
+    *,
+    env: str = "default",
+    state: str | JournalStore | None = None,
+    rollback: bool = False,
+    plan: str | os.PathLike[str] | None = None,
+    parallelism: int = 10,
+    observer: Observer | None = None,
+) -> ApplyReport | RollbackReport:
+    """Finish an interrupted run from the journal: settle in-flight steps by their probes,
+    then continue it (an apply) or roll it back (``rollback=True``, a rollback, or an apply
+    that was already failing). ``plan``, when given, must match what the journal recorded."""
+    store = _store(state)
+    with Run(store, env, "resume", observer=observer) as run:
+        st = run.state()
+        interrupted = [r for r in st.unfinished_runs() if r.id != run.id]
+        if not st.in_flight() and not interrupted and not any(o.status in ("applying", "rolling_back") for o in st.ops.values()):
+            run.finish("nothing_to_do")
+            return ApplyReport(run.id)
+        recorded = st.latest_plan()
+        if recorded is None or recorded.plan is None:
+            raise UsageError(f"environment {env!r} has no recorded plan to resume")
+        loaded = loaded_from_journal(recorded.plan, file=recorded.plan_file, base_dir=recorded.base_dir)
+        if plan is not None:
+            _check_same_plan(loaded, validate(plan, vars=loaded.plan.vars), st)
+        last = max(interrupted, key=lambda r: r.started) if interrupted else recorded
+        options = _run_options(store, env, last.id)
+        failing = any(o.status in ("failed", "rollback_failed", "rolling_back") and o.run_id == last.id for o in st.ops.values())
+        if rollback or last.command == "rollback" or failing:
+            return _resume_rollback(run, loaded, st, last, options, parallelism)
+        on_failure = str(options.get("on_failure") or loaded.plan.on_failure)
+        selected = _select(loaded, options.get("phase"), list(options.get("targets") or []))
+
+        return _apply_in_run(
+            run, loaded, st, selected, full=not options.get("phase") and not options.get("targets"),
+            on_failure=on_failure, parallelism=parallelism, prepare=functools.partial(_settle_or_stop, run),
+            earlier_runs=[last.id],
+        )
+
+
+def _resume_rollback(run: Run, loaded: LoadedPlan, st: EnvState, last: Any, options: dict[str, Any], parallelism: int) -> RollbackReport:
+    rt = open_runtime(loaded.plan, env=run.env, run_id=run.id, base_dir=loaded.base_dir)
+    run.redactor = rt.secrets.redactor
+    try:
+        settled = _settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
+        if last.command == "rollback":
+            targets = list(options.get("targets") or [])
+            selection = with_dependents(settled, targets) if targets else set(settled.ops)
+        else:
+            selection = {o.id for o in settled.ops.values() if o.run_id in (last.id, run.id)}
+        report = rollback_ops(run, rt, settled, selection, skip=options.get("skip") or (), parallelism=parallelism)
+    finally:
+        rt.close()
+    if not report.complete:
+        run.finish("rollback_incomplete")
+        raise _with_report(_incomplete(report), report)
+    run.finish("rolled_back", undone=report.undone)
+    return report
+
+
+def _run_options(store: JournalStore, env: str, run_id: str) -> dict[str, Any]:
+    for ev in store.events(env):
+        if ev.type == "run_started" and ev.run_id == run_id:
+            return dict(ev.data.get("options") or {})
+    return {}
+
+
+def _check_same_plan(recorded: LoadedPlan, given: LoadedPlan, st: EnvState) -> None:
+    differences = []
+    for op_state in st.ops.values():
+        try:
+            mine = recorded.plan.operation(op_state.id)
+        except KeyError:
+            continue
+        try:
+            theirs = given.plan.operation(op_state.id)
+        except KeyError:
+            differences.append(f"operation {op_state.id} is in the journal but not in {given.file}")
+            continue
+        if fingerprint(mine) != fingerprint(theirs):
+            differences.append(f"operation {op_state.id} differs between the journal and {given.file}")
+    if differences:
+        raise ResumeMismatch(differences)
+
+
+def resolve(
+    op: str,
+    step: str,
+    *,
+    applied: bool,
+    outputs: Mapping[str, Any] | None = None,
+    env: str = "default",
+    state: str | JournalStore | None = None,
+    observer: Observer | None = None,
+) -> None:
+    """Settle an interrupted step by hand: it took effect (``applied``, with its outputs so its
+    undo can be resolved) or it did not."""
+    store = _store(state)
+    with Run(store, env, "resolve", observer=observer) as run:
+        st = run.state()
+        op_state = st.ops.get(op)
+        target = op_state.steps.get(step) if op_state else None
+        if target is None or target.status not in ("intent", "uncertain"):
+            pending = ", ".join(st.in_flight()) or "none"
+            raise UsageError(f"{op}/{step} is not an interrupted step (interrupted: {pending})")
+        if not applied:
+            run.record("step_settled", op=op, step=step, applied=False, by="resolve")
+            run.finish("succeeded")
+            return
+        recorded = st.latest_plan()
+        if recorded is None or recorded.plan is None:
+            raise UsageError(f"environment {env!r} has no recorded plan")
+        loaded = loaded_from_journal(recorded.plan, file=recorded.plan_file, base_dir=recorded.base_dir)
+        rt = open_runtime(loaded.plan, env=env, run_id=run.id, base_dir=loaded.base_dir,
+                          ops_outputs=lambda o: st.ops[o].outputs if o in st.ops else {})
+        run.redactor = rt.secrets.redactor
+        try:
+            applier = Applier(loaded, run, rt, st, 1)
+            plan_op, plan_step = find_step(applier, op, step)
+            missing = [k for k in plan_step.outputs if k not in (outputs or {})]
+            if missing:
+                raise UsageError(f"--applied needs the step's outputs: {', '.join('--output ' + k + '=...' for k in missing)}")
+            done = applier.record_done(plan_op, plan_step, dict(outputs or {}), _outputs_before(plan_op, op_state, plan_step),
+                                       target.started or 0.0, target.started or 0.0, settled_by="resolve")
+            if done.error:
+                raise UsageError(f"cannot resolve the undo of {op}/{step}: {done.error}")
+        finally:
+            rt.close()
+        run.finish("succeeded")
 
 
 def environment(env: str = "default", state: str | JournalStore | None = None) -> EnvState:

@@ -12,8 +12,8 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -274,6 +274,43 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, pa
               + (f"; left applied: {', '.join(report.left)}" if report.left else ""))
     for item in report.irreversible:
         out.print(f"[yellow]irreversible, left as is: {item}[/yellow]")
+    return 0
+
+
+@main.command()
+@click.option("--rollback", "do_rollback", is_flag=True, help="Roll the interrupted run back instead of finishing it.")
+@click.option("--plan", "plan", default=None, type=click.Path(),
+              help="Refuse unless this plan matches what the journal recorded (resume itself needs no plan).")
+@click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
+@common
+def resume(do_rollback: bool, plan: str | None, parallelism: int, env: str, state: str | None, as_json: bool) -> int:
+    """Finish an interrupted run: probe in-flight steps, then continue it or roll it back."""
+    observer = Quiet() if as_json else Progress(err)
+    report = api.resume(env=env, state=state, rollback=do_rollback, plan=plan, parallelism=parallelism, observer=observer)
+    if as_json:
+        out.print_json(json.dumps(_jsonable(report), default=str))
+    elif hasattr(report, "applied"):
+        out.print(f"[green]resumed[/green]: {len(report.applied)} operation(s) applied")
+    else:
+        out.print(f"[green]resumed and rolled back[/green]: {len(report.undone)} operation(s)")
+    return 0
+
+
+@main.command()
+@click.argument("op")
+@click.argument("step")
+@click.option("--applied/--not-applied", "applied", default=None, help="Whether the step took effect.")
+@click.option("--output", "outputs", multiple=True, metavar="NAME=VALUE", help="The step's outputs, when --applied.")
+@common
+def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
+    """Settle an interrupted step the probe could not: say whether it took effect."""
+    if applied is None:
+        raise click.UsageError("say --applied (with --output NAME=VALUE for its outputs) or --not-applied")
+    api.resolve(op, step, applied=applied, outputs=dict(parse_var(o) for o in outputs), env=env, state=state)
+    if as_json:
+        out.print_json(json.dumps({"resolved": f"{op}/{step}", "applied": applied}))
+    else:
+        out.print(f"{op}/{step} settled as {'applied' if applied else 'not applied'}; run `atomicops resume` to continue")
     return 0
 
 

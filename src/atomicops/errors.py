@@ -102,6 +102,9 @@ class ActionError(AtomicOpsError):
     code: str | None = None
     transient: bool = False
     result: Any = field(default=None, repr=False)
+    applied: bool = False
+    """The side effect took place although the action failed (a create whose waiter timed
+    out): the engine journals it as done, so the operation's undo covers it."""
 
     def __post_init__(self) -> None:
         super().__init__(str(self))
@@ -189,3 +192,37 @@ class UndoFailed(AtomicOpsError):
         self.step = step
         self.cause = cause
         super().__init__(f"undo of operation {op}, step {step} failed: {cause}")
+
+
+class Uncertain(AtomicOpsError):
+    """Interrupted steps that no probe could settle; ``atomicops resolve`` decides them."""
+
+    exit_code = EXIT_ROLLBACK_INCOMPLETE
+
+    def __init__(self, env: str, steps: list[str]):
+        self.env = env
+        self.steps = steps
+        how = "\n".join(
+            f"  atomicops resolve {s.split('/')[0]} {s.split('/')[1]} --applied|--not-applied --env {env}"
+            for s in steps
+        )
+        super().__init__(
+            "these interrupted steps may or may not have taken effect, and nothing can tell: "
+            + ", ".join(steps)
+            + "\nlook at the target, then settle each:\n"
+            + how
+            + "\nthen run `atomicops resume` again"
+        )
+
+
+class ResumeMismatch(AtomicOpsError):
+    """The journal's recorded steps do not match what resume is asked to do."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, differences: list[str]):
+        self.differences = differences
+        super().__init__(
+            "resume refuses: the journal does not match the plan it is asked to finish:\n"
+            + "\n".join(f"  {d}" for d in differences)
+        )

@@ -667,6 +667,12 @@ class AwsKind(ActionKind):
         params = copy.deepcopy(dict(params))
         if ctx.tags:
             params = with_tags(service, op_model, params, ctx.tags)
+        if ctx.idempotency_token:
+            # botocore would fill these with a fresh uuid4 on every call; a token derived
+            # from the step makes a retried or resumed create return the first resource.
+            for name, member in op_model.input_shape.members.items():
+                if member.metadata.get("idempotencyToken") and name not in params:
+                    params[name] = ctx.idempotency_token
         secrets = _sensitive_values(params, op_model.input_shape, set())
 
         try:
@@ -684,6 +690,7 @@ class AwsKind(ActionKind):
                 # The call itself took effect: hand its result over so the engine can still
                 # record outputs and the undo.
                 exc.result = result
+                exc.applied = True
                 raise
         return result
 

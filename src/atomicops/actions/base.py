@@ -101,6 +101,8 @@ class ActionContext:
     """``progress(done, total=None, note="", mark=None)``: long work reports how far it got.
     A ``mark`` (a high-water mark such as the last copied sequence number) is journalled, so
     work resumed after a crash can start from it (``resume_mark``)."""
+    idempotency_token: str | None = None
+    """Stable for one attempt at one step (kept across a resume): for APIs that take one."""
     resume_mark: Any = None
     """The last ``mark`` journalled for this step by an earlier, interrupted attempt."""
 

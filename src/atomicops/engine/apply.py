@@ -12,10 +12,12 @@ import hashlib
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from atomicops.engine.crash import crashpoint
 from atomicops.engine.executor import extract_outputs
 from atomicops.engine.rollback import RollbackReport, rollback_ops, undo_step
 from atomicops.engine.run import Run
@@ -52,7 +54,17 @@ def step_key(env: str, op: str, step: str) -> str:
 
 
 class Applier:
-    def __init__(self, loaded: LoadedPlan, run: Run, rt: Runtime, state: EnvState, parallelism: int):
+    def __init__(
+        self,
+        loaded: LoadedPlan,
+        run: Run,
+        rt: Runtime,
+        state: EnvState,
+        parallelism: int,
+        *,
+        earlier_runs: set[str] | None = None,
+    ):
+        self.earlier_runs = earlier_runs or set()
         self.loaded = loaded
         self.plan = loaded.plan
         self.run = run
@@ -60,9 +72,14 @@ class Applier:
         self.state = state
         self.parallelism = parallelism
         self.report = ApplyReport(run.id)
-        self._outputs: dict[str, dict[str, Any]] = {o.id: o.outputs for o in state.ops.values() if o.status == "applied"}
+        self._outputs: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self.refresh_outputs()
         self.stop = threading.Event()
+
+    def refresh_outputs(self) -> None:
+        with self._lock:
+            self._outputs = {o.id: o.outputs for o in self.state.ops.values() if o.status == "applied"}
 
     def op_outputs(self, op_id: str) -> dict[str, Any]:
         with self._lock:
@@ -97,8 +114,16 @@ class Applier:
         )
         self_outputs: dict[str, Any] = {}
         done: list[StepState] = []
+        prior = self.state.ops.get(op.id)
+        # An operation an interrupted run left half-applied continues after its done steps.
+        continuing = prior is not None and prior.status in ("applying", "uncertain")
+        carried = {n: s for n, s in prior.steps.items() if s.status == "done"} if prior and continuing else {}
         try:
             for step in op.steps:
+                if step.name in carried:
+                    self_outputs.update(carried[step.name].outputs)
+                    done.append(carried[step.name])
+                    continue
                 done.append(self._apply_step(op, step, self_outputs))
             self._verify_operation(op, self_outputs)
         except AtomicOpsError as exc:
@@ -118,6 +143,7 @@ class Applier:
         with self._lock:
             self._outputs[op.id] = dict(self_outputs)
             self.report.applied.append(op.id)
+        crashpoint("between_operations", op.id)
 
     def _apply_step(self, op: Operation, step: Step, self_outputs: dict[str, Any]) -> StepState:
         run, rt = self.run, self.rt
@@ -128,20 +154,61 @@ class Applier:
             action = scope.exec_form(step.do, rt.secrets)
         except AtomicOpsError as exc:
             raise StepFailed(op.id, step.name, run.redactor.text(str(exc))) from None
-        run.record("step_intent", op=op.id, step=step.name, action=journal_action, key=key)
+        token = self._token(op.id, step.name, key)
+        run.record("step_intent", op=op.id, step=step.name, action=journal_action, key=key, token=token)
+        crashpoint("after_intent", key)
         started = time.time()
         tags = {} if step.read_only else {"atomicops:env": run.env, "atomicops:op": op.id, "atomicops:step": key}
+        prior = self.state.ops.get(op.id)
+        resume_mark = None
+        if prior and step.name in prior.steps and prior.steps[step.name].progress:
+            resume_mark = (prior.steps[step.name].progress or {}).get("mark")
         try:
             result = rt.executor.execute(
                 action, op=op.id, step_key=key, tags=tags, retry=step.retry, timeout=step.timeout,
-                progress=self._progress(op.id, step.name),
+                progress=self._progress(op.id, step.name), resume_mark=resume_mark,
+                idempotency_token=None if step.read_only else token,
             )
         except ActionError as exc:
             message = run.redactor.text(str(exc))
+            if exc.applied:
+                # The effect took place (a create whose wait failed): journal it as done so
+                # the operation's undo takes it back, then fail the step.
+                outputs, _ = extract_outputs(step.outputs, exc.result)
+                self.record_done(op, step, outputs, self_outputs, started, time.time(), result=exc.result)
+                run.record("step_failed", op=op.id, step=step.name, error=message, code=exc.code, after_effect=True)
+                raise StepFailed(op.id, step.name, message) from None
             run.record("step_failed", op=op.id, step=step.name, error=message, code=exc.code)
             raise StepFailed(op.id, step.name, message) from None
         finished = time.time()
+        crashpoint("after_effect", key)
         outputs, missing = extract_outputs(step.outputs, result)
+        state = self.record_done(op, step, outputs, self_outputs, started, finished, result=result, missing=missing)
+        crashpoint("after_result", key)
+        if state.error:
+            raise StepFailed(op.id, step.name, state.error)
+        return state
+
+    def record_done(
+        self,
+        op: Operation,
+        step: Step,
+        outputs: dict[str, Any],
+        self_outputs: dict[str, Any],
+        started: float,
+        finished: float,
+        *,
+        result: Any = None,
+        missing: list[str] | None = None,
+        settled_by: str | None = None,
+    ) -> StepState:
+        """Journal a step's result: its outputs and its undo, resolved now with the real ids.
+
+        ``state.error`` is set when the effect happened but its outputs or undo could not be
+        worked out; the raw result is journalled then, so a human can find what was made.
+        """
+        run, rt = self.run, self.rt
+        key = step_key(run.env, op.id, step.name)
         self_outputs.update(outputs)
         undo, undo_error = None, None
         if step.undo is not None:
@@ -161,6 +228,7 @@ class Applier:
             started=started,
             finished=finished,
         )
+        bad = bool(missing or undo_error)
         run.record(
             "step_done",
             op=op.id,
@@ -172,13 +240,22 @@ class Applier:
             ok_errors=state.ok_errors,
             started=started,
             finished=finished,
+            settled_by=settled_by,
             # Kept only when something is wrong, so a human can find what was created.
-            result=result if (missing or undo_error) else None,
+            result=result if bad else None,
         )
-        if missing or undo_error:
-            why = f"outputs found nothing: {', '.join(missing)}" if missing else undo_error
-            raise StepFailed(op.id, step.name, why or "")
+        if bad:
+            state.error = f"outputs found nothing: {', '.join(missing or [])}" if missing else undo_error
         return state
+
+    def _token(self, op_id: str, step_name: str, key: str) -> str:
+        """One idempotency token per attempt at a step, reused when a resume re-runs it."""
+        prior = self.state.ops.get(op_id)
+        earlier = prior.steps.get(step_name) if prior else None
+        if earlier and earlier.token and earlier.status in ("intent", "not_applied"):
+            return earlier.token
+        digest = hashlib.sha256(f"{key}/{self.run.id}".encode()).hexdigest()
+        return str(uuid.UUID(digest[:32]))
 
     def _progress(self, op_id: str, step_name: str) -> Any:
         """Journal how far long work got, at most every couple of seconds (and every mark)."""
@@ -224,5 +301,6 @@ class Applier:
     def rollback_this_run(self) -> RollbackReport:
         """Undo what this run applied: operations it started that still have effects."""
         state = self.run.state()
-        mine = [o.id for o in state.ops.values() if o.run_id == self.run.id]
+        runs = {self.run.id} | self.earlier_runs
+        mine = [o.id for o in state.ops.values() if o.run_id in runs]
         return rollback_ops(self.run, self.rt, state, mine, parallelism=self.parallelism)

@@ -43,6 +43,7 @@ class Executor:
         should_retry: Any = None,
         progress: Any = None,
         resume_mark: Any = None,
+        idempotency_token: str | None = None,
     ) -> Any:
         kind = self.kind_of(action)
         ctx = ActionContext(
@@ -55,6 +56,7 @@ class Executor:
             timeout=timeout,
             base_dir=self.base_dir,
             resume_mark=resume_mark,
+            idempotency_token=idempotency_token,
         )
         if progress is not None:
             ctx.progress = progress

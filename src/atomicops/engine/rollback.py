@@ -11,6 +11,7 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from atomicops.engine.crash import crashpoint
 from atomicops.engine.executor import UNDO_RETRY
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import Runtime
@@ -45,6 +46,8 @@ def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState) -> None:
         run.record("undo_skipped", op=op_id, step=step.name, reason=reason)
         return
     run.record("undo_intent", op=op_id, step=step.name, action=step.undo)
+    key = f"{run.env}/{op_id}/{step.name}"
+    crashpoint("inside_undo", key)
     patterns = step.ok_errors
 
     def already_gone(exc: ActionError) -> bool:
@@ -69,6 +72,7 @@ def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState) -> None:
         message = run.redactor.text(str(exc))
         run.record("undo_failed", op=op_id, step=step.name, error=message, code=None)
         raise UndoFailed(op_id, step.name, message) from None
+    crashpoint("after_undo", key)
     run.record("undo_done", op=op_id, step=step.name, already_gone=False)
 
 

@@ -10,7 +10,9 @@ step_intent        action (resolved, secrets as references), key         -- befo
 step_done          outputs, undo (fully resolved), irreversible, read_only, ok_errors,
                    started, finished                                       -- after the do
 step_progress      done, total, note, mark (a high-water mark long work can resume from)
-step_failed        error, code
+step_failed        error, code, after_effect (the effect happened and was journalled done)
+step_settled       applied, outputs, undo, by (probe | resolve)  -- an in-flight step decided
+step_uncertain     reason (no probe could tell): `atomicops resolve` settles it
 op_applied         outputs
 op_failed          error
 undo_intent        action                                                  -- before an undo
@@ -47,6 +49,7 @@ class StepState:
     finished: float | None = None
     error: str | None = None
     progress: dict[str, Any] | None = None  # the last step_progress: done, total, note, mark
+    token: str | None = None  # the idempotency token of the step's latest intent
 
     @property
     def applied(self) -> bool:
@@ -54,7 +57,7 @@ class StepState:
 
     @property
     def in_flight(self) -> bool:
-        return self.status in ("intent", "undo_intent")
+        return self.status in ("intent", "undo_intent", "uncertain")
 
 
 @dataclass
@@ -195,10 +198,21 @@ def _apply(state: EnvState, ev: Event) -> None:
 
 
 def _apply_step(op: OpState, ev: Event) -> None:
+    _apply_step_event(op, ev)
+    if op.status == "uncertain" and not any(s.status == "uncertain" for s in op.steps.values()):
+        op.status = "applying"  # every doubt settled: the operation can go on
+
+
+def _apply_step_event(op: OpState, ev: Event) -> None:
     d = ev.data
     step = op.steps.get(ev.step or "")
     if ev.type == "step_intent":
-        op.steps[ev.step or ""] = StepState(name=ev.step or "", status="intent", run_id=ev.run_id, started=ev.ts)
+        earlier = op.steps.get(ev.step or "")
+        op.steps[ev.step or ""] = StepState(
+            name=ev.step or "", status="intent", run_id=ev.run_id, started=ev.ts, token=d.get("token"),
+            # A step re-run after a crash keeps the high-water mark its first attempt reached.
+            progress=earlier.progress if earlier else None,
+        )
         return
     if step is None:
         return
@@ -214,7 +228,22 @@ def _apply_step(op: OpState, ev: Event) -> None:
     elif ev.type == "step_progress":
         step.progress = dict(d)
     elif ev.type == "step_failed":
-        step.status, step.error, step.finished = "failed", d.get("error"), ev.ts
+        if not d.get("after_effect"):  # an effect journalled as done stays applied
+            step.status = "failed"
+        step.error, step.finished = d.get("error"), ev.ts
+    elif ev.type == "step_settled":
+        # Resume or `resolve` decided what an interrupted step did.
+        if d.get("applied"):
+            step.status = "done"
+            step.outputs = dict(d.get("outputs") or {})
+            step.undo = d.get("undo")
+            step.irreversible = d.get("irreversible")
+            step.ok_errors = list(d.get("ok_errors") or [])
+        else:
+            step.status = "not_applied"
+    elif ev.type == "step_uncertain":
+        step.status = "uncertain"
+        op.status = "uncertain"
     elif ev.type == "undo_intent":
         step.status = "undo_intent"
         if op.status == "applied":

@@ -50,6 +50,22 @@ class LoadedPlan:
         return out
 
 
+def loaded_from_journal(snapshot: Mapping[str, Any], *, file: str | None, base_dir: str | None) -> LoadedPlan:
+    """The plan a run recorded (vars applied, secrets as specs), ready to run again.
+
+    ``resume`` and ``resolve`` use it, so finishing an interrupted run needs no plan file.
+    """
+    from atomicops.plan.validate import validate_plan
+
+    plan = Plan.model_validate(snapshot)
+    name = file or "<plan recorded in the journal>"
+    problems, deps = validate_plan(plan, snapshot, SourceMap(name))
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise PlanInvalid(errors)
+    return LoadedPlan(plan=plan, file=name, base_dir=base_dir or ".", source=SourceMap(name), deps=deps)
+
+
 def parse_var(assignment: str) -> tuple[str, Any]:
     """``k=v`` from the command line; ``v`` is read as a YAML scalar (``--var n=3`` is 3)."""
     if "=" not in assignment:

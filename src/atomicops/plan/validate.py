@@ -26,7 +26,7 @@ from atomicops.plan.source import Path, SourceMap, format_path
 ROLE_KEYS = {
     "do": frozenset(),
     "undo": frozenset(),
-    "probe": frozenset({"outputs"}),
+    "probe": frozenset({"outputs", "expect"}),
     "check": frozenset({"expect", "name"}),
     "setup": frozenset({"name", "outputs"}),
 }
@@ -131,6 +131,8 @@ def _check_operation(ctx: _Ctx, index: int, op: Operation) -> None:
             _check_action(ctx, step.undo, (*spath, "undo"), "undo", op=op.id, self_upto=j)
         if step.probe is not None:
             _check_action(ctx, step.probe, (*spath, "probe"), "probe", op=op.id, self_upto=j - 1)
+            if not step.probe.get("outputs") and not step.probe.get("expect"):
+                ctx.add((*spath, "probe"), "a probe needs outputs or expect, to tell found from not found", op=op.id)
             for out, expr in (step.probe.get("outputs") or {}).items():
                 _check_jmespath(ctx, expr, (*spath, "probe", "outputs", out), op.id)
                 if out not in step.outputs:
@@ -185,7 +187,7 @@ def _check_action(
             ctx.add((*path, "connection"), f"unknown connection {conn!r}{_suggest(conn, ctx.plan.connections)}", op=op)
         elif spec.kind != kind.connection_kind:
             ctx.add((*path, "connection"), f"connection {conn!r} is a {spec.kind} connection; a {key} action needs {kind.connection_kind}", op=op)
-    if role == "check":
+    if role in ("check", "probe"):
         expect = action.get("expect")
         if expect is not None:
             if not isinstance(expect, Mapping):

@@ -1,0 +1,105 @@
+"""Settle what a killed run left in flight: a step whose intent has no result.
+
+For each such step the step's ``probe`` (a read-only action) finds out whether the effect
+took place: found -> its outputs are journalled as if the do had returned (with the undo
+resolved from them); not found -> the step did not happen and will run again (with the same
+idempotency token). A step with no probe is marked ``uncertain`` for ``atomicops resolve``.
+An interrupted undo is simply run again: undo is idempotent.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from typing import Any
+
+from atomicops.engine.apply import Applier, step_key
+from atomicops.engine.executor import extract_outputs
+from atomicops.engine.rollback import undo_step
+from atomicops.errors import ActionError, AtomicOpsError, ResumeMismatch, UndoFailed
+from atomicops.expect import evaluate
+from atomicops.journal.state import EnvState, OpState, StepState
+from atomicops.plan.model import Operation, Step
+
+
+def find_step(applier: Applier, op_id: str, step_name: str) -> tuple[Operation, Step]:
+    try:
+        op = applier.plan.operation(op_id)
+    except KeyError:
+        raise ResumeMismatch([f"operation {op_id} is in the journal but not in the plan"]) from None
+    for step in op.steps:
+        if step.name == step_name:
+            return op, step
+    raise ResumeMismatch([f"step {op_id}/{step_name} is in the journal but not in the plan"])
+
+
+def settle(applier: Applier) -> tuple[EnvState, list[str]]:
+    """Settle every in-flight step; return the new state and the steps left uncertain."""
+    run = applier.run
+    state = run.state()
+    uncertain: list[str] = []
+    failures: list[UndoFailed] = []
+    for op_state in state.ops.values():
+        for st in op_state.steps.values():
+            where = f"{op_state.id}/{st.name}"
+            if st.status == "undo_intent" and st.read_only:
+                run.record("undo_done", op=op_state.id, step=st.name, already_gone=True)
+            elif st.status == "undo_intent":
+                try:
+                    undo_step(run, applier.rt, op_state.id, st)
+                except UndoFailed as exc:
+                    failures.append(exc)
+            elif st.status == "intent":
+                if not _settle_do(applier, op_state, st):
+                    uncertain.append(where)
+            elif st.status == "uncertain":
+                uncertain.append(where)
+    if failures:
+        raise failures[0]
+    return run.state(), uncertain
+
+
+def _settle_do(applier: Applier, op_state: OpState, st: StepState) -> bool:
+    run, rt = applier.run, applier.rt
+    op, step = find_step(applier, op_state.id, st.name)
+    if step.read_only:
+        run.record("step_settled", op=op.id, step=step.name, applied=False, by="read_only")
+        return True
+    if step.probe is None:
+        run.record("step_uncertain", op=op.id, step=step.name, reason="the step has no probe")
+        return False
+    key = step_key(run.env, op.id, step.name)
+    self_outputs = _outputs_before(op, op_state, step)
+    probe = {k: v for k, v in step.probe.items() if k not in ("outputs", "expect")}
+    try:
+        action = rt.scope.with_self(self_outputs, key).exec_form(probe, rt.secrets)
+        result = rt.executor.execute(action, op=op.id)
+    except ActionError as exc:
+        if exc.code and any(fnmatch.fnmatchcase(exc.code, p) for p in step.ok_errors):
+            # "No such thing" from a probe is a clear answer: the effect did not happen.
+            run.record("step_settled", op=op.id, step=step.name, applied=False, by="probe", code=exc.code)
+            return True
+        run.record("step_uncertain", op=op.id, step=step.name, reason=f"probe failed: {run.redactor.text(str(exc))}")
+        return False
+    except AtomicOpsError as exc:
+        run.record("step_uncertain", op=op.id, step=step.name, reason=f"probe failed: {run.redactor.text(str(exc))}")
+        return False
+    outputs, missing = extract_outputs(step.probe.get("outputs") or {}, result)
+    mismatches = evaluate(step.probe.get("expect") or {}, result)
+    if not missing and not mismatches:
+        applier.record_done(op, step, outputs, dict(self_outputs), st.started or time.time(), time.time(), settled_by="probe")
+    else:
+        run.record("step_settled", op=op.id, step=step.name, applied=False, by="probe")
+    return True
+
+
+def _outputs_before(op: Operation, op_state: OpState, step: Step) -> dict[str, Any]:
+    """Outputs of the operation's steps done before ``step`` (what ``${self...}`` sees)."""
+    out: dict[str, Any] = {}
+    for s in op.steps:
+        if s.name == step.name:
+            break
+        done = op_state.steps.get(s.name)
+        if done is not None and done.status == "done":
+            out.update(done.outputs)
+    return out

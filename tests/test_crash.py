@@ -1,0 +1,144 @@
+"""Kill the process at named points (os._exit, like SIGKILL) and prove `resume` loses nothing:
+no orphan, no duplicate, and a rollback afterwards leaves the account as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+
+from atomicops import api
+from atomicops.engine.crash import CRASH_EXIT_CODE
+from atomicops.inventory import aws as inventory
+
+PLANS = Path(__file__).parent / "plans"
+TYPES = ["ec2.vpcs", "ec2.subnets", "ec2.security_groups", "dynamodb.tables", "iam.roles"]
+
+
+def cli(*args: str, cwd: Path, crash: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ATOMICOPS_CRASH_AT"}
+    if crash:
+        env["ATOMICOPS_CRASH_AT"] = crash
+    return subprocess.run([sys.executable, "-m", "atomicops.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture
+def world(tmp_path, moto_endpoint):
+    suffix = uuid.uuid4().hex[:8]
+    factory = inventory.clients(region="us-east-1", endpoint_url=moto_endpoint)
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
+
+    class World:
+        vars = ["--var", f"aws_endpoint={moto_endpoint}", "--var", f"suffix={suffix}"]
+        cwd = tmp_path
+
+        @staticmethod
+        def inv():
+            return inventory.snapshot(factory, types=TYPES)
+
+        @staticmethod
+        def vpcs_of(env):
+            found = ec2.describe_vpcs(Filters=[{"Name": "tag:atomicops:env", "Values": [env]}])["Vpcs"]
+            return [v["VpcId"] for v in found]
+
+        @staticmethod
+        def status(env):
+            doc = json.loads(cli("status", "--json", "--env", env, cwd=tmp_path).stdout)
+            return {o["id"]: o["status"] for o in doc["operations"]}
+
+    return World
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "after_intent:vpc/create-vpc",  # nothing happened yet: the probe finds nothing, it runs again
+        "after_effect:vpc/create-vpc",  # the VPC exists, unjournalled: the probe finds it by its tag
+        "after_result:vpc/subnet-a",
+        "between_operations:vpc",
+    ],
+)
+def test_a_killed_apply_resumes_with_no_orphan_and_no_duplicate(world, point):
+    env = "crash-" + point.split(":")[0]
+    before = world.inv()
+    first = cli("apply", str(PLANS / "network.yaml"), "--env", env, *world.vars, cwd=world.cwd, crash=point)
+    assert first.returncode == CRASH_EXIT_CODE, first.stderr
+    resumed = cli("resume", "--env", env, cwd=world.cwd)  # no plan file needed
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(world.status(env).values()) == {"applied"}
+    assert len(world.vpcs_of(env)) == 1  # no duplicate, no orphan
+
+    assert cli("rollback", "--env", env, cwd=world.cwd).returncode == 0
+    assert inventory.diff(before, world.inv()) == {}
+
+
+@pytest.mark.parametrize("point", ["inside_undo:vpc/create-vpc", "after_undo:vpc/create-vpc", "after_undo:db-sg/group"])
+def test_a_killed_rollback_resumes_to_the_end(world, point):
+    env = "crash-rb-" + point.split(":")[0]
+    before = world.inv()
+    assert cli("apply", str(PLANS / "network.yaml"), "--env", env, *world.vars, cwd=world.cwd).returncode == 0
+    killed = cli("rollback", "--env", env, cwd=world.cwd, crash=point)
+    assert killed.returncode == CRASH_EXIT_CODE
+    resumed = cli("resume", "--env", env, cwd=world.cwd)
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(world.status(env).values()) == {"rolled_back"}
+    assert inventory.diff(before, world.inv()) == {}
+
+
+def test_apply_after_a_kill_settles_and_continues(world):
+    env = "crash-reapply"
+    before = world.inv()
+    point = "after_effect:vpc/subnet-a"
+    assert cli("apply", str(PLANS / "network.yaml"), "--env", env, *world.vars, cwd=world.cwd, crash=point).returncode == CRASH_EXIT_CODE
+    again = cli("apply", str(PLANS / "network.yaml"), "--env", env, *world.vars, cwd=world.cwd)
+    assert again.returncode == 0, again.stderr
+    assert set(world.status(env).values()) == {"applied"}
+    assert len(world.vpcs_of(env)) == 1
+    hist = json.loads(cli("history", "--json", "--env", env, cwd=world.cwd).stdout)
+    settled = [e for e in hist if e["type"] == "step_done" and e["data"].get("settled_by") == "probe"]
+    assert [(e["op"], e["step"]) for e in settled] == [("vpc", "subnet-a")]
+    assert cli("rollback", "--env", env, cwd=world.cwd).returncode == 0
+    assert inventory.diff(before, world.inv()) == {}
+
+
+def test_a_step_without_probe_is_uncertain_until_resolved(world, moto_endpoint):
+    env = "crash-uncertain"
+    before = world.inv()
+    point = "after_effect:db-sg/allow-ecs"
+    assert cli("apply", str(PLANS / "network.yaml"), "--env", env, *world.vars, cwd=world.cwd, crash=point).returncode == CRASH_EXIT_CODE
+    stuck = cli("resume", "--env", env, cwd=world.cwd)
+    assert stuck.returncode == 3
+    assert "atomicops resolve db-sg allow-ecs" in stuck.stderr
+    assert world.status(env)["db-sg"] == "uncertain"
+
+    # The operator looks: the rule exists. They settle it with its id, and resume finishes.
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
+    group = api.status(env=env, state=str(world.cwd / ".atomicops" / "journal.db"))
+    group_id = next(o for o in group["operations"] if o["id"] == "db-sg")["outputs"]["group_id"]
+    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])["SecurityGroupRules"]
+    rule_id = next(r["SecurityGroupRuleId"] for r in rules if not r["IsEgress"])
+    ok = cli("resolve", "db-sg", "allow-ecs", "--applied", "--output", f"rule_id={rule_id}", "--env", env, cwd=world.cwd)
+    assert ok.returncode == 0, ok.stderr
+    assert cli("resume", "--env", env, cwd=world.cwd).returncode == 0
+    assert set(world.status(env).values()) == {"applied"}
+    assert cli("rollback", "--env", env, cwd=world.cwd).returncode == 0
+    assert inventory.diff(before, world.inv()) == {}
+
+
+def test_resume_refuses_a_plan_that_differs_from_the_journal(world, tmp_path):
+    env = "crash-mismatch"
+    point = "between_operations:vpc"
+    assert cli("apply", str(PLANS / "network.yaml"), "--env", env, *world.vars, cwd=world.cwd, crash=point).returncode == CRASH_EXIT_CODE
+    edited = tmp_path / "edited.yaml"
+    edited.write_text((PLANS / "network.yaml").read_text().replace("10.30.1.0/24", "10.30.7.0/24"))
+    refused = cli("resume", "--env", env, "--plan", str(edited), *[], cwd=world.cwd)
+    assert refused.returncode == 2 and "operation vpc differs" in refused.stderr
+    assert cli("resume", "--env", env, "--rollback", cwd=world.cwd).returncode == 0
+    assert set(world.status(env).values()) == {"rolled_back"}
