@@ -103,6 +103,9 @@ def test_locked_environment_exits_4_naming_the_holder(tmp_path):
     assert "run-123" in res.stderr
     other_env = cli("status", "--env", "dev", cwd=tmp_path)
     assert other_env.returncode == 0
+    shown = cli("unlock", "--env", "prod", cwd=tmp_path)
+    assert shown.returncode == 2 and "--lock-id LK" in shown.stderr  # shows, breaks nothing
+    assert cli("apply", str(PLANS / "parallel.yaml"), "--env", "prod", cwd=tmp_path).returncode == 4
     freed = cli("unlock", "--env", "prod", "--lock-id", "LK", cwd=tmp_path)
     assert freed.returncode == 0 and "run-123" in freed.stdout
 

@@ -15,14 +15,15 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from atomicops.errors import EXIT_LOCKED, Locked, UsageError
+from atomicops.errors import EXIT_LOCKED, Locked, StaleLease, UsageError
 from atomicops.journal import Event, LockHolder, open_store
-from atomicops.journal.sqlite import SqliteStore
+from atomicops.journal.sqlite import SCHEMA_VERSION, SqliteStore
 
 # -- helpers (kept here: tests/conftest.py belongs to the action-kind tests) --------------
 
@@ -212,7 +213,7 @@ def test_settings_wal_full_and_busy_timeout(store: SqliteStore) -> None:
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
         assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
-            "1",
+            str(SCHEMA_VERSION),
         )
 
 
@@ -333,7 +334,7 @@ def test_acquire_a_free_lock(store: SqliteStore) -> None:
     h = holder()
     assert store.read_lock("prod") is None
     assert store.acquire_lock("prod", h) is None
-    assert store.read_lock("prod") == h
+    assert same(store.read_lock("prod"), h)
 
 
 def test_a_live_holder_locks_others_out_with_its_details(db_path: Path) -> None:
@@ -344,10 +345,10 @@ def test_a_live_holder_locks_others_out_with_its_details(db_path: Path) -> None:
         with pytest.raises(Locked) as info:
             b.acquire_lock("prod", holder())
         assert info.value.env == "prod"
-        assert info.value.holder == first.as_dict()
+        assert same(info.value.holder, first)
         assert info.value.exit_code == EXIT_LOCKED
         assert first.lock_id in str(info.value) and str(os.getpid()) in str(info.value)
-        assert b.read_lock("prod") == first
+        assert same(b.read_lock("prod"), first)
         # Other environments are not affected.
         assert b.acquire_lock("staging", holder()) is None
     finally:
@@ -363,9 +364,9 @@ def test_the_holder_may_acquire_again(store: SqliteStore) -> None:
     # so a nested acquire/release cannot drop it.
     again = LockHolder(uuid.uuid4().hex, h.run_id, h.pid, h.host, time.time())
     assert store.acquire_lock("prod", again) is None
-    assert store.read_lock("prod") == h
+    assert same(store.read_lock("prod"), h)
     store.release_lock("prod", again.lock_id)
-    assert store.read_lock("prod") == h
+    assert same(store.read_lock("prod"), h)
 
 
 def test_the_same_pid_with_another_run_is_locked_out(store: SqliteStore) -> None:
@@ -378,7 +379,7 @@ def test_release_needs_the_right_lock_id(store: SqliteStore) -> None:
     h = holder()
     store.acquire_lock("prod", h)
     store.release_lock("prod", "not-the-id")
-    assert store.read_lock("prod") == h
+    assert same(store.read_lock("prod"), h)
     store.release_lock("prod", h.lock_id)
     assert store.read_lock("prod") is None
     store.release_lock("prod", h.lock_id)  # releasing a free lock is a no-op
@@ -389,8 +390,8 @@ def test_a_dead_holder_is_taken_over(store: SqliteStore) -> None:
     dead = holder(exited_pid())
     store.acquire_lock("prod", dead)
     new = holder()
-    assert store.acquire_lock("prod", new) == dead
-    assert store.read_lock("prod") == new
+    assert same(store.acquire_lock("prod", new), dead)
+    assert same(store.read_lock("prod"), new)
 
 
 def test_a_zombie_holder_is_taken_over(store: SqliteStore) -> None:
@@ -404,7 +405,7 @@ def test_a_zombie_holder_is_taken_over(store: SqliteStore) -> None:
             time.sleep(0.01)
         zombie = holder(proc.pid)
         store.acquire_lock("prod", zombie)
-        assert store.acquire_lock("prod", holder()) == zombie
+        assert same(store.acquire_lock("prod", holder()), zombie)
     finally:
         proc.wait()
 
@@ -465,7 +466,7 @@ def test_only_one_of_many_contenders_wins(db_path: Path) -> None:
 def test_break_lock_returns_the_holder(store: SqliteStore) -> None:
     h = holder()
     store.acquire_lock("prod", h)
-    assert store.break_lock("prod") == h
+    assert same(store.break_lock("prod"), h)
     assert store.read_lock("prod") is None
     assert store.break_lock("prod") is None
 
@@ -475,8 +476,8 @@ def test_break_lock_by_id(store: SqliteStore) -> None:
     store.acquire_lock("prod", h)
     with pytest.raises(UsageError, match=h.lock_id):
         store.break_lock("prod", "stale-id")
-    assert store.read_lock("prod") == h
-    assert store.break_lock("prod", h.lock_id) == h
+    assert same(store.read_lock("prod"), h)
+    assert same(store.break_lock("prod", h.lock_id), h)
     assert store.read_lock("prod") is None
 
 
@@ -587,3 +588,44 @@ def test_open_store_unknown_scheme_lists_the_supported_ones(url: str) -> None:
 def test_open_store_malformed(url: str, tmp_path: Path) -> None:
     with pytest.raises(UsageError):
         open_store(url, base_dir=str(tmp_path))
+
+
+def same(a: Any, b: Any) -> bool:
+    """The same holder, whatever heartbeat and fence the store stamped on it."""
+    def ident(h: Any) -> dict[str, Any]:
+        d = dict(h if isinstance(h, dict) else h.as_dict())
+        d.pop("heartbeat", None)
+        d.pop("fence", None)
+        return d
+
+    return a is not None and ident(a) == ident(b)
+
+
+def test_a_holder_past_its_lease_is_taken_over_and_its_writes_are_refused(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "j.db")
+    old = LockHolder("old", "r-old", os.getpid(), socket.gethostname(), time.time(), "apply", lease=0.2)
+    store.acquire_lock("prod", old)
+    old_fence = store.read_lock("prod").fence
+    store.append("prod", "r-old", "step_intent", fence=old_fence)  # holds: accepted
+    with pytest.raises(Locked):  # alive and within its lease
+        store.acquire_lock("prod", LockHolder("new", "r-new", os.getpid() + 1, socket.gethostname(), time.time()))
+    time.sleep(0.3)  # no heartbeat: the lease lapses although the pid is alive
+    taken = store.acquire_lock("prod", LockHolder("new", "r-new", os.getpid() + 1, socket.gethostname(), time.time()))
+    assert taken is not None and taken.lock_id == "old"
+    new_fence = store.read_lock("prod").fence
+    assert new_fence > old_fence
+    with pytest.raises(StaleLease):
+        store.append("prod", "r-old", "step_done", fence=old_fence)
+    assert not store.heartbeat("prod", "old")
+    assert [e.type for e in store.events("prod")] == ["step_intent"]
+    store.append("prod", "r-new", "step_intent", fence=new_fence)
+
+
+def test_heartbeat_keeps_a_lease_alive(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "j.db")
+    store.acquire_lock("prod", LockHolder("a", "r", os.getpid(), socket.gethostname(), time.time(), lease=0.3))
+    for _ in range(4):
+        time.sleep(0.1)
+        assert store.heartbeat("prod", "a")
+    with pytest.raises(Locked):
+        store.acquire_lock("prod", LockHolder("b", "r2", os.getpid() + 1, socket.gethostname(), time.time()))

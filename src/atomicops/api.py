@@ -510,6 +510,10 @@ def plan_view(
     }
 
 
+def lock_holder(env: str = "default", state: str | JournalStore | None = None) -> LockHolder | None:
+    return _store(state).read_lock(env)
+
+
 def unlock(env: str = "default", state: str | JournalStore | None = None, lock_id: str | None = None) -> LockHolder | None:
     return _store(state).break_lock(env, lock_id)
 

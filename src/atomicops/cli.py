@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from atomicops import api, inventory, rehearsal, sandbox
-from atomicops.errors import EXIT_FAILED, AtomicOpsError, PlanInvalid
+from atomicops.errors import EXIT_FAILED, AtomicOpsError, PlanInvalid, UsageError
 from atomicops.journal.store import Event
 from atomicops.plan.loader import parse_var, read_vars_file
 from atomicops.plan.picture import to_dot, to_mermaid
@@ -388,10 +388,23 @@ def verify(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: st
 
 
 @main.command()
-@click.option("--lock-id", default=None, help="The lock id shown by `status` (required to break a live-looking lock).")
+@click.option("--lock-id", default=None, help="The lock id that `unlock` (or `status`) shows; required to break the lock.")
 @common
 def unlock(lock_id: str | None, env: str, state: str | None, as_json: bool) -> int:
-    """Clear the environment's lock and show who held it."""
+    """Clear the environment's lock and show who held it.
+
+    Without --lock-id it only shows the holder: breaking a lock needs the id it shows, so
+    nobody breaks a lock they have not looked at."""
+    if lock_id is None:
+        current = api.lock_holder(env=env, state=state)
+        if current is None:
+            out.print(f"environment {env!r} is not locked")
+            return 0
+        raise UsageError(
+            f"environment {env!r} is locked by run {current.run_id} (pid {current.pid} on {current.host}, "
+            f"{current.command}, since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(current.started))}); "
+            f"to break it: atomicops unlock --env {env} --lock-id {current.lock_id}"
+        )
     held = api.unlock(env=env, state=state, lock_id=lock_id)
     if as_json:
         out.print_json(json.dumps({"released": held.as_dict() if held else None}))

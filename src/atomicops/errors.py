@@ -226,3 +226,18 @@ class ResumeMismatch(AtomicOpsError):
             "resume refuses: the journal does not match the plan it is asked to finish:\n"
             + "\n".join(f"  {d}" for d in differences)
         )
+
+
+class StaleLease(AtomicOpsError):
+    """This run lost the environment's lock (it was paused past its lease and taken over)."""
+
+    exit_code = EXIT_LOCKED
+
+    def __init__(self, env: str, fence: int, current: int | None):
+        self.env = env
+        self.fence = fence
+        self.current = current
+        super().__init__(
+            f"this run no longer holds environment {env!r}: its lease expired and another run "
+            f"took over (fence {fence}, now {current}); it stopped without writing anything more"
+        )

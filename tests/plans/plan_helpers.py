@@ -23,3 +23,9 @@ def pause(ctx: Any) -> dict[str, Any]:
 
 def noop(ctx: Any, **_: Any) -> dict[str, Any]:
     return {}
+
+
+def sleepy(ctx: Any, seconds: float = 2.0) -> dict[str, Any]:
+    """Long enough to be caught in the act by a second process or a signal."""
+    time.sleep(seconds)
+    return {"slept": seconds}

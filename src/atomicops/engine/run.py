@@ -16,8 +16,17 @@ from typing import Any
 
 from atomicops.engine.observer import Observer, Silent
 from atomicops.engine.secrets import Redactor
+from atomicops.errors import StaleLease
 from atomicops.journal.state import EnvState, derive
 from atomicops.journal.store import Event, JournalStore, LockHolder
+
+
+DEFAULT_LEASE_SECONDS = 30.0
+
+
+def lease_seconds() -> float:
+    """How long a run may go without a heartbeat before another may take its environment."""
+    return float(os.environ.get("ATOMICOPS_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
 
 
 def new_run_id() -> str:
@@ -50,12 +59,20 @@ class Run:
             host=socket.gethostname(),
             started=time.time(),
             command=command,
+            lease=lease_seconds(),
         )
         self.took_over: LockHolder | None = None
         self.outcome: str | None = None
+        self.fence: int | None = None
+        self._stop_beating = threading.Event()
+        self._beat: threading.Thread | None = None
 
     def __enter__(self) -> Run:  # noqa: PYI034 - Run is not subclassed
         self.took_over = self.store.acquire_lock(self.env, self.holder)
+        held = self.store.read_lock(self.env)
+        self.fence = held.fence if held and held.lock_id == self.holder.lock_id else None
+        self._beat = threading.Thread(target=self._heartbeat, name="lease", daemon=True)
+        self._beat.start()
         if self.took_over:
             self.observer.note(
                 f"took over the lock of run {self.took_over.run_id} "
@@ -76,11 +93,21 @@ class Run:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            if self.outcome is None:
+            if self.outcome is None and not isinstance(exc, StaleLease):
                 self.finish("failed" if exc is not None else "succeeded",
                             error=self.redactor.text(str(exc)) if exc is not None else None)
         finally:
+            self._stop_beating.set()
             self.store.release_lock(self.env, self.holder.lock_id)
+
+    def _heartbeat(self) -> None:
+        # A third of the lease between beats: two can be missed before anyone may take over.
+        while not self._stop_beating.wait(self.holder.lease / 3):
+            try:
+                if not self.store.heartbeat(self.env, self.holder.lock_id):
+                    return  # taken over; the fence refuses our next write
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the fence guards writes
+                continue
 
     def finish(self, outcome: str, **data: Any) -> None:
         self.outcome = outcome
@@ -89,7 +116,7 @@ class Run:
     def record(self, type: str, *, op: str | None = None, step: str | None = None, **data: Any) -> Event:
         clean = self.redactor.data(data)
         with self._write_lock:
-            event = self.store.append(self.env, self.id, type, op=op, step=step, data=clean)
+            event = self.store.append(self.env, self.id, type, op=op, step=step, data=clean, fence=self.fence)
         self.observer.event(event)
         return event
 

@@ -24,10 +24,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from atomicops.errors import Locked, UsageError
+from atomicops.errors import Locked, StaleLease, UsageError
 from atomicops.journal.store import Event, LockHolder
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Long enough to ride out another process's append or lock check (milliseconds of work),
 # short enough that a wedged peer surfaces as an error rather than a silent hang.
@@ -64,12 +64,15 @@ CREATE TABLE IF NOT EXISTS locks (
     pid     INTEGER NOT NULL,
     host    TEXT NOT NULL,
     started REAL NOT NULL,
-    command TEXT NOT NULL DEFAULT ''
+    command TEXT NOT NULL DEFAULT '',
+    lease     REAL NOT NULL DEFAULT 0,
+    heartbeat REAL NOT NULL DEFAULT 0,
+    fence     INTEGER NOT NULL DEFAULT 0
 );
 """
 
 _EVENT_COLUMNS = "seq, env, run_id, ts, type, op, step, data"
-_LOCK_COLUMNS = "lock_id, run_id, pid, host, started, command"
+_LOCK_COLUMNS = "lock_id, run_id, pid, host, started, command, lease, heartbeat, fence"
 
 
 class SqliteStore:
@@ -122,19 +125,29 @@ class SqliteStore:
         op: str | None = None,
         step: str | None = None,
         data: dict[str, Any] | None = None,
+        fence: int | None = None,
     ) -> Event:
         text = json.dumps(data or {}, sort_keys=True, default=str)
         with self._connection() as conn:
             # Stamped under the mutex so that, within a process, ts never goes back as seq rises.
             ts = time.time()
-            # A single INSERT in autocommit mode is its own transaction: committed (and, with
-            # synchronous=FULL, fsynced) when execute returns.
-            cur = conn.execute(
+            insert = (
                 "INSERT INTO events (env, run_id, ts, type, op, step, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (env, run_id, ts, type, op, step, text),
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
             )
-            seq = cur.lastrowid
+            values = (env, run_id, ts, type, op, step, text)
+            if fence is None:
+                # A single INSERT in autocommit mode is its own transaction: committed (and,
+                # with synchronous=FULL, fsynced) when execute returns.
+                seq = conn.execute(insert, values).lastrowid
+            else:
+                # The fence check and the insert in one write transaction: no new holder can
+                # take the lock between them.
+                with _immediate(conn):
+                    row = conn.execute("SELECT fence FROM locks WHERE env = ?", (env,)).fetchone()
+                    if row is None or int(row[0]) != fence:
+                        raise StaleLease(env, fence, int(row[0]) if row else None)
+                    seq = conn.execute(insert, values).lastrowid
         assert seq is not None
         # Return what a reader will get back (JSON round trip), not the caller's objects, so
         # the engine never acts on a value the journal could not reproduce after a crash.
@@ -167,11 +180,21 @@ class SqliteStore:
                 # Re-entry by the run that holds it. The row is kept as it is, so a nested
                 # acquire/release pair cannot drop the outer holder's lock mid-run.
                 return None
-            if current.host == socket.gethostname() and not _pid_alive(current.pid):
+            gone = current.host == socket.gethostname() and not _pid_alive(current.pid)
+            lapsed = current.lease > 0 and time.time() - current.heartbeat > current.lease
+            if gone or lapsed:
                 _write_lock(conn, env, holder)
                 return current
             # Alive, or on another host where we cannot tell: only `unlock` may clear it.
             raise Locked(env, current.as_dict())
+
+    def heartbeat(self, env: str, lock_id: str) -> bool:
+        with self._connection() as conn:
+            cur = conn.execute(
+                "UPDATE locks SET heartbeat = ? WHERE env = ? AND lock_id = ?",
+                (time.time(), env, lock_id),
+            )
+            return cur.rowcount == 1
 
     def release_lock(self, env: str, lock_id: str) -> None:
         with self._connection() as conn:
@@ -263,6 +286,12 @@ def _check_schema_version(conn: sqlite3.Connection, path: Path) -> None:
         )
         return
     version = int(row[0])
+    if version == 1:
+        # Version 2 added the lease and the fence to the lock.
+        for column in ("lease REAL NOT NULL DEFAULT 0", "heartbeat REAL NOT NULL DEFAULT 0", "fence INTEGER NOT NULL DEFAULT 0"):
+            conn.execute(f"ALTER TABLE locks ADD COLUMN {column}")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        return
     if version > SCHEMA_VERSION:
         raise UsageError(
             f"the journal at {path} has schema version {version}, newer than this atomicops "
@@ -295,13 +324,20 @@ def _read_lock(conn: sqlite3.Connection, env: str) -> LockHolder | None:
     row = conn.execute(f"SELECT {_LOCK_COLUMNS} FROM locks WHERE env = ?", (env,)).fetchone()
     if row is None:
         return None
-    lock_id, run_id, pid, host, started, command = row
-    return LockHolder(lock_id, run_id, int(pid), host, float(started), command)
+    lock_id, run_id, pid, host, started, command, lease, heartbeat, fence = row
+    return LockHolder(
+        lock_id, run_id, int(pid), host, float(started), command, float(lease), float(heartbeat), int(fence)
+    )
 
 
 def _write_lock(conn: sqlite3.Connection, env: str, holder: LockHolder) -> None:
+    # Every new holder gets a fence one above any this environment has had.
+    key = f"fence/{env}"
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    fence = (int(row[0]) if row else 0) + 1
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(fence)))
     conn.execute(
-        f"INSERT OR REPLACE INTO locks (env, {_LOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO locks (env, {_LOCK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             env,
             holder.lock_id,
@@ -310,6 +346,9 @@ def _write_lock(conn: sqlite3.Connection, env: str, holder: LockHolder) -> None:
             holder.host,
             holder.started,
             holder.command,
+            holder.lease,
+            time.time(),
+            fence,
         ),
     )
 

@@ -34,6 +34,13 @@ class LockHolder:
     host: str
     started: float
     command: str = ""
+    lease: float = 0.0
+    """Seconds without a heartbeat after which the holder counts as gone (0: no lease)."""
+    heartbeat: float = 0.0
+    fence: int = 0
+    """Set by the store on acquire; rises with every new holder of the environment. Appends
+    carrying an older fence are refused, so a holder that was paused past its lease and
+    taken over cannot write after it wakes up."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +50,9 @@ class LockHolder:
             "host": self.host,
             "started": self.started,
             "command": self.command,
+            "lease": self.lease,
+            "heartbeat": self.heartbeat,
+            "fence": self.fence,
         }
 
 
@@ -58,8 +68,13 @@ class JournalStore(Protocol):
         op: str | None = None,
         step: str | None = None,
         data: dict[str, Any] | None = None,
+        fence: int | None = None,
     ) -> Event:
-        """Durably append one event (it is on disk when this returns) and return it."""
+        """Durably append one event (it is on disk when this returns) and return it.
+
+        With ``fence``, refuse (:class:`atomicops.errors.StaleLease`) unless the environment's
+        lock still carries that fence number.
+        """
         ...
 
     def events(self, env: str, *, after: int = 0) -> list[Event]:
@@ -71,10 +86,15 @@ class JournalStore(Protocol):
     def acquire_lock(self, env: str, holder: LockHolder) -> LockHolder | None:
         """Take the lock for ``holder``.
 
-        Returns ``None`` when it was free, or the previous holder when that holder was dead
-        (same host, pid gone) and the lock was taken over. Raises
-        :class:`atomicops.errors.Locked` when a live holder has it.
+        Returns ``None`` when it was free, or the previous holder when that holder was gone
+        (same host and pid gone, or no heartbeat within its lease) and the lock was taken
+        over. Raises :class:`atomicops.errors.Locked` when a live holder has it. The holder
+        that :meth:`read_lock` returns afterwards carries the fence number assigned.
         """
+        ...
+
+    def heartbeat(self, env: str, lock_id: str) -> bool:
+        """Renew the lease; False when ``lock_id`` no longer holds the lock."""
         ...
 
     def release_lock(self, env: str, lock_id: str) -> None:
