@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from atomicops import api, inventory, rehearsal, sandbox
@@ -44,16 +45,16 @@ class Progress:
         d, s = ev.data, self._stamp()
         where = f"{ev.op}/{ev.step}" if ev.step else (ev.op or "")
         if ev.type == "op_started":
-            self.c.print(f"{s} [bold]▶ {ev.op}[/bold] [dim]{d.get('title', '')}[/dim]")
+            self.c.print(f"{s} [bold]▶ {ev.op}[/bold] [dim]{escape(str(d.get('title', '')))}[/dim]")
         elif ev.type == "step_done":
             took = (d.get("finished") or 0) - (d.get("started") or 0)
             outs = " ".join(f"{k}={_short(v)}" for k, v in (d.get("outputs") or {}).items())
-            self.c.print(f"{s}   [green]✓[/green] {where} [dim]{took:.2f}s {outs}[/dim]")
+            self.c.print(f"{s}   [green]✓[/green] {escape(where)} [dim]{took:.2f}s {escape(outs)}[/dim]")
         elif ev.type == "step_progress":
             total = f"/{d['total']}" if d.get("total") else ""
-            self.c.print(f"{s}   [dim]… {where} {d.get('done')}{total} {d.get('note') or ''}[/dim]")
+            self.c.print(f"{s}   [dim]… {escape(where)} {d.get('done')}{total} {escape(str(d.get('note') or ''))}[/dim]")
         elif ev.type == "step_failed":
-            self.c.print(f"{s}   [red]✗ {where}: {d.get('error')}[/red]")
+            self.c.print(f"{s}   [red]✗ {escape(where)}: {escape(str(d.get('error')))}[/red]")
         elif ev.type == "op_applied":
             self.c.print(f"{s} [green]✓ {ev.op} applied[/green]")
         elif ev.type == "op_failed":
@@ -62,9 +63,9 @@ class Progress:
             gone = " (already gone)" if d.get("already_gone") else ""
             self.c.print(f"{s}   [yellow]↶[/yellow] {where} undone{gone}")
         elif ev.type == "undo_failed":
-            self.c.print(f"{s}   [red]✗ undo {where}: {d.get('error')}[/red]")
+            self.c.print(f"{s}   [red]✗ undo {escape(where)}: {escape(str(d.get('error')))}[/red]")
         elif ev.type == "undo_skipped":
-            self.c.print(f"{s}   [yellow]![/yellow] {where} is irreversible, left as is: {d.get('reason')}")
+            self.c.print(f"{s}   [yellow]![/yellow] {escape(where)} is irreversible, left as is: {escape(str(d.get('reason')))}")
         elif ev.type == "op_undone":
             self.c.print(f"{s} [yellow]↶ {ev.op} rolled back[/yellow]")
         elif ev.type == "run_started":
@@ -74,7 +75,7 @@ class Progress:
 
     def note(self, text: str, *, level: str = "info") -> None:
         style = {"warning": "yellow", "error": "red"}.get(level, "cyan")
-        self.c.print(f"{self._stamp()} [{style}]{text}[/{style}]")
+        self.c.print(f"{self._stamp()} [{style}]{escape(text)}[/{style}]")
 
 
 class Quiet:
@@ -131,7 +132,7 @@ def _print_error(exc: BaseException, as_json: bool, internal: bool = False) -> N
         out.print_json(json.dumps(doc, default=str))
         return
     prefix = "internal error (run with --debug for the traceback): " if internal else ""
-    err.print(f"[red]atomicops: {prefix}{exc}[/red]", markup=True, highlight=False)
+    err.print(f"[red]atomicops: {escape(prefix + str(exc))}[/red]", markup=True, highlight=False)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -351,7 +352,7 @@ def history(limit: int | None, env: str, state: str | None, as_json: bool) -> in
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["ts"]))
         where = "/".join(x for x in (ev["op"], ev["step"]) if x)
         detail = {k: v for k, v in ev["data"].items() if k in ("error", "reason", "outcome", "command", "already_gone", "outputs") and v}
-        out.print(f"{ev['seq']:>6} {when} {ev['run']} {ev['type']:<13} {where} {_short(detail) if detail else ''}")
+        out.print(f"{ev['seq']:>6} {when} {ev['run']} {ev['type']:<13} {escape(where)} {escape(_short(detail)) if detail else ''}")
     return 0
 
 
@@ -436,7 +437,7 @@ def sandbox_group() -> None:
 @common
 def sandbox_up(root: str, vars_out: str | None, services: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
     """Start the sandbox services on loopback and free ports (twice is harmless)."""
-    progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{text}[/cyan]"))
+    progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{escape(text)}[/cyan]"))
     sb = sandbox.up(root, services=services or tuple(sandbox.SERVICES), vars_out=vars_out, progress=progress)
     if as_json:
         out.print_json(json.dumps(sb.as_dict()))
@@ -541,7 +542,7 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     """Sandbox up, apply, verify, roll back, and prove nothing leaked (AWS, PostgreSQL, JetStream)."""
     if plan is None:
         raise click.UsageError("name the plan to rehearse (e.g. examples/quickstart)")
-    progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{text}[/cyan]"))
+    progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{escape(text)}[/cyan]"))
     report = rehearsal.rehearse(
         plan, sandbox_dir=root, keep=keep, vars=dict(parse_var(v) for v in var), vars_files=vars_files,
         parallelism=parallelism, observer=Quiet() if as_json else Progress(err), progress=progress,

@@ -11,7 +11,7 @@ from atomicops.actions.base import Connections
 from atomicops.engine.executor import Executor
 from atomicops.engine.scope import Scope
 from atomicops.engine.secrets import Secrets
-from atomicops.plan.model import Plan
+from atomicops.plan.model import Plan, SecretSpec
 
 
 @dataclass
@@ -44,7 +44,9 @@ def open_runtime(
             action["connection"] = connection
         return str(executor.execute(action).get("SecretString", ""))
 
-    secrets = Secrets(plan.secrets, fetch_aws=fetch_aws)
+    # Secret specs may name their store with vars (`store: app/${vars.stage}/db`).
+    specs = {n: SecretSpec.model_validate(scope.journal_form(s.model_dump())) for n, s in plan.secrets.items()}
+    secrets = Secrets(specs, fetch_aws=fetch_aws)
     # Connection specs may use vars and secrets; they are resolved once, here.
     for name, conn in plan.connections.items():
         connections.define(name, scope.exec_form(conn.model_dump(), secrets))

@@ -60,6 +60,13 @@ class Secrets:
 
     def _produce(self, name: str, spec: SecretSpec) -> str:
         if spec.generate is not None:
+            if spec.store is not None and self._fetch_aws is not None:
+                # Written by an earlier run of the plan: the value everything already uses.
+                try:
+                    return self._fetch_aws(spec.store, spec.connection)
+                except ActionError as exc:
+                    if not (exc.code or "").endswith("NotFoundException"):
+                        raise
             # Letters and digits only: safe in URLs, DSNs and shell-less argv alike.
             return "".join(pysecrets.choice(_ALPHABET) for _ in range(spec.generate))
         if spec.env is not None:

@@ -64,12 +64,18 @@ class SecretSpec(_Model):
     env: str | None = None
     aws_secret: str | None = None
     connection: str | None = None
+    store: str | None = None
+    """For ``generate``: the Secrets Manager secret the plan writes the value to. Once it
+    exists, every later run (resume, rollback) reads the value back from there instead of
+    generating a new one."""
 
     @model_validator(mode="after")
     def _one_source(self) -> SecretSpec:
         given = [k for k in ("generate", "env", "aws_secret") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("a secret needs exactly one of: generate, env, aws_secret")
+        if self.store is not None and self.generate is None:
+            raise ValueError("store goes with generate (it is where the generated value is kept)")
         return self
 
     @property

@@ -70,6 +70,8 @@ def validate_plan(
         if conn.kind not in {k.connection_kind for k in registry.kinds().values()}:
             ctx.add((*path, "kind"), f"unknown connection kind {conn.kind!r}")
         _check_refs(ctx, conn.model_dump(), path, allowed=_CONNECTION, op=None)
+    for name, secret in plan.secrets.items():
+        _check_refs(ctx, secret.model_dump(exclude_none=True), ("secrets", name), allowed=frozenset({"vars", "env"}), op=None)
     for i, op in enumerate(plan.operations):
         _check_operation(ctx, i, op)
     for i, check in enumerate(plan.verify):
@@ -85,6 +87,8 @@ def validate_plan(
             for out, expr in (action.get("outputs") or {}).items():
                 _check_jmespath(ctx, expr, (*path, "outputs", out), None)
     _check_graph(ctx)
+    if not any(p.severity == "error" for p in ctx.problems):
+        _check_secret_stores(ctx)
     return ctx.problems, ctx.deps
 
 
@@ -111,7 +115,10 @@ def _check_names(ctx: _Ctx) -> None:
                 if out in declared:
                     ctx.add((*spath, "outputs", out), f"output {out!r} is already declared by step #{declared[out] + 1}", op=op.id)
                 declared.setdefault(out, j)
-                _check_jmespath(ctx, expr, (*spath, "outputs", out), op.id)
+                if "${" in str(expr):
+                    ctx.add((*spath, "outputs", out), "outputs are JMESPath over the result; references (and secrets) cannot be used there", op=op.id)
+                else:
+                    _check_jmespath(ctx, expr, (*spath, "outputs", out), op.id)
         ctx.outputs[op.id] = declared
 
 
@@ -197,6 +204,78 @@ def _check_action(
                     ctx.add((*path, "expect", sub), message, op=op)
     body = {k: v for k, v in action.items() if k not in ROLE_KEYS[role]}
     _check_refs(ctx, body, path, allowed=allowed, op=op, self_upto=self_upto)
+    _check_secret_places(ctx, key, body, path, op)
+    for out, expr in (action.get("outputs") or {}).items():
+        if "${" in str(expr):
+            ctx.add((*path, "outputs", out), "outputs are JMESPath over the result; references (and secrets) cannot be used there", op=op)
+
+
+# Places a value is shown to people or other processes: a secret must never go there.
+_TAG_KEYS = {"Tags", "TagSpecifications", "tags", "TagList"}
+
+
+def _check_secret_places(ctx: _Ctx, kind: str, body: Mapping[str, Any], path: Path, op: str | None) -> None:
+    for text, sub in refs.refs_in(body):
+        if not text.strip().startswith("secrets."):
+            continue
+        where = (*path, *sub)
+        if any(part in _TAG_KEYS for part in sub if isinstance(part, str)):
+            ctx.add(where, "a secret cannot go into tags: anyone who can list resources reads them", op=op)
+        elif kind == "run" and sub and sub[0] == "run":
+            ctx.add(where, "a secret cannot go on a command line (other processes can read it); pass it in `env:`", op=op)
+        elif kind == "http" and sub[:2] == ("http", "url"):
+            ctx.add(where, "a secret cannot go into a URL (URLs end up in logs); send it in a header", op=op)
+
+
+def _check_secret_stores(ctx: _Ctx) -> None:
+    """A generated secret with a ``store`` is written there by one operation; every other
+    operation that uses it must come after that one, so a resume can read it back."""
+    for name, spec in ctx.plan.secrets.items():
+        if spec.generate is None:
+            continue
+        users: dict[str, Path] = {}
+        writer: str | None = None
+        for i, op in enumerate(ctx.plan.operations):
+            for j, step in enumerate(op.steps):
+                for role in ("do", "undo", "probe"):
+                    action = getattr(step, role)
+                    if not action or not any(t.strip() == f"secrets.{name}" for t, _ in refs.refs_in(action)):
+                        continue
+                    users.setdefault(op.id, ("operations", i, "steps", j, role))
+                    params = action.get("params") or {}
+                    target = _literal(ctx, params.get("Name") or params.get("SecretId"))
+                    if action.get("aws") in ("secretsmanager.create_secret", "secretsmanager.put_secret_value") and target == _literal(ctx, spec.store):
+                        writer = op.id
+        if spec.store is None:
+            if len(users) > 1 or any(p[-1] == "undo" for p in users.values()):
+                first = next(iter(users.values()))
+                ctx.add(first, f"generated secret {name!r} has no `store`: a later run cannot read it back; "
+                        "add `store: <secret name>` and write it there first", warning=True)
+            continue
+        if writer is None:
+            ctx.add(("secrets", name, "store"), f"no operation writes secret {name!r} to {spec.store!r} "
+                    "(secretsmanager.create_secret with that Name and SecretString using it)")
+            continue
+        graph = Graph.build([o.id for o in ctx.plan.operations], ctx.deps)
+        for op_id, where in users.items():
+            if op_id != writer and writer not in graph.ancestors(op_id):
+                ctx.add(where, f"uses secret {name!r} but does not come after {writer!r}, which stores it; "
+                        f"add `depends_on: [{writer}]`", op=op_id)
+
+
+def _literal(ctx: _Ctx, value: Any) -> Any:
+    """A value with ``${vars...}`` resolved, or None when it depends on anything else."""
+    if not isinstance(value, str):
+        return value
+    try:
+        def look(ref: refs.Ref) -> Any:
+            if ref.namespace != "vars":
+                raise refs.Keep
+            return refs.dig(ctx.plan.vars, ref.path, ref)
+        out = refs.resolve(value, look)
+    except Exception:  # noqa: BLE001 - unknown vars are reported elsewhere
+        return None
+    return None if "${" in str(out) else out
 
 
 def _check_refs(
