@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from atomicops import api, inventory, sandbox
-from atomicops.engine.observer import Observer
 from atomicops.engine.executor import extract_outputs
+from atomicops.engine.observer import Observer
 from atomicops.engine.runtime import open_runtime
 from atomicops.errors import (
     EXIT_FAILED,
@@ -134,7 +134,7 @@ def rehearse(
             Path(state).unlink()  # each rehearsal starts from an empty journal
         report.state = state
         sv = sb.vars()
-        take = lambda: inventory.take(  # noqa: E731 - the same call twice
+        take = lambda: inventory.take(
             aws_endpoint=sv.get("aws_endpoint"), region=sv.get("region"), aws_services=aws_services(p),
             database_url=sv.get("database_url"), nats_url=sv.get("nats_url"),
         )
