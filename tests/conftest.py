@@ -19,6 +19,9 @@ from typing import Any
 
 import pytest
 
+# One PostgreSQL and one NATS server for the whole test session.
+pytest_plugins = ["fixtures_postgres", "fixtures_nats"]
+
 MOTO_START_TIMEOUT = 30.0
 MOTO_STOP_TIMEOUT = 10.0
 

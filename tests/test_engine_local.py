@@ -55,12 +55,12 @@ operations:
   - id: use-secret
     steps:
       - name: echo
-        do: {run: ["echo", "token=${secrets.token}"]}
+        do: {run: ["sh", "-c", "echo token=$T"], env: {T: "${secrets.token}"}}
         outputs: {said: stdout}
-        undo: {run: ["echo", "undo ${secrets.token}"]}
+        undo: {run: ["sh", "-c", "echo undo $T"], env: {T: "${secrets.token}"}}
       - name: fail
         read_only: true
-        do: {run: ["sh", "-c", "echo \\"bad $0\\" >&2; exit 3", "${secrets.token}"]}
+        do: {run: ["sh", "-c", "echo \\"bad $T\\" >&2; exit 3"], env: {T: "${secrets.token}"}}
 """
 
 
@@ -76,10 +76,10 @@ def test_secret_values_never_reach_the_journal_or_errors(tmp_path, monkeypatch):
     assert "bad ***" in str(exc.value)  # the library echoed the value; the sink redacted it
     hist = api.history(state=str(state))
     intent = next(e for e in hist if e["type"] == "step_intent")
-    assert intent["data"]["action"]["run"] == ["echo", "token=${secrets.token}"]
+    assert intent["data"]["action"]["env"] == {"T": "${secrets.token}"}
     done = next(e for e in hist if e["type"] == "step_done")
     assert done["data"]["outputs"]["said"] == "token=***\n"
-    assert done["data"]["undo"]["run"] == ["echo", "undo ${secrets.token}"]
+    assert done["data"]["undo"]["env"] == {"T": "${secrets.token}"}
     for f in state.parent.iterdir():
         assert canary.encode() not in f.read_bytes(), f
     assert canary not in json.dumps(api.status(state=str(state)))

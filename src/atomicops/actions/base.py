@@ -107,6 +107,14 @@ class ActionContext:
     """The last ``mark`` journalled for this step by an earlier, interrupted attempt."""
 
 
+def connection_of(ctx: ActionContext, kind: str, name: str | None = None) -> Any:
+    """The open handle of a plan connection, for ``call`` functions doing data work:
+    ``connection_of(ctx, "aws").client("ecr")``, ``connection_of(ctx, "nats", "bus")``."""
+    from atomicops.actions import registry
+
+    return ctx.connections.get(registry.get(kind), name)
+
+
 class ActionKind(ABC):
     """A kind of action. Stateless apart from connection handles it hands out."""
 

@@ -17,6 +17,8 @@ _BUILTIN_MODULES = (
     "atomicops.actions.run",
     "atomicops.actions.call",
     "atomicops.actions.http",
+    "atomicops.actions.sql",
+    "atomicops.actions.nats",
 )
 
 _KINDS: dict[str, ActionKind] = {}

@@ -84,7 +84,8 @@ def _settle_do(applier: Applier, op_state: OpState, st: StepState) -> bool:
     except AtomicOpsError as exc:
         run.record("step_uncertain", op=op.id, step=step.name, reason=f"probe failed: {run.redactor.text(str(exc))}")
         return False
-    outputs, missing = extract_outputs(step.probe.get("outputs") or {}, result)
+    wanted = rt.scope.with_self(self_outputs, key).journal_form(step.probe.get("outputs") or {})
+    outputs, missing = extract_outputs(wanted, result)
     mismatches = evaluate(step.probe.get("expect") or {}, result)
     if not missing and not mismatches:
         applier.record_done(op, step, outputs, dict(self_outputs), st.started or time.time(), time.time(), settled_by="probe")

@@ -7,6 +7,7 @@ including text raised by libraries that echo their parameters.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets as pysecrets
@@ -62,11 +63,20 @@ class Secrets:
         if spec.generate is not None:
             if spec.store is not None and self._fetch_aws is not None:
                 # Written by an earlier run of the plan: the value everything already uses.
+                # `name#key` reads one key of a JSON secret (`{"user": ..., "password": ...}`).
+                secret_id, _, key = spec.store.partition("#")
                 try:
-                    return self._fetch_aws(spec.store, spec.connection)
+                    stored = self._fetch_aws(secret_id, spec.connection)
                 except ActionError as exc:
                     if not (exc.code or "").endswith("NotFoundException"):
                         raise
+                else:
+                    if not key:
+                        return stored
+                    try:
+                        return str(json.loads(stored)[key])
+                    except (ValueError, KeyError, TypeError):
+                        raise ActionError("secrets", f"secret {name!r}: {secret_id} holds no JSON key {key!r}") from None
             # Letters and digits only: safe in URLs, DSNs and shell-less argv alike.
             return "".join(pysecrets.choice(_ALPHABET) for _ in range(spec.generate))
         if spec.env is not None:

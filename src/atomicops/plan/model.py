@@ -67,7 +67,7 @@ class SecretSpec(_Model):
     store: str | None = None
     """For ``generate``: the Secrets Manager secret the plan writes the value to. Once it
     exists, every later run (resume, rollback) reads the value back from there instead of
-    generating a new one."""
+    generating a new one. ``name#key`` names one key of a JSON secret."""
 
     @model_validator(mode="after")
     def _one_source(self) -> SecretSpec:

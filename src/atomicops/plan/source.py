@@ -66,18 +66,26 @@ class _DuplicateKey(Exception):
 def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, smap: SourceMap) -> Any:
     smap.lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)  # honour YAML merge keys (<<)
+        explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+        loader.flatten_mapping(node)  # honour YAML merge keys (<<); merged pairs come first
+        merged = len(node.value) - explicit
         out: dict[Any, Any] = {}
-        for key_node, value_node in node.value:
+        merged_keys: set[Any] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
             key = loader.construct_object(key_node, deep=True)
             if isinstance(key, (list, dict)):
                 raise yaml.constructor.ConstructorError(
                     None, None, "a mapping key must be a scalar", key_node.start_mark
                 )
-            if key in out:
+            # A key written out may override one merged in; written twice is a mistake.
+            if key in out and not (key in merged_keys and index >= merged):
                 raise _DuplicateKey(
                     str(key), key_node.start_mark.line + 1, format_path((*path, key))
                 )
+            if index < merged:
+                merged_keys.add(key)
+            else:
+                merged_keys.discard(key)
             child = (*path, key)
             smap.lines[child] = key_node.start_mark.line + 1
             out[key] = _build(loader, value_node, child, smap)

@@ -141,7 +141,8 @@ def _check_operation(ctx: _Ctx, index: int, op: Operation) -> None:
             if not step.probe.get("outputs") and not step.probe.get("expect"):
                 ctx.add((*spath, "probe"), "a probe needs outputs or expect, to tell found from not found", op=op.id)
             for out, expr in (step.probe.get("outputs") or {}).items():
-                _check_jmespath(ctx, expr, (*spath, "probe", "outputs", out), op.id)
+                if "${" not in str(expr):
+                    _check_jmespath(ctx, expr, (*spath, "probe", "outputs", out), op.id)
                 if out not in step.outputs:
                     ctx.add((*spath, "probe", "outputs", out), f"the probe yields {out!r}, which the step does not declare in outputs", op=op.id)
         if step.read_only:
@@ -206,7 +207,12 @@ def _check_action(
     _check_refs(ctx, body, path, allowed=allowed, op=op, self_upto=self_upto)
     _check_secret_places(ctx, key, body, path, op)
     for out, expr in (action.get("outputs") or {}).items():
-        if "${" in str(expr):
+        if "${" not in str(expr):
+            continue
+        if role == "probe" and "secrets." not in str(expr):
+            # A probe may pick its item by a known id: Associations[?SubnetId=='${self.subnet}'].
+            _check_refs(ctx, expr, (*path, "outputs", out), allowed=allowed - {"secrets"}, op=op, self_upto=self_upto)
+        else:
             ctx.add((*path, "outputs", out), "outputs are JMESPath over the result; references (and secrets) cannot be used there", op=op)
 
 
@@ -244,7 +250,7 @@ def _check_secret_stores(ctx: _Ctx) -> None:
                     users.setdefault(op.id, ("operations", i, "steps", j, role))
                     params = action.get("params") or {}
                     target = _literal(ctx, params.get("Name") or params.get("SecretId"))
-                    if action.get("aws") in ("secretsmanager.create_secret", "secretsmanager.put_secret_value") and target == _literal(ctx, spec.store):
+                    if action.get("aws") in ("secretsmanager.create_secret", "secretsmanager.put_secret_value") and target == str(_literal(ctx, spec.store)).partition("#")[0]:
                         writer = op.id
         if spec.store is None:
             if len(users) > 1 or any(p[-1] == "undo" for p in users.values()):

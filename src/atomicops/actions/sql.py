@@ -1,0 +1,913 @@
+"""The ``sql`` and ``sql_file`` action kinds: SQL text run against PostgreSQL in ONE transaction.
+
+```yaml
+do:
+  sql: "INSERT INTO core.agents (name, type) VALUES (%(name)s, %(type)s) RETURNING id"
+  params: {name: "${vars.agent}", type: worker}   # bound by psycopg, never formatted into the text
+  connection: db                                   # optional: the plan's first ``kind: postgres``
+  database: mistersmith                            # optional: another database on that server
+outputs: {agent_id: "rows[0].id"}
+undo: {sql: "DELETE FROM core.agents WHERE id = %(id)s", params: {id: "${self.agent_id}"}}
+
+do: {sql_file: sql/schema.sql, database: mistersmith}   # relative to the plan's directory
+```
+
+Result: ``{"rows": [{column: value}, ...], "rowcount": N}`` from the last statement that
+returned rows (``SELECT``, ``... RETURNING``); when none did, ``rows`` is ``[]`` and
+``rowcount`` is the last statement's count of affected rows. Values are JSON-safe: UUID ->
+str, numeric -> int or float, timestamps and dates -> ISO 8601, interval -> seconds, bytea ->
+base64, json/jsonb -> the structure itself, arrays -> lists, anything else -> its text.
+At most :data:`MAX_ROWS` rows are kept (then ``"truncated": true``; ``rowcount`` stays exact):
+results are journalled, and a runbook step has no business dumping a table there.
+
+**Params => one statement.** With ``params``, psycopg binds them server side through the
+extended query protocol, which takes exactly one statement. Without ``params`` the text goes
+through the simple query protocol, which takes any number of statements, ``$$`` function
+bodies and all: the server splits them, so we never have to. A schema is one action without
+params; a data change that needs values is one statement with params. With params, a literal
+``%`` must be written ``%%`` (psycopg reads ``%`` as the start of a placeholder).
+
+**One transaction.** Every action runs in its own transaction on its own connection,
+committed when the whole text succeeded and rolled back on any error, so a step is all or
+nothing. ``BEGIN``/``COMMIT``/``ROLLBACK`` in the text would break that and are refused.
+The exception is a statement PostgreSQL refuses to run inside any transaction block
+(``CREATE DATABASE``, ``DROP DATABASE``, ``CREATE INDEX CONCURRENTLY``, ``VACUUM``, ...): it
+runs with autocommit, and must be the only statement of its action, since several of them
+could not be undone as one.
+
+**Connection** ``{kind: postgres, dsn: "postgresql://user:password@host:port/db"}``, plus
+``connect_timeout`` (seconds, default 10) and ``statement_timeout`` (ms). ``database:`` runs an
+action in another database of the same server (the DSN with its dbname replaced): the seed's
+``CREATE DATABASE mistersmith`` runs on the DSN's database, its schema with ``database:
+mistersmith``. A step ``timeout`` becomes the transaction's ``statement_timeout``. Messages
+name host, port and database, never the password, and never a parameter value.
+
+Undo of SQL that finds nothing to undo is the plan's business (``DROP TABLE IF EXISTS``,
+``DELETE ... WHERE id = ANY(...)``); where a plan prefers to list codes in
+``undo_ok_errors``, :data:`NOT_FOUND_CODES` are PostgreSQL's "it is not there" SQLSTATEs.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as dt
+import difflib
+import ipaddress
+import re
+import threading
+import uuid
+from collections.abc import Iterator, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.pq import TransactionStatus
+from psycopg.types.json import Jsonb
+
+from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
+from atomicops.actions.registry import register
+from atomicops.errors import ActionError
+
+KIND = "sql"
+
+CONNECTION_KEYS = frozenset({"kind", "dsn", "connect_timeout", "statement_timeout"})
+DEFAULT_CONNECT_TIMEOUT = 10
+MAX_IDLE_PER_DATABASE = 4
+MAX_ROWS = 10_000
+
+NOT_FOUND_CODES = frozenset(
+    {
+        "42P01",  # undefined_table: relation "x" does not exist
+        "3F000",  # invalid_schema_name: schema "x" does not exist
+        "3D000",  # invalid_catalog_name: database "x" does not exist
+        "42704",  # undefined_object: type, role, index, trigger... "x" does not exist
+        "42883",  # undefined_function: function x() does not exist
+    }
+)
+"""SQLSTATEs meaning "the object is not there", for a plan's ``undo_ok_errors``."""
+
+# Worth retrying as is: the server (or the network) failed, not the SQL.
+TRANSIENT_CODES = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "55P03",  # lock_not_available (lock_timeout, NOWAIT)
+        "57P01",  # admin_shutdown
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now (starting up, in recovery)
+        "53300",  # too_many_connections
+    }
+)
+TRANSIENT_CLASSES = ("08",)  # connection_exception
+
+# Statements PostgreSQL refuses inside a transaction block ("cannot run inside a transaction
+# block"), matched against the statement's first words, upper-cased and single-spaced.
+_NO_TRANSACTION = re.compile(
+    r"^(CREATE DATABASE|DROP DATABASE|CREATE TABLESPACE|DROP TABLESPACE|ALTER SYSTEM|VACUUM"
+    r"|CREATE (UNIQUE )?INDEX CONCURRENTLY|DROP INDEX CONCURRENTLY"
+    r"|REINDEX (SYSTEM|DATABASE|\w+ CONCURRENTLY))\b"
+)
+# Statements that would end or split the action's transaction behind our back.
+_TRANSACTION_CONTROL = re.compile(
+    r"^(BEGIN|START TRANSACTION|COMMIT|END|ABORT|ROLLBACK(?! TO\b)|PREPARE TRANSACTION)\b"
+)
+
+
+# --------------------------------------------------------------------------- SQL text
+
+
+def _is_ref(value: Any) -> bool:
+    return isinstance(value, str) and "${" in value
+
+
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\uffff][A-Za-z0-9_\x80-\uffff]*)?\$")
+
+
+def _ident_char(ch: str) -> bool:
+    return ch.isalnum() or ch in "_$"
+
+
+def split_statements(text: str) -> list[str]:
+    """The top-level statements of ``text``, split as psql splits them.
+
+    Skips over quoted strings (``'...'``, ``E'...'``, ``"..."``), dollar-quoted bodies
+    (``$$...$$``, ``$fn$...$fn$``), comments, and SQL-standard ``BEGIN ATOMIC ... END``
+    function bodies. Used for static checks and to recognise statements that need
+    autocommit; execution never depends on it (the server splits multi-statement text).
+    """
+    statements: list[str] = []
+    start = i = 0
+    n = len(text)
+    atomic = 0  # depth inside BEGIN ATOMIC ... END, where CASE ... END nests
+    previous = ""
+    while i < n:
+        ch = text[i]
+        if text.startswith("--", i):
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+        elif text.startswith("/*", i):
+            depth, i = 1, i + 2  # PostgreSQL block comments nest
+            while i < n and depth:
+                if text.startswith("/*", i):
+                    depth, i = depth + 1, i + 2
+                elif text.startswith("*/", i):
+                    depth, i = depth - 1, i + 2
+                else:
+                    i += 1
+        elif ch == "'":
+            escapes = i > 0 and text[i - 1] in "eE" and (i < 2 or not _ident_char(text[i - 2]))
+            i += 1
+            while i < n:
+                if (escapes and text[i] == "\\") or text.startswith("''", i):
+                    i += 2  # an escaped character, or '' for a quote
+                elif text[i] == "'":
+                    break
+                else:
+                    i += 1
+            i += 1
+        elif ch == '"':
+            i += 1
+            while i < n and not (text[i] == '"' and not text.startswith('""', i)):
+                i += 2 if text.startswith('""', i) else 1
+            i += 1
+        elif ch == "$" and (i == 0 or not _ident_char(text[i - 1])):
+            tag = _DOLLAR_TAG.match(text, i)
+            if tag is None:  # $1 and the like
+                i += 1
+            else:
+                end = text.find(tag.group(0), tag.end())
+                i = n if end < 0 else end + len(tag.group(0))
+        elif ch.isalpha() or ch == "_":
+            j = i
+            while j < n and _ident_char(text[j]):
+                j += 1
+            word = text[i:j].upper()
+            if atomic == 0 and previous == "BEGIN" and word == "ATOMIC":
+                atomic = 1
+            elif atomic and word == "CASE":
+                atomic += 1
+            elif atomic and word == "END":
+                atomic -= 1
+            previous, i = word, j
+        elif ch == ";" and atomic == 0:
+            statements.append(text[start:i])
+            start, i, previous = i + 1, i + 1, ""
+        else:
+            i += 1
+    statements.append(text[start:])
+    return [s for s in statements if _leading_words(s)]
+
+
+_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/)*", re.DOTALL)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _leading_words(statement: str, count: int = 5) -> str:
+    """The first words of a statement after comments, upper-cased: ``"CREATE DATABASE X"``."""
+    noise = _NOISE.match(statement)  # always matches, possibly nothing
+    body = statement[noise.end() if noise else 0 :]
+    if not body:
+        return ""
+    words: list[str] = []
+    for match in _WORD.finditer(body[:400]):
+        # Only a run of bare words counts: stop at the first punctuation after them.
+        gap = body[match.start() - 1] if match.start() else " "
+        if words and not gap.isspace():
+            break
+        words.append(match.group(0).upper())
+        if len(words) == count:
+            break
+    return " ".join(words) or body[:1]
+
+
+def needs_autocommit(statement: str) -> bool:
+    """True for a statement PostgreSQL refuses to run inside a transaction block."""
+    return bool(_NO_TRANSACTION.match(_leading_words(statement)))
+
+
+# psycopg's placeholder grammar: %% is a literal percent; %(name)s|b|t named; %s|b|t
+# positional; any other % is an error once params are given.
+_PLACEHOLDER = re.compile(
+    r"%(?:(?P<literal>%)|\((?P<name>[^)]*)\)(?P<nfmt>.?)|(?P<fmt>.?))", re.DOTALL
+)
+
+
+def _has_params(params: Any) -> bool:
+    """Whether psycopg will get params (and so parse the text for placeholders)."""
+    return (isinstance(params, Mapping) and bool(params)) or _is_ref(params)
+
+
+def _placeholder_issues(
+    text: str, params: Any, path: tuple[str | int, ...]
+) -> Iterator[CheckIssue]:
+    """Placeholders against params, read the way psycopg will read them."""
+    has_params = _has_params(params)
+    names: list[str] = []
+    for match in _PLACEHOLDER.finditer(text):
+        if match.group("literal"):
+            continue
+        if match.group("name") is not None:
+            if match.group("nfmt") not in ("s", "b", "t"):
+                yield CheckIssue(
+                    path,
+                    f"placeholder {match.group(0)!r}: write %({match.group('name')})s "
+                    "(or %(name)b / %(name)t for binary / text format)",
+                )
+            else:
+                names.append(match.group("name"))
+        elif has_params and match.group("fmt") in ("s", "b", "t"):
+            yield CheckIssue(
+                path,
+                f"positional placeholder {match.group(0)!r}: params is a mapping, so name it: "
+                "%(name)s",
+            )
+        elif has_params:
+            yield CheckIssue(
+                path,
+                f"a literal % must be written %% when the action has params (found "
+                f"{match.group(0)!r} at character {match.start() + 1}): psycopg reads every % "
+                "as the start of a placeholder, e.g. write LIKE 'abc%%'",
+            )
+    if not names:
+        return
+    if not has_params:
+        yield CheckIssue(
+            path,
+            f"the SQL uses placeholder(s) {', '.join(f'%({n})s' for n in sorted(set(names)))} "
+            "but the action has no params",
+        )
+        return
+    if not isinstance(params, Mapping) or any(_is_ref(k) for k in params):
+        return  # params, or some of their names, are only known at run time
+    for name in sorted(set(names) - {str(k) for k in params}):
+        hint = difflib.get_close_matches(name, [str(k) for k in params], n=1)
+        also = f"; did you mean {hint[0]!r}?" if hint else ""
+        yield CheckIssue(("params",), f"the SQL uses %({name})s but params has no {name!r}{also}")
+
+
+def _text_issues(text: str, params: Any, path: tuple[str | int, ...]) -> Iterator[CheckIssue]:
+    statements = split_statements(text)
+    if not statements:
+        yield CheckIssue(path, "contains no SQL statement")
+        return
+    yield from _placeholder_issues(text, params, path)
+    if _has_params(params) and len(statements) > 1:
+        yield CheckIssue(
+            path,
+            f"has {len(statements)} statements but params bind to exactly one (psycopg binds "
+            "them server side, and that protocol takes one statement): split it into one "
+            "action per statement, or drop params",
+        )
+    for statement in statements:
+        lead = _leading_words(statement)
+        alone = _NO_TRANSACTION.match(lead)
+        if _TRANSACTION_CONTROL.match(lead):
+            yield CheckIssue(
+                path,
+                f"{lead.split()[0]} in the text: each action is one transaction that atomicops "
+                "commits or rolls back itself; split the work into several actions instead",
+            )
+        elif alone and len(statements) > 1:
+            yield CheckIssue(
+                path,
+                f"{alone.group(0)} cannot run inside a transaction, so atomicops runs it alone "
+                "with autocommit: make it the only statement of its action",
+            )
+
+
+# --------------------------------------------------------------------------- values
+
+
+def plain(value: Any) -> Any:
+    """A JSON-safe copy of a value psycopg returned."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return str(value)  # NaN, Infinity: not JSON numbers
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+        return str(value)
+    return str(value)  # ranges, networks, enums of extensions...: their text form
+
+
+def bind(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Plan values -> psycopg parameters.
+
+    A mapping (or a list holding one) becomes ``jsonb``: psycopg will not guess JSON for a
+    dict, and in a plan a mapping can only mean a JSON document. Other lists become arrays
+    (so ``id = ANY(%(ids)s)`` works, for uuid columns too); scalars go as they are. For a
+    JSON array of scalars, cast in SQL: ``to_jsonb(%(tags)s::text[])``.
+    """
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping) or (
+            isinstance(value, list) and any(isinstance(v, Mapping) for v in value)
+        ):
+            value = Jsonb(value)
+        out[str(key)] = value
+    return out
+
+
+# --------------------------------------------------------------------------- connection
+
+_URL_PASSWORD = re.compile(r"(://[^:/?#@\s]*:)[^@\s]*@")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def scrub(text: str, *passwords: str | None) -> str:
+    """``text`` without passwords: the known ones, and any a DSN in it carries."""
+    for password in sorted({p for p in passwords if p}, key=len, reverse=True):
+        text = text.replace(password, "***")
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    return _KV_PASSWORD.sub(r"\1***", text)
+
+
+def _positive_or_absent(value: Any) -> bool:
+    if value is None or _is_ref(value):
+        return True
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
+
+
+class PostgresConnection:
+    """The handle a plan connection of ``kind: postgres`` opens: a small pool of sessions.
+
+    psycopg connections open on first use, one per concurrent action (a connection runs one
+    transaction at a time, and every action needs its own transaction), and go back to an
+    idle list per database afterwards. Safe to share between the run's worker threads.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        statement_timeout: int | None = None,
+    ) -> None:
+        try:
+            self._conninfo = conninfo_to_dict(dsn)
+        except psycopg.Error:
+            # libpq's message quotes the string it could not parse, password included.
+            raise ActionError(
+                KIND,
+                "the dsn is not a valid PostgreSQL connection string "
+                "(postgresql://user:password@host:port/database?param=value)",
+                code="InvalidConnection",
+            ) from None
+        self._dsn = dsn
+        self._password = str(self._conninfo.get("password") or "") or None
+        self.connect_timeout = connect_timeout
+        self.statement_timeout = statement_timeout
+        self._idle: dict[str | None, list[psycopg.Connection[Any]]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> PostgresConnection:
+        unknown = sorted(set(spec) - CONNECTION_KEYS)
+        if unknown:
+            raise ActionError(
+                KIND,
+                f"unknown key(s) in postgres connection: {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(CONNECTION_KEYS))}",
+                code="InvalidConnection",
+            )
+        dsn = spec.get("dsn")
+        if not isinstance(dsn, str) or not dsn:
+            raise ActionError(KIND, "a postgres connection needs a dsn", code="InvalidConnection")
+        try:
+            connect_timeout = float(spec.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
+            statement_timeout = (
+                int(spec["statement_timeout"]) if spec.get("statement_timeout") else None
+            )
+        except (TypeError, ValueError):
+            raise ActionError(
+                KIND,
+                "connect_timeout (seconds) and statement_timeout (ms) must be numbers",
+                code="InvalidConnection",
+            ) from None
+        return cls(dsn, connect_timeout=connect_timeout, statement_timeout=statement_timeout)
+
+    # -- where it points, for messages (never the password)
+
+    def where(self, database: str | None = None) -> str:
+        host = self._conninfo.get("host") or self._conninfo.get("hostaddr") or "localhost"
+        port = self._conninfo.get("port") or 5432
+        return f"{host}:{port}/{database or self._conninfo.get('dbname') or '(default)'}"
+
+    def scrub(self, text: str) -> str:
+        return scrub(text, self._password)
+
+    # -- sessions
+
+    def _open(self, database: str | None) -> psycopg.Connection[Any]:
+        overrides: dict[str, Any] = {
+            "connect_timeout": max(1, int(self.connect_timeout)),
+            "application_name": "atomicops",
+        }
+        if database:
+            overrides["dbname"] = database
+        if self.statement_timeout:
+            options = str(self._conninfo.get("options") or "")
+            overrides["options"] = f"{options} -c statement_timeout={self.statement_timeout}"
+        try:
+            conn = psycopg.connect(make_conninfo(self._dsn, **overrides), autocommit=False)
+        except psycopg.Error as exc:
+            raise connect_error(exc, self, database) from None
+        # psycopg prepares a query it has run five times on a connection; a runbook changes
+        # schemas between steps, and a prepared plan can then fail ("cached plan must not
+        # change result type"). Every step runs a query only a few times anyway.
+        conn.prepare_threshold = None
+        return conn
+
+    @contextlib.contextmanager
+    def session(
+        self, database: str | None = None, *, autocommit: bool = False
+    ) -> Iterator[psycopg.Connection[Any]]:
+        """A connection to ``database`` (the DSN's by default) for one action.
+
+        It is returned to the pool only if it ended idle (no open transaction) and unbroken.
+        """
+        conn: psycopg.Connection[Any] | None = None
+        with self._lock:
+            if self._closed:
+                raise ActionError(KIND, "the postgres connection is closed", code="Closed")
+            idle = self._idle.get(database)
+            candidates = [idle.pop() for _ in range(len(idle))] if idle else []
+        for candidate in candidates:
+            if conn is None and _usable(candidate):
+                conn = candidate
+            elif conn is not None:
+                self._put_back(database, candidate)
+            else:
+                candidate.close()
+        if conn is None:
+            conn = self._open(database)
+        try:
+            conn.autocommit = autocommit
+            yield conn
+        finally:
+            reusable = (
+                not conn.closed
+                and not conn.broken
+                and conn.info.transaction_status == TransactionStatus.IDLE
+            )
+            if reusable:
+                self._put_back(database, conn)
+            else:
+                conn.close()
+
+    def _put_back(self, database: str | None, conn: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            pool = self._idle.setdefault(database, [])
+            if not self._closed and len(pool) < MAX_IDLE_PER_DATABASE:
+                pool.append(conn)
+                return
+        conn.close()
+
+    def close_idle(self) -> None:
+        """Close every pooled connection not in use.
+
+        Before ``DROP DATABASE``: the server refuses to drop a database anyone is connected
+        to, and our own idle sessions would count.
+        """
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self.close_idle()
+
+    def __repr__(self) -> str:
+        return f"PostgresConnection({self.where()!r})"
+
+
+def _usable(conn: psycopg.Connection[Any]) -> bool:
+    """True if a pooled connection still works (one empty query, no transaction started).
+
+    An idle session can be gone without psycopg knowing (server restart, idle timeout, a
+    DROP DATABASE ... WITH (FORCE)); finding out here costs one round trip, finding out in
+    the action would fail a step that never reached the server.
+    """
+    if conn.closed or conn.broken:
+        return False
+    try:
+        conn.autocommit = True
+        conn.execute("")
+        return True
+    except psycopg.Error:
+        return False
+
+
+# --------------------------------------------------------------------------- errors
+
+# libpq reports connection failures as text; the server's FATAL reasons have SQLSTATEs.
+_CONNECT_REASONS: tuple[tuple[re.Pattern[str], str, bool], ...] = (
+    (re.compile(r'database ".*" does not exist'), "3D000", False),
+    (re.compile(r"password authentication failed"), "28P01", False),
+    (re.compile(r'role ".*" does not exist|no pg_hba\.conf entry'), "28000", False),
+    (re.compile(r"the database system is (starting up|shutting down|in recovery)"), "57P03", True),
+    (re.compile(r"too many clients|remaining connection slots"), "53300", True),
+)
+
+
+def connect_error(
+    exc: BaseException, conn: PostgresConnection, database: str | None
+) -> ActionError:
+    """An ActionError for a failed connection attempt: host and port named, no password."""
+    text = str(exc).strip()
+    # 'connection failed: connection to server at "h", port p failed: FATAL:  reason'
+    reason = text.rsplit(" failed: ", 1)[-1].splitlines()[0] if text else type(exc).__name__
+    reason = re.sub(r"^(FATAL|ERROR):\s+", "", reason)
+    code, transient = "ConnectionError", True
+    for pattern, sqlstate, retry in _CONNECT_REASONS:
+        if pattern.search(reason):
+            code, transient = sqlstate, retry
+            break
+    return ActionError(
+        KIND,
+        f"cannot connect to PostgreSQL at {conn.where(database)}: {conn.scrub(reason)}",
+        code=code,
+        transient=transient,
+    )
+
+
+def _placeholders_to_dollars(text: str) -> str:
+    """``text`` as psycopg sends it with params (``%(a)s`` -> ``$1``), to locate errors."""
+    numbers: dict[str, int] = {}
+
+    def number(match: re.Match[str]) -> str:
+        if match.group("literal"):
+            return "%"
+        name = match.group("name") or ""
+        numbers.setdefault(name, len(numbers) + 1)
+        return f"${numbers[name]}"
+
+    return _PLACEHOLDER.sub(number, text)
+
+
+def _location(text: str, position: str | None, with_params: bool) -> str:
+    """``"line 3: CREATE TABLE x (..."`` for the server's 1-based character position."""
+    if not position or not position.isdigit():
+        return ""
+    sent = _placeholders_to_dollars(text) if with_params else text
+    line_no = sent.count("\n", 0, int(position) - 1) + 1
+    lines = text.splitlines()
+    line = lines[line_no - 1].strip() if line_no <= len(lines) else ""
+    if len(line) > 120:
+        line = line[:117] + "..."
+    return f"line {line_no}: {line}"
+
+
+def translate_error(
+    exc: psycopg.Error,
+    conn: PostgresConnection,
+    *,
+    text: str,
+    values: Mapping[str, Any] | None,
+    database: str | None,
+    during_commit: bool = False,
+) -> ActionError:
+    """An ActionError for a psycopg failure. Never quotes parameter values or passwords."""
+    with_params = bool(values)
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate is None and isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        if during_commit:
+            # The COMMIT may or may not have reached the server: a retry could apply the
+            # step twice, so it is not transient; the step's probe has to settle it.
+            return ActionError(
+                KIND,
+                f"connection to {conn.where(database)} lost during COMMIT: whether the "
+                "transaction committed is unknown",
+                code="ConnectionError",
+            )
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return ActionError(
+            KIND,
+            f"connection to {conn.where(database)} failed: {conn.scrub(first)}; the "
+            "transaction was not committed",
+            code="ConnectionError",
+            transient=True,
+        )
+    if sqlstate is None:
+        # Raised by psycopg itself before anything reached the server: placeholders that do
+        # not match params, a value it cannot adapt. Its messages name placeholders and
+        # types, not values.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return ActionError(KIND, _without_values(conn.scrub(first), values), code="ParamValidation")
+
+    diag = exc.diag
+    message = diag.message_primary or str(exc).splitlines()[0]
+    if sqlstate == "42601" and "multiple commands" in message:
+        message += " (with params the text must be one statement: split it into actions)"
+    where = [part for part in (
+        _location(text, diag.statement_position, with_params),
+        (diag.context or "").splitlines()[0] if diag.context else "",
+    ) if part]  # fmt: skip
+    if where:
+        message += f" ({'; '.join(where)})"
+    if diag.message_detail and not with_params:
+        # A detail quotes row values ("Key (name)=(x) already exists"); with params those
+        # are parameter values, so it is left out then.
+        message += f". {diag.message_detail}"
+    if diag.message_hint:
+        message += f" Hint: {diag.message_hint}"
+    if database:
+        message = f"in database {database!r}: {message}"
+    message = _without_values(conn.scrub(message), values)
+    transient = sqlstate in TRANSIENT_CODES or sqlstate.startswith(TRANSIENT_CLASSES)
+    return ActionError(KIND, message, code=sqlstate, transient=transient)
+
+
+def _texts(value: Any) -> Iterator[str]:
+    if isinstance(value, Mapping):
+        for item in value.values():
+            yield from _texts(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _texts(item)
+    elif value is not None and not isinstance(value, bool):
+        yield str(value)
+
+
+def _without_values(message: str, values: Mapping[str, Any] | None) -> str:
+    """``message`` with every quoted parameter value replaced by ``"***"``.
+
+    The server quotes a value it cannot use, even in its primary message (``invalid input
+    syntax for type uuid: "..."``, ``value "..." is out of range for type integer``). Only
+    quoted occurrences are replaced, so a short value cannot mangle the rest of the text.
+    """
+    for text in sorted(set(_texts(values or {})), key=len, reverse=True):
+        message = message.replace(f'"{text}"', '"***"')
+    return message
+
+
+# --------------------------------------------------------------------------- the kinds
+
+
+def _collect(cursor: psycopg.Cursor[Any]) -> dict[str, Any]:
+    """Rows of the last result that had rows; else the last statement's rowcount."""
+    result: dict[str, Any] = {"rows": [], "rowcount": 0}
+    found_rows = False
+    while True:
+        if cursor.description is not None:
+            names = [column.name for column in cursor.description]
+            rows = cursor.fetchmany(MAX_ROWS)
+            result = {
+                "rows": [{n: plain(v) for n, v in zip(names, row, strict=True)} for row in rows],
+                "rowcount": max(cursor.rowcount, len(rows)),
+            }
+            if cursor.rowcount > len(rows):
+                result["truncated"] = True
+            found_rows = True
+        elif not found_rows:
+            result = {"rows": [], "rowcount": max(cursor.rowcount, 0)}
+        if not cursor.nextset():
+            return result
+
+
+@register
+class SqlKind(ActionKind):
+    """``sql: "..."`` + ``params`` (+ ``connection``, + ``database``)."""
+
+    key = "sql"
+    extra_keys = frozenset({"params", "connection", "database"})
+    connection_kind = "postgres"
+
+    # -- connections
+
+    def connect(self, spec: Mapping[str, Any]) -> PostgresConnection:
+        return PostgresConnection.from_spec(spec)
+
+    def disconnect(self, handle: Any) -> None:
+        handle.close()
+
+    def check_connection(self, spec: Mapping[str, Any]) -> Iterator[CheckIssue]:
+        """Static checks of a plan connection mapping of kind ``postgres``."""
+        for key in sorted(set(spec) - CONNECTION_KEYS):
+            close = difflib.get_close_matches(key, CONNECTION_KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            yield CheckIssue((key,), f"unknown key {key!r} in postgres connection{hint}")
+        dsn = spec.get("dsn")
+        if not isinstance(dsn, str) or not dsn:
+            yield CheckIssue(("dsn",), "a postgres connection needs dsn: postgresql://...")
+        elif not _is_ref(dsn):
+            try:
+                conninfo_to_dict(dsn)
+            except psycopg.Error:
+                yield CheckIssue(("dsn",), "dsn is not a valid PostgreSQL connection string")
+        for key in ("connect_timeout", "statement_timeout"):
+            if not _positive_or_absent(spec.get(key)):
+                yield CheckIssue((key,), f"{key} must be a positive number")
+
+    # -- static checks
+
+    def check(self, action: Mapping[str, Any]) -> Iterator[CheckIssue]:
+        params = action.get("params")
+        if params is not None and not isinstance(params, Mapping) and not _is_ref(params):
+            yield CheckIssue(("params",), "params must be a mapping of placeholder name to value")
+            params = None
+        for key in ("connection", "database"):
+            value = action.get(key)
+            if value is not None and (not isinstance(value, str) or not value):
+                what = "a plan connection" if key == "connection" else "a database"
+                yield CheckIssue((key,), f"{key} must be the name of {what}")
+        yield from self._check_source(action, params)
+
+    def _check_source(self, action: Mapping[str, Any], params: Any) -> Iterator[CheckIssue]:
+        text = action.get(self.key)
+        if not isinstance(text, str) or not text.strip():
+            yield CheckIssue((self.key,), "sql must be a non-empty string of SQL")
+        elif not _is_ref(text):
+            yield from _text_issues(text, params, (self.key,))
+
+    # -- execution
+
+    def source(self, action: Mapping[str, Any], ctx: ActionContext) -> str:
+        """The SQL text the action runs."""
+        text = action.get(self.key)
+        if not isinstance(text, str) or not text.strip():
+            raise ActionError(KIND, "sql must be a non-empty string of SQL", code="InvalidAction")
+        return text
+
+    def execute(self, action: Mapping[str, Any], ctx: ActionContext) -> Any:
+        text = self.source(action, ctx)
+        params = action.get("params") or {}
+        if not isinstance(params, Mapping):
+            raise ActionError(KIND, "params must be a mapping", code="ParamValidation")
+        database = action.get("database") or None
+        statements = split_statements(text)
+        control = [s for s in statements if _TRANSACTION_CONTROL.match(_leading_words(s))]
+        if control:
+            raise ActionError(
+                KIND,
+                f"{_leading_words(control[0]).split()[0]} in the text would end the action's "
+                "transaction; split the work into several actions",
+                code="InvalidAction",
+            )
+        autocommit = any(needs_autocommit(s) for s in statements)
+        if autocommit and len(statements) > 1:
+            raise ActionError(
+                KIND,
+                "CREATE/DROP DATABASE and the other statements that cannot run in a "
+                "transaction must be alone in their action",
+                code="InvalidAction",
+            )
+        if ctx.cancel.is_set():
+            raise ActionError(KIND, "cancelled before it started", code="Cancelled")
+
+        handle: PostgresConnection = ctx.connections.get(self, action.get("connection"))
+        if autocommit:
+            handle.close_idle()
+        with handle.session(database, autocommit=autocommit) as conn:
+            return self._run(conn, handle, text, params, database, ctx)
+
+    def _run(
+        self,
+        conn: psycopg.Connection[Any],
+        handle: PostgresConnection,
+        text: str,
+        params: Mapping[str, Any],
+        database: str | None,
+        ctx: ActionContext,
+    ) -> dict[str, Any]:
+        def fail(exc: psycopg.Error, during_commit: bool = False) -> ActionError:
+            return translate_error(
+                exc,
+                handle,
+                text=text,
+                values=params,
+                database=database,
+                during_commit=during_commit,
+            )
+
+        try:
+            with conn.cursor() as cursor:
+                if ctx.timeout and not conn.autocommit:
+                    # The step timeout, enforced by the server for this transaction only.
+                    cursor.execute(
+                        "SELECT set_config('statement_timeout', %s, true)",
+                        [str(int(ctx.timeout * 1000))],
+                    )
+                # No params: simple protocol, any number of statements. Params: one
+                # statement, values bound server side (psycopg's %(name)s).
+                cursor.execute(text, bind(params) if params else None)
+                result = _collect(cursor)
+        except psycopg.Error as exc:
+            error = fail(exc)
+            if not conn.autocommit:
+                with contextlib.suppress(psycopg.Error):
+                    conn.rollback()
+            raise error from None
+        if not conn.autocommit:
+            try:
+                conn.commit()
+            except psycopg.Error as exc:
+                raise fail(exc, during_commit=True) from None
+        return result
+
+    def describe(self, action: Mapping[str, Any]) -> str:
+        text = action.get(self.key)
+        first = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+        if len(first) > 60:
+            first = first[:57] + "..."
+        where = f" [{action['database']}]" if action.get("database") else ""
+        return f"sql{where}: {first}"
+
+
+@register
+class SqlFileKind(SqlKind):
+    """``sql_file: path/to/file.sql`` (relative to the plan's directory), otherwise as ``sql``."""
+
+    key = "sql_file"
+
+    def _check_source(self, action: Mapping[str, Any], params: Any) -> Iterator[CheckIssue]:
+        # The file is read at run time (the plan's directory is not known to static checks).
+        path = action.get(self.key)
+        if not isinstance(path, str) or not path.strip():
+            yield CheckIssue((self.key,), "sql_file must be a path to a .sql file")
+
+    def source(self, action: Mapping[str, Any], ctx: ActionContext) -> str:
+        name = action.get(self.key)
+        if not isinstance(name, str) or not name.strip():
+            raise ActionError(KIND, "sql_file must be a path to a .sql file", code="InvalidAction")
+        path = Path(ctx.base_dir) / name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            # Not "...NotFound": that would match the default undo_ok_errors and make a
+            # missing undo file look like an undo already done.
+            raise ActionError(
+                KIND, f"cannot read sql_file {name}: {exc.strerror}", code="InvalidAction"
+            ) from None
+        if not text.strip():
+            raise ActionError(KIND, f"sql_file {name} is empty", code="InvalidAction")
+        return text
+
+    def describe(self, action: Mapping[str, Any]) -> str:
+        where = f" [{action['database']}]" if action.get("database") else ""
+        return f"sql_file{where}: {action.get(self.key)}"
+
+
+def check_sql_file(path: Path, params: Mapping[str, Any] | None = None) -> list[CheckIssue]:
+    """The static checks of ``sql`` text, for a file (validate can call it with the path)."""
+    return list(_text_issues(path.read_text(encoding="utf-8"), params, ("sql_file",)))

@@ -1,0 +1,38 @@
+"""5.3: a message goes through NATS and comes back (the page's nats-box sub + pub).
+
+The subject is one no stream captures, so the check leaves nothing in JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from atomicops.actions.base import ActionContext, connection_of
+
+TIMEOUT = 5.0
+
+
+def publish_and_receive(ctx: ActionContext, subject: str) -> dict[str, Any]:
+    bus = connection_of(ctx, "nats")
+    token = uuid.uuid4().hex
+
+    async def roundtrip(nc: Any) -> dict[str, Any]:
+        got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        async def on_message(msg: Any) -> None:
+            if not got.done():
+                got.set_result(msg.data)
+
+        sub = await nc.subscribe(subject, cb=on_message)
+        try:
+            await nc.publish(subject, token.encode())
+            await nc.flush(timeout=TIMEOUT)
+            data = await asyncio.wait_for(got, TIMEOUT)
+        except asyncio.TimeoutError:
+            return {"received": False, "subject": subject}
+        finally:
+            await sub.unsubscribe()
+        return {"received": data == token.encode(), "subject": subject}
+
+    return dict(bus.call(roundtrip, f"message flow on {subject}", TIMEOUT * 2))

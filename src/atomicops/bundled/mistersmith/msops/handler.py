@@ -1,0 +1,33 @@
+"""4.2: the rollback handler's code, zipped and put where create_function reads it."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zipfile
+from typing import Any
+
+from atomicops.actions.base import ActionContext, connection_of
+
+HANDLER_SOURCE = '''"""MisterSmith rollback handler: an alarm notification scales the orchestrator to zero,
+stopping the bleeding while an operator runs `atomicops rollback`."""
+import os
+
+import boto3
+
+
+def handler(event, context):
+    ecs = boto3.client("ecs")
+    ecs.update_service(cluster=os.environ["CLUSTER_NAME"], service="mistersmith-orchestrator", desiredCount=0)
+    return {"scaled_to_zero": "mistersmith-orchestrator"}
+'''
+
+
+def upload_code(ctx: ActionContext, bucket: str, key: str) -> dict[str, Any]:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        info = zipfile.ZipInfo("rollback.py", date_time=(2025, 1, 1, 0, 0, 0))
+        z.writestr(info, HANDLER_SOURCE)
+    body = buf.getvalue()
+    connection_of(ctx, "aws").client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    return {"key": key, "sha256": hashlib.sha256(body).hexdigest()}
