@@ -10,6 +10,7 @@ import time
 import psutil
 import psycopg
 import pytest
+from fixtures_postgres import database_url, server_dir
 
 from atomicops.errors import ActionError
 from atomicops.inventory import postgres as inventory

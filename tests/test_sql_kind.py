@@ -13,6 +13,7 @@ from typing import Any
 import jmespath
 import psycopg
 import pytest
+from fixtures_postgres import database_url
 
 import atomicops.actions.sql as sql_kind  # registers the sql and sql_file kinds
 from atomicops.actions import registry

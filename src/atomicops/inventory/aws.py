@@ -63,6 +63,10 @@ class ResourceType:
     parent_params: Mapping[str, str] = field(default_factory=dict)
     vpcs: str | None = None
     """JMESPath to the item's VPC ids: an item living only in default VPCs is AWS's own."""
+    describe: tuple[str, str, str] | None = None
+    """(method, parameter, items): when a list call returns bare ids, the call that turns a
+    page of them into items (``keep`` then sees the status: a deleted ECS cluster stays
+    listed as INACTIVE for a while)."""
 
 
 _INGRESS = (
@@ -106,9 +110,11 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
       parent="iam.roles", parent_params=_BY_ROLE),
     R("iam.policies", "iam.list_policies", "Policies", "Arn", params={"Scope": "Local"},
       fields={"name": "PolicyName"}),
-    R("ecs.clusters", "ecs.list_clusters", "clusterArns", "@"),
-    R("ecs.services", "ecs.list_services", "serviceArns", "@",
-      parent="ecs.clusters", parent_params={"cluster": "@"}),
+    R("ecs.clusters", "ecs.list_clusters", "clusterArns", "clusterArn", keep="status != 'INACTIVE'",
+      describe=("describe_clusters", "clusters", "clusters")),
+    R("ecs.services", "ecs.list_services", "serviceArns", "serviceArn", keep="status != 'INACTIVE'",
+      describe=("describe_services", "services", "services"),
+      parent="ecs.clusters", parent_params={"cluster": "clusterArn"}),
     R("ecs.task_definitions", "ecs.list_task_definitions", "taskDefinitionArns", "@",
       params={"status": "ACTIVE"}),
     R("ecr.repositories", "ecr.describe_repositories", "repositories", "repositoryName"),
@@ -242,7 +248,11 @@ def _list(
     prefix = "/".join(str(v) for v in extra.values()) + "/" if extra else ""
     found: list[tuple[Any, Entry]] = []
     for page in _pages(client, method, {**rtype.params, **extra}):
-        for item in _search(rtype.items, page) or []:
+        items = _search(rtype.items, page) or []
+        if rtype.describe and items:
+            detail, param, path = rtype.describe
+            items = _search(path, getattr(client, detail)(**extra, **{param: items})) or []
+        for item in items:
             if rtype.keep and not _search(rtype.keep, item):
                 continue
             if rtype.vpcs:
