@@ -539,9 +539,11 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
 @common
 def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, ...], keep: bool, root: str,
                  parallelism: int, env: str, state: str | None, as_json: bool) -> int:
-    """Sandbox up, apply, verify, roll back, and prove nothing leaked (AWS, PostgreSQL, JetStream)."""
+    """Sandbox up, apply, verify, roll back, and prove nothing leaked (AWS, PostgreSQL, JetStream).
+
+    With no PLAN it rehearses the bundled MisterSmith migration."""
     if plan is None:
-        raise click.UsageError("name the plan to rehearse (e.g. examples/quickstart)")
+        plan = str(rehearsal.FLAGSHIP_PLAN)
     progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{escape(text)}[/cyan]"))
     report = rehearsal.rehearse(
         plan, sandbox_dir=root, keep=keep, vars=dict(parse_var(v) for v in var), vars_files=vars_files,

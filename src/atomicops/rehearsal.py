@@ -30,6 +30,8 @@ from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Plan, Retry
 
 REHEARSAL_ENV = "rehearsal"
+FLAGSHIP_PLAN = Path(__file__).parent / "bundled" / "mistersmith"
+"""The MisterSmith AWS migration, shipped with atomicops: what `atomicops rehearse` runs."""
 
 
 @dataclass

@@ -81,16 +81,21 @@ def _table_items(ddb: Any, table: str, stream: str, first: int, last: int) -> It
         yield from page.get("Items", [])
 
 
-def copy_to_dynamodb(ctx: ActionContext, stream: str, table: str) -> dict[str, Any]:
+def stream_range(ctx: ActionContext, stream: str) -> dict[str, Any]:
+    """The sequences the copy will take: the stream as it is now."""
+    state = connection_of(ctx, "nats").stream_state(stream)
+    return {"first_seq": int(state["first_seq"]), "last_seq": int(state["last_seq"]), "messages": int(state["messages"])}
+
+
+def copy_to_dynamodb(ctx: ActionContext, stream: str, table: str, first_seq: int, last_seq: int) -> dict[str, Any]:
     bus = connection_of(ctx, "nats")
     ddb = connection_of(ctx, "aws").client("dynamodb")
-    state = bus.stream_state(stream)
-    first, last = int(state["first_seq"]), int(state["last_seq"])
-    total = int(state["messages"])
+    first, last = int(first_seq), int(last_seq)
+    total = max(0, last - first + 1)
     start = first
     if ctx.resume_mark is not None:  # a killed copy: go on after what it wrote
         start = max(first, int(ctx.resume_mark) + 1)
-    done = 0
+    done = start - first
     if last >= start:
         messages = bus.iter_stream(stream, start_seq=start, end_seq=last)
         for n, batch in enumerate(_batches(messages, BATCH), 1):
@@ -110,7 +115,7 @@ def copy_to_dynamodb(ctx: ActionContext, stream: str, table: str) -> dict[str, A
                 raise ActionError("call", "copy cancelled", code="Cancelled")
     count, checksum = stream_summary(ctx, stream, first, last)
     ctx.progress(count, total, f"messages copied to {table}", mark=last)
-    return {"copied": count, "first_seq": first, "last_seq": last, "checksum": checksum}
+    return {"copied": count, "checksum": checksum}
 
 
 def delete_copied(ctx: ActionContext, stream: str, table: str, first_seq: int, last_seq: int) -> dict[str, Any]:
@@ -130,16 +135,22 @@ def delete_copied(ctx: ActionContext, stream: str, table: str, first_seq: int, l
     return {"deleted": deleted}
 
 
-def verify_copy(ctx: ActionContext, stream: str, table: str) -> dict[str, Any]:
-    bus = connection_of(ctx, "nats")
+def verify_copy(ctx: ActionContext, stream: str, table: str, first_seq: int | None = None,
+                last_seq: int | None = None) -> dict[str, Any]:
+    """Count and checksum of the stream range against the items in the table."""
     ddb = connection_of(ctx, "aws").client("dynamodb")
-    state = bus.stream_state(stream)
-    first, last = int(state["first_seq"]), int(state["last_seq"])
+    if first_seq is None or last_seq is None:
+        state = connection_of(ctx, "nats").stream_state(stream)
+        first_seq, last_seq = int(state["first_seq"]), int(state["last_seq"])
+    first, last = int(first_seq), int(last_seq)
     stream_count, stream_checksum = stream_summary(ctx, stream, first, last)
     hashes, table_count = [], 0
-    for item in _table_items(ddb, table, stream, first, last):
-        table_count += 1
-        hashes.append(_item_hash(int(item["SequenceNumber"]["N"]), item["Subject"]["S"], bytes(item["Data"]["B"])))
+    try:
+        for item in _table_items(ddb, table, stream, first, last):
+            table_count += 1
+            hashes.append(_item_hash(int(item["SequenceNumber"]["N"]), item["Subject"]["S"], bytes(item["Data"]["B"])))
+    except ddb.exceptions.ResourceNotFoundException:
+        raise ActionError("call", f"table {table} does not exist", code="ResourceNotFoundException") from None
     table_checksum = _checksum(hashes)
     return {
         "match": stream_count == table_count and stream_checksum == table_checksum,
