@@ -142,3 +142,39 @@ def test_resume_refuses_a_plan_that_differs_from_the_journal(world, tmp_path):
     assert refused.returncode == 2 and "operation vpc differs" in refused.stderr
     assert cli("resume", "--env", env, "--rollback", cwd=world.cwd).returncode == 0
     assert set(world.status(env).values()) == {"rolled_back"}
+
+
+@pytest.mark.parametrize(
+    "point",
+    [
+        "after_intent:table/rows",
+        "after_effect:table/rows",     # committed in PostgreSQL, not journalled
+        "after_effect:table/create",
+        "after_effect:stream/add",     # the stream exists, not journalled
+        "after_effect:stream/reader",
+        "after_result:stream/add",
+    ],
+)
+def test_a_killed_apply_of_sql_and_nats_steps_resumes_cleanly(tmp_path, postgres_url, nats_url, point):
+    from atomicops import inventory
+
+    suffix = uuid.uuid4().hex[:8]
+    env = "data-" + point.replace(":", "-").replace("/", "-")
+    vars_ = ["--var", f"database_url={postgres_url}", "--var", f"nats_url={nats_url}", "--var", f"suffix={suffix}"]
+    take = lambda: inventory.take(include_aws=False, database_url=postgres_url, nats_url=nats_url)  # noqa: E731
+    before = take()
+    killed = cli("apply", str(PLANS / "data.yaml"), "--env", env, *vars_, cwd=tmp_path, crash=point)
+    assert killed.returncode == CRASH_EXIT_CODE, killed.stderr
+    resumed = cli("resume", "--env", env, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    doc = json.loads(cli("status", "--json", "--env", env, cwd=tmp_path).stdout)
+    assert {o["id"]: o["status"] for o in doc["operations"]} == {"table": "applied", "stream": "applied"}
+    # No duplicate: exactly three rows, ids as journalled.
+    ids = next(o for o in doc["operations"] if o["id"] == "table")["outputs"]["ids"]
+    import psycopg
+
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute(f"SELECT array_agg(id ORDER BY id) FROM crash_{suffix}").fetchone()[0] == ids
+    rolled = cli("rollback", "--env", env, cwd=tmp_path)
+    assert rolled.returncode == 0, rolled.stderr
+    assert inventory.diff(before, take()) == {}

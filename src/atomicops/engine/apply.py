@@ -19,6 +19,7 @@ from typing import Any
 
 from atomicops.engine.crash import crashpoint
 from atomicops.engine.executor import extract_outputs
+from atomicops.engine.probe import probe, proves_ownership
 from atomicops.engine.rollback import RollbackReport, rollback_ops, undo_step
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import Runtime
@@ -178,6 +179,15 @@ class Applier:
                 self.record_done(op, step, outputs, self_outputs, started, time.time(), result=exc.result)
                 run.record("step_failed", op=op.id, step=step.name, error=message, code=exc.code, after_effect=True)
                 raise StepFailed(op.id, step.name, message) from None
+            if step.probe is not None and proves_ownership(step):
+                # A call can fail after doing its work (a timeout, a partial failure): ask
+                # the probe, and if the resource is there and provably this step's, journal
+                # it so the operation's undo takes it back.
+                answer = probe(rt, step, self_outputs, key, op.id)
+                if answer.found:
+                    self.record_done(op, step, answer.outputs, self_outputs, started, time.time(), settled_by="probe")
+                    run.record("step_failed", op=op.id, step=step.name, error=message, code=exc.code, after_effect=True)
+                    raise StepFailed(op.id, step.name, message) from None
             run.record("step_failed", op=op.id, step=step.name, error=message, code=exc.code)
             raise StepFailed(op.id, step.name, message) from None
         finished = time.time()

@@ -9,15 +9,13 @@ An interrupted undo is simply run again: undo is idempotent.
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from typing import Any
 
 from atomicops.engine.apply import Applier, step_key
-from atomicops.engine.executor import extract_outputs
+from atomicops.engine.probe import probe
 from atomicops.engine.rollback import undo_step
-from atomicops.errors import ActionError, AtomicOpsError, ResumeMismatch, UndoFailed
-from atomicops.expect import evaluate
+from atomicops.errors import ResumeMismatch, UndoFailed
 from atomicops.journal.state import EnvState, OpState, StepState
 from atomicops.plan.model import Operation, Step
 
@@ -70,27 +68,14 @@ def _settle_do(applier: Applier, op_state: OpState, st: StepState) -> bool:
         return False
     key = step_key(run.env, op.id, step.name)
     self_outputs = _outputs_before(op, op_state, step)
-    probe = {k: v for k, v in step.probe.items() if k not in ("outputs", "expect")}
-    try:
-        action = rt.scope.with_self(self_outputs, key).exec_form(probe, rt.secrets)
-        result = rt.executor.execute(action, op=op.id)
-    except ActionError as exc:
-        if exc.code and any(fnmatch.fnmatchcase(exc.code, p) for p in step.ok_errors):
-            # "No such thing" from a probe is a clear answer: the effect did not happen.
-            run.record("step_settled", op=op.id, step=step.name, applied=False, by="probe", code=exc.code)
-            return True
-        run.record("step_uncertain", op=op.id, step=step.name, reason=f"probe failed: {run.redactor.text(str(exc))}")
+    answer = probe(rt, step, self_outputs, key, op.id)
+    if answer.found is None:
+        run.record("step_uncertain", op=op.id, step=step.name, reason=run.redactor.text(answer.why))
         return False
-    except AtomicOpsError as exc:
-        run.record("step_uncertain", op=op.id, step=step.name, reason=f"probe failed: {run.redactor.text(str(exc))}")
-        return False
-    wanted = rt.scope.with_self(self_outputs, key).journal_form(step.probe.get("outputs") or {})
-    outputs, missing = extract_outputs(wanted, result)
-    mismatches = evaluate(step.probe.get("expect") or {}, result)
-    if not missing and not mismatches:
-        applier.record_done(op, step, outputs, dict(self_outputs), st.started or time.time(), time.time(), settled_by="probe")
+    if answer.found:
+        applier.record_done(op, step, answer.outputs, dict(self_outputs), st.started or time.time(), time.time(), settled_by="probe")
     else:
-        run.record("step_settled", op=op.id, step=step.name, applied=False, by="probe")
+        run.record("step_settled", op=op.id, step=step.name, applied=False, by="probe", why=run.redactor.text(answer.why))
     return True
 
 

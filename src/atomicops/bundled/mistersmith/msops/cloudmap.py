@@ -1,5 +1,6 @@
 """Cloud Map namespaces are created asynchronously: the create call returns an operation id,
-and the namespace id is known only once that operation has finished."""
+and the namespace id is known only once that operation has finished. These functions wait
+for it, so the plan's steps see a namespace that exists (or is gone)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ from typing import Any
 from atomicops.actions.base import ActionContext, connection_of
 from atomicops.errors import ActionError
 
-POLL_SECONDS = 2.0
+POLL_SECONDS = 1.0
 WAIT_SECONDS = 300.0
 
 
-def _finished_operation(ctx: ActionContext, operation_id: str) -> dict[str, Any]:
-    sd = connection_of(ctx, "aws").client("servicediscovery")
+def _wait(sd: Any, operation_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
         op = sd.get_operation(OperationId=operation_id)["Operation"]
@@ -28,24 +28,37 @@ def _finished_operation(ctx: ActionContext, operation_id: str) -> dict[str, Any]
         time.sleep(POLL_SECONDS)
 
 
-def namespace_of_operation(ctx: ActionContext, operation_id: str) -> dict[str, Any]:
-    op = _finished_operation(ctx, operation_id)
+def create_namespace(ctx: ActionContext, name: str, vpc: str) -> dict[str, Any]:
+    sd = connection_of(ctx, "aws").client("servicediscovery")
+    params: dict[str, Any] = {"Name": name, "Vpc": vpc}
+    if ctx.idempotency_token:
+        # The same token on a re-run after a crash returns the same operation, not a second namespace.
+        params["CreatorRequestId"] = ctx.idempotency_token
+    if ctx.tags:
+        params["Tags"] = [{"Key": k, "Value": v} for k, v in ctx.tags.items()]
+    op = _wait(sd, sd.create_private_dns_namespace(**params)["OperationId"])
     return {"namespace_id": op["Targets"]["NAMESPACE"]}
 
 
-def delete_namespace_of_operation(ctx: ActionContext, operation_id: str) -> dict[str, Any]:
-    """Undo of create_private_dns_namespace: delete the namespace that operation made.
-
-    Raises with code ``NamespaceNotFound`` when it is already gone (undo counts that as done).
-    """
+def find_namespace(ctx: ActionContext, name: str, vpc: str) -> dict[str, Any]:
+    """Probe: the namespace called ``name`` whose hosted zone is in ``vpc`` (ours), if any."""
     sd = connection_of(ctx, "aws").client("servicediscovery")
-    try:
-        namespace_id = _finished_operation(ctx, operation_id)["Targets"]["NAMESPACE"]
-    except sd.exceptions.OperationNotFound:
-        raise ActionError("call", f"operation {operation_id} not found", code="OperationNotFound") from None
+    for page in sd.get_paginator("list_namespaces").paginate():
+        for ns in page["Namespaces"]:
+            if ns["Name"] != name:
+                continue
+            props = sd.get_namespace(Id=ns["Id"])["Namespace"].get("Properties", {})
+            if vpc in str(props):
+                return {"namespace_id": ns["Id"]}
+    return {"namespace_id": None}
+
+
+def delete_namespace(ctx: ActionContext, namespace_id: str) -> dict[str, Any]:
+    """Raises with code ``NamespaceNotFound`` when it is already gone (undo counts that as done)."""
+    sd = connection_of(ctx, "aws").client("servicediscovery")
     try:
         deleting = sd.delete_namespace(Id=namespace_id)
     except sd.exceptions.NamespaceNotFound:
         raise ActionError("call", f"namespace {namespace_id} not found", code="NamespaceNotFound") from None
-    _finished_operation(ctx, deleting["OperationId"])
+    _wait(sd, deleting["OperationId"])
     return {"deleted": namespace_id}

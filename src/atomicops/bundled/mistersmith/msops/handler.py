@@ -29,5 +29,5 @@ def upload_code(ctx: ActionContext, bucket: str, key: str) -> dict[str, Any]:
         info = zipfile.ZipInfo("rollback.py", date_time=(2025, 1, 1, 0, 0, 0))
         z.writestr(info, HANDLER_SOURCE)
     body = buf.getvalue()
-    connection_of(ctx, "aws").client("s3").put_object(Bucket=bucket, Key=key, Body=body)
-    return {"key": key, "sha256": hashlib.sha256(body).hexdigest()}
+    put = connection_of(ctx, "aws").client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    return {"key": key, "etag": put["ETag"], "sha256": hashlib.sha256(body).hexdigest()}

@@ -1,0 +1,149 @@
+"""Crash soak: run the MisterSmith plan, SIGKILL it at a random moment, resume (or resume
+with --rollback), roll back, and check that nothing leaked, nothing was made twice and the
+journal is coherent. Prints the figures.
+
+    python bench/crash_soak.py --trials 200
+    python bench/crash_soak.py --trials 3 --messages 100     # what CI runs
+
+Everything runs on one sandbox (moto, PostgreSQL, NATS) this script starts and stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from atomicops import api, inventory, sandbox
+from atomicops.journal import open_store
+from atomicops.journal.integrity import check_journal
+from atomicops.rehearsal import FLAGSHIP_PLAN, aws_services, run_setup
+
+
+def cli(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "atomicops.cli", *args], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def duplicates(snapshot: dict[str, Any]) -> list[str]:
+    """Resources that carry the same atomicops:step tag: one step made two of them."""
+    found = []
+    for kind, entries in (snapshot.get("aws") or {}).items():
+        if not isinstance(entries, list):
+            continue
+        steps = Counter(e["tags"]["atomicops:step"] for e in entries if (e.get("tags") or {}).get("atomicops:step"))
+        found += [f"{kind}: {step} x{n}" for step, n in steps.items() if n > 1]
+    return found
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trials", type=int, default=20)
+    ap.add_argument("--messages", type=int, default=300, help="discovery messages seeded")
+    ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    rng = random.Random(args.seed)
+
+    work = Path(tempfile.mkdtemp(prefix="atomicops-soak-"))
+    root = work / "sandbox"
+    sb = sandbox.up(root)
+    os.environ.update(sandbox.aws_env())
+    figures: Counter[str] = Counter()
+    failures: list[str] = []
+    try:
+        loaded = api.validate(FLAGSHIP_PLAN, vars={**sb.vars(), "discovery_messages": args.messages})
+        local = run_setup(loaded, lambda text: None)
+        vars_file = work / "vars.yaml"
+        vars_file.write_text(json.dumps({**sb.vars(), **local, "discovery_messages": args.messages}))
+        services = aws_services(loaded.plan)
+        sv = sb.vars()
+
+        def take() -> dict[str, Any]:
+            return inventory.take(aws_endpoint=sv["aws_endpoint"], region=sv["region"], aws_services=services,
+                                  database_url=sv["database_url"], nats_url=sv["nats_url"])
+
+        baseline = take()
+        # How long a whole apply takes, to spread the kills over it.
+        t0 = time.monotonic()
+        first = cli("apply", str(FLAGSHIP_PLAN), "--vars-file", str(vars_file), "--env", "calibrate", cwd=work)
+        first.wait()
+        apply_seconds = time.monotonic() - t0
+        cli("rollback", "--env", "calibrate", cwd=work).wait()
+        print(f"apply takes {apply_seconds:.1f}s; seed {args.seed}", file=sys.stderr)
+
+        started = time.monotonic()
+        for trial in range(1, args.trials + 1):
+            env = f"soak-{trial}"
+            delay = rng.uniform(0.3, apply_seconds)
+            # moto names a cluster's automated snapshot by the minute: a cluster re-created
+            # within the same minute as the last trial's would collide there, not in AWS.
+            unique = ["--var", f"aurora_cluster=mistersmith-aurora-{trial}"]
+            proc = cli("apply", str(FLAGSHIP_PLAN), "--vars-file", str(vars_file), "--env", env, *unique, cwd=work)
+            try:
+                proc.wait(timeout=delay)
+                figures["finished before the kill"] += 1
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+                figures["killed"] += 1
+            roll_back = rng.random() < 0.5
+            resumed = cli("resume", "--env", env, *(["--rollback"] if roll_back else []), cwd=work)
+            _, err = resumed.communicate()
+            figures[f"resume exit {resumed.returncode}"] += 1
+            if resumed.returncode not in (0, 1):
+                failures.append(f"trial {trial}: resume exited {resumed.returncode}: {err.strip().splitlines()[-1:]}")
+            dups = duplicates(take()) if not roll_back else []
+            rb = cli("rollback", "--env", env, cwd=work)
+            _, err = rb.communicate()
+            if rb.returncode != 0:
+                failures.append(f"trial {trial}: rollback exited {rb.returncode}: {err.strip().splitlines()[-1:]}")
+                figures["rollback failed"] += 1
+            after = take()
+            leak = inventory.diff(baseline, after)
+            store = open_store(str(work / ".atomicops" / "journal.db"))
+            problems = check_journal(store.events(env))
+            store.close()
+            figures["trials"] += 1
+            figures["leaks"] += bool(leak)
+            figures["duplicates"] += bool(dups)
+            figures["corrupt journals"] += bool(problems)
+            if leak:
+                failures.append(f"trial {trial}: leak {json.dumps(leak, default=str)[:300]}")
+                baseline = after  # count each leak once
+            if dups:
+                failures.append(f"trial {trial}: duplicates {dups}")
+            if problems:
+                failures.append(f"trial {trial}: journal {problems[:3]}")
+            print(f"trial {trial}/{args.trials}: killed after {delay:.1f}s, "
+                  f"{'rollback' if roll_back else 'continue'}, leak={bool(leak)} dup={bool(dups)} "
+                  f"journal={'ok' if not problems else 'BAD'}", file=sys.stderr, flush=True)
+        figures["seconds"] = round(time.monotonic() - started)
+    finally:
+        sandbox.down(root)
+
+    result = {"figures": dict(figures), "failures": failures, "seed": args.seed}
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for name in ("trials", "killed", "finished before the kill", "leaks", "duplicates", "corrupt journals", "rollback failed", "seconds"):
+            print(f"{name:>26}: {figures.get(name, 0)}")
+        for name in sorted(k for k in figures if k.startswith("resume exit")):
+            print(f"{name:>26}: {figures[name]}")
+        for f in failures:
+            print("  " + f)
+    bad = figures["leaks"] or figures["duplicates"] or figures["corrupt journals"] or figures["rollback failed"]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
