@@ -71,7 +71,7 @@ def test_references_infer_dependencies_and_var_overrides_apply(tmp_path: Path):
     loaded = api.validate(EXAMPLES / "quickstart", vars={"table": "other"})
     assert loaded.deps["app-sg"] == {"vpc"}
     assert loaded.plan.vars["table"] == "other"
-    assert [w for _, w in loaded.forward_waves()] == [[["vpc"], ["app-sg"]], [["events-table"]]]
+    assert [w for _, w in loaded.forward_waves()] == [[["vpc"], ["app-sg"]], [["data", "events", "events-table"]]]
 
 
 def test_vars_file_overrides_and_var_wins(tmp_path: Path):

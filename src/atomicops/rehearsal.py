@@ -117,6 +117,9 @@ def rehearse(
 
     t0 = time.monotonic()
     sb = sandbox.up(root, progress=progress)
+    # The emulator's credentials, for this rehearsal only: restored when it ends, so a
+    # caller's own credential chain is never shadowed afterwards.
+    saved_env = {k: os.environ.get(k) for k in sandbox.SANDBOX_AWS_ENV}
     os.environ.update(sandbox.aws_env())
     report = RehearsalReport(plan=str(plan))
     report.timings["sandbox_up"] = round(time.monotonic() - t0, 2)
@@ -176,6 +179,11 @@ def rehearse(
 
         report.leaks = inventory.diff(before, take())
     finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         if keep or was_up:
             report.sandbox_kept = True
         else:

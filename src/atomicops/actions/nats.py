@@ -527,6 +527,9 @@ class NatsConnection:
             for k in ("user", "password", "token", "connect_timeout", "request_timeout", "name")
             if spec.get(k) is not None
         }
+        if "url" in spec and not spec["url"]:
+            # A plan var left unset must not quietly reach whatever NATS runs on this machine.
+            raise ActionError(KIND, "the nats connection has no url (is its var set?)", code="InvalidConnection")
         return cls(str(spec.get("url") or DEFAULT_URL), **options)
 
     def __repr__(self) -> str:

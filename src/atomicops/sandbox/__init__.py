@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from atomicops.sandbox.service import ServiceInfo, pid_alive, port_open, stop_pid
+from atomicops.sandbox.service import ServiceInfo, is_ours, port_open, process_start, stop_pid
 
 DEFAULT_DIR = Path(".atomicops") / "sandbox"
 REGION = "us-east-1"
@@ -99,7 +99,7 @@ def _write_private(path: Path, text: str) -> None:
 
 def healthy(info: ServiceInfo) -> bool:
     parts = urlsplit(info.url)
-    return pid_alive(info.pid) and port_open(parts.hostname or "127.0.0.1", parts.port or 0)
+    return is_ours(info) and port_open(parts.hostname or "127.0.0.1", parts.port or 0)
 
 
 def up(
@@ -125,7 +125,8 @@ def up(
                 progress(f"{name}: already up at {current.url}")
                 continue
             if current is not None:  # left over from a crashed sandbox: clear it first
-                stop_pid(current.pid)
+                if is_ours(current):
+                    stop_pid(current.pid)
                 shutil.rmtree(current.data_dir, ignore_errors=True)
             module = importlib.import_module(SERVICES[name][0])
             t0 = time.monotonic()
@@ -134,6 +135,7 @@ def up(
             state.services[name] = ServiceInfo(
                 name=name, url=started.url, pid=started.pid,
                 data_dir=str(started.data_dir), log_file=str(started.log_file),
+                started_at=process_start(started.pid),
             )
             _save(state)  # after each start, so a failure later still lets `down` find it
             progress(f"{name}: up at {started.url} in {state.started[name]:.1f}s")
@@ -151,28 +153,25 @@ def down(root: Path | str = DEFAULT_DIR, *, progress: Callable[[str], None] = la
         return []
     stopped = []
     for name, info in state.services.items():
-        module = importlib.import_module(SERVICES[name][0])
-        module.stop(_native(module, info))
-        stop_pid(info.pid)  # whatever the module did, the pid we recorded is gone after this
+        if is_ours(info):
+            module = importlib.import_module(SERVICES[name][0])
+            module.stop(info)
+            stop_pid(info.pid)  # whatever the module did, the pid we recorded is gone after this
+            progress(f"{name}: stopped (pid {info.pid})")
+        else:
+            progress(f"{name}: pid {info.pid} is no longer the server we started; not signalled")
         shutil.rmtree(info.data_dir, ignore_errors=True)
         stopped.append(info)
-        progress(f"{name}: stopped (pid {info.pid})")
-    vars_file = Path(state.vars_file)
-    if vars_file.exists():
-        vars_file.unlink()
-    shutil.rmtree(root, ignore_errors=True)
+    # Remove what `up` made, and the directory only if nothing else is in it.
+    for path in (Path(state.vars_file), _state_file(root), root / "rehearsal-journal.db"):
+        path.unlink(missing_ok=True)
+    for extra in root.glob("rehearsal-journal.db-*"):
+        extra.unlink(missing_ok=True)
+    try:
+        root.rmdir()
+    except OSError:
+        pass
     return stopped
-
-
-def _native(module: Any, info: ServiceInfo) -> Any:
-    """The module's own info type when it has one (its ``stop`` may want its fields)."""
-    native = getattr(module, "ServiceInfo", ServiceInfo)
-    if native is ServiceInfo:
-        return info
-    fields = getattr(native, "__dataclass_fields__", {})
-    values = {k: v for k, v in info.as_dict().items() if k in fields}
-    values.update({k: Path(values[k]) for k in ("data_dir", "log_file") if k in values and "Path" in str(fields[k].type)})
-    return native(**values)
 
 
 def status(root: Path | str = DEFAULT_DIR) -> dict[str, Any]:
@@ -180,7 +179,7 @@ def status(root: Path | str = DEFAULT_DIR) -> dict[str, Any]:
     if state is None:
         return {"up": False, "services": {}}
     services = {
-        name: {**info.as_dict(), "alive": pid_alive(info.pid), "healthy": healthy(info)}
+        name: {**info.as_dict(), "alive": is_ours(info), "healthy": healthy(info)}
         for name, info in state.services.items()
     }
     return {"up": all(s["healthy"] for s in services.values()), "vars_file": state.vars_file, "vars": state.vars(), "services": services}

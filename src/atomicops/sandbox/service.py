@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 
 @dataclass(frozen=True)
 class ServiceInfo:
@@ -21,6 +23,8 @@ class ServiceInfo:
     pid: int
     data_dir: str
     log_file: str
+    started_at: float = 0.0
+    """The process's start time, so a recorded pid reused by another process is never signalled."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +76,21 @@ def spawn(argv: Sequence[str], log_file: Path, env: Mapping[str, str] | None = N
             start_new_session=True,
         )
     return proc.pid
+
+
+def process_start(pid: int) -> float:
+    """When process ``pid`` started (0.0 when there is no such process)."""
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0.0
+
+
+def is_ours(info: ServiceInfo) -> bool:
+    """Whether the recorded pid is still the process we started (not a reused pid)."""
+    if not info.started_at:
+        return pid_alive(info.pid)
+    return abs(process_start(info.pid) - info.started_at) < 1.0
 
 
 def stop_pid(pid: int, *, timeout: float = 10.0) -> None:
