@@ -154,3 +154,20 @@ def test_undo_of_something_already_gone_counts_as_undone(tmp_path, inv, run_vars
     assert inventory.diff(before, inv()) == {}
     # Undo is idempotent: a second rollback finds nothing to do and changes nothing.
     assert api.rollback(env="t7", state=state).undone == []
+
+
+def test_orphans_are_tagged_resources_the_journal_does_not_hold(tmp_path, inv, run_vars, moto_endpoint):
+    state = str(tmp_path / "journal.db")
+    api.apply(PLANS / "network.yaml", env="t8", state=state, vars=run_vars, targets=["vpc"])
+    snapshot = inventory.snapshot(inventory.clients(region="us-east-1", endpoint_url=moto_endpoint), types=["ec2.vpcs", "ec2.subnets"])
+    assert [o for o in api.orphans(snapshot, state=state) if o["step"].startswith("t8/")] == []
+    # A VPC made as if by a step the journal never recorded (a kill before its intent was
+    # written cannot happen, but a hand-made or foreign-journal resource can).
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
+    stray = ec2.create_vpc(CidrBlock="10.99.0.0/16", TagSpecifications=[{"ResourceType": "vpc", "Tags": [
+        {"Key": "atomicops:env", "Value": "t8"}, {"Key": "atomicops:step", "Value": "t8/vpc/extra"}]}])["Vpc"]["VpcId"]
+    api.rollback(env="t8", state=state)
+    snapshot = inventory.snapshot(inventory.clients(region="us-east-1", endpoint_url=moto_endpoint), types=["ec2.vpcs", "ec2.subnets"])
+    mine = [o for o in api.orphans(snapshot, state=state) if o["step"].startswith("t8/")]
+    assert [(o["id"], o["journal"]) for o in mine] == [(stray, "unknown")]
+    ec2.delete_vpc(VpcId=stray)

@@ -510,6 +510,14 @@ def plan_view(
     }
 
 
+def orphans(aws_inventory: Mapping[str, Any], *, state: str | JournalStore | None = None) -> list[dict[str, Any]]:
+    """Tagged resources in an AWS inventory that no journal of ``state`` holds as applied."""
+    from atomicops.inventory.orphans import orphans as find
+
+    store = _store(state)
+    return find(aws_inventory, {env: derive(env, store.events(env)) for env in store.environments()})
+
+
 def lock_holder(env: str = "default", state: str | JournalStore | None = None) -> LockHolder | None:
     return _store(state).read_lock(env)
 

@@ -493,9 +493,11 @@ def sandbox_env() -> None:
 @click.option("--no-aws", is_flag=True, help="Leave AWS out.")
 @click.option("--diff", "diff_file", default=None, type=click.Path(exists=True),
               help="Compare with an inventory saved earlier with --json; exit 1 if anything differs.")
+@click.option("--orphans", "find_orphans", is_flag=True,
+              help="List AWS resources tagged by atomicops whose step the journal (--state) does not hold as applied; exit 1 if any.")
 @common
 def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, diff_file: str | None,
-                  env: str, state: str | None, as_json: bool) -> int:
+                  find_orphans: bool, env: str, state: str | None, as_json: bool) -> int:
     """List what exists in the target: AWS resources, PostgreSQL tables (rows, checksums),
     JetStream streams (messages, last sequence)."""
     where: dict[str, Any] = {}
@@ -508,6 +510,16 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
         aws_endpoint=where.get("aws_endpoint"), region=where.get("region"), aws_services=services,
         database_url=where.get("database_url"), nats_url=where.get("nats_url"), include_aws=not no_aws,
     )
+    if find_orphans:
+        found = api.orphans(taken.get("aws") or {}, state=state)
+        if as_json:
+            out.print_json(json.dumps({"orphans": found}))
+        elif found:
+            for o in found:
+                out.print(f"[red]orphan[/red] {o['type']} {o['id']} (step {o['step']}: {o['journal']} in the journal)")
+        else:
+            out.print("[green]no orphans[/green]")
+        return EXIT_FAILED if found else 0
     if diff_file is None:
         if as_json:
             click.echo(json.dumps(taken, indent=1, sort_keys=True, default=str))
