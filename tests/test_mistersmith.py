@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +103,7 @@ def dos(plan: Plan, target: str | None = None) -> list[Call]:
     return [c for c in actions(plan) if c.role == "do" and (target is None or c.target == target)]
 
 
-def step_of(plan: Plan, op_id: str, name: str) -> Any:
+def step_of(plan: Plan, op_id: str, name: str | None) -> Any:
     return next(s for s in plan.operation(op_id).steps if s.name == name)
 
 
@@ -238,7 +238,10 @@ def _sg_rules(plan: Plan) -> None:
 def _iam(plan: Plan) -> None:
     task_role_attach = step_of(plan, "task-role", "attach")
     assert task_role_attach.do["params"]["PolicyArn"] == "${self.policy_arn}"  # not <policy-arn>
+    # ECS reads a container's `secrets:` with the execution role: that one needs the grant.
     reads = step_of(plan, "execution-role", "read-secrets").do["params"]
+    role = step_of(plan, "execution-role", "role").do["params"]["RoleName"]
+    assert reads["RoleName"] == role == "MisterSmithECSTaskExecutionRole"
     statement = json.loads(reads["PolicyDocument"])["Statement"][0]
     assert statement["Action"] == ["secretsmanager:GetSecretValue"]
     assert statement["Resource"].endswith(":secret:mistersmith/*")
@@ -286,8 +289,10 @@ def _services(plan: Plan) -> None:
     assert namespace["vpc"] == "${ops.network.vpc_id}"
     assert service["NamespaceId"] == "${self.namespace_id}"
     agent_td = next(c for c in dos(plan, "ecs.register_task_definition") if c.params["family"] == "mistersmith-agent")
-    host = re.match(r"nats://([^:/]+)", env_of(agent_td.params["containerDefinitions"][0])["NATS_URL"]).group(1)
-    assert host == f"{service['Name']}.{namespace['name']}" == "orchestrator.local"
+    url = env_of(agent_td.params["containerDefinitions"][0])["NATS_URL"]
+    m = re.match(r"nats://([^:/]+)", url)
+    assert m is not None, url
+    assert m.group(1) == f"{service['Name']}.{namespace['name']}" == "orchestrator.local"
     # orchestrator.local resolves only with DNS hostnames on in the VPC.
     dns = step_of(plan, "network", "dns-hostnames").do
     assert dns["params"]["EnableDnsHostnames"] == {"Value": True}
@@ -309,15 +314,15 @@ SCHEMA_INDEXES = {
 def schema_objects(sql: str) -> dict[str, Any]:
     sql = re.sub(r"--[^\n]*", "", sql)
     return {
-        "schemas": set(re.findall(r"CREATE SCHEMA(?: IF NOT EXISTS)?\s+(\w+)", sql, re.I)),
-        "tables": set(re.findall(r"CREATE TABLE(?: IF NOT EXISTS)?\s+([\w.]+)", sql, re.I)),
-        "indexes": dict(re.findall(r"CREATE INDEX(?: IF NOT EXISTS)?\s+(\w+)\s+ON\s+([\w.]+)", sql, re.I)),
-        "functions": set(re.findall(r"CREATE(?: OR REPLACE)? FUNCTION\s+([\w.]+)\s*\(", sql, re.I)),
+        "schemas": set(re.findall(r"CREATE SCHEMA(?: IF NOT EXISTS)?\s+(\w+)", sql, re.IGNORECASE)),
+        "tables": set(re.findall(r"CREATE TABLE(?: IF NOT EXISTS)?\s+([\w.]+)", sql, re.IGNORECASE)),
+        "indexes": dict(re.findall(r"CREATE INDEX(?: IF NOT EXISTS)?\s+(\w+)\s+ON\s+([\w.]+)", sql, re.IGNORECASE)),
+        "functions": set(re.findall(r"CREATE(?: OR REPLACE)? FUNCTION\s+([\w.]+)\s*\(", sql, re.IGNORECASE)),
         "triggers": {
             name: (table, fn)
             for name, table, fn in re.findall(
                 r"CREATE TRIGGER\s+(\w+)\s+.*?\s+ON\s+([\w.]+)\s+.*?EXECUTE (?:FUNCTION|PROCEDURE)\s+([\w.]+)\s*\(",
-                sql, re.I | re.S,
+                sql, re.IGNORECASE | re.DOTALL,
             )
         },
     }
@@ -550,7 +555,7 @@ def test_the_coverage_table_names_every_section_of_the_seed():
     seed = find_seed()
     if seed is None:
         pytest.skip(f"seed {SEED_NAME} not found beside the repository")
-    headings = dict(re.findall(r"^### (\d\.\d) (.+?)\s*$", seed.read_text(), re.M))
+    headings = dict(re.findall(r"^### (\d\.\d) (.+?)\s*$", seed.read_text(), re.MULTILINE))
     assert set(headings) == set(COVERAGE)
     for number, title in headings.items():
         assert COVERAGE[number].title.lower() in title.lower(), number
