@@ -40,15 +40,15 @@ def create_namespace(ctx: ActionContext, name: str, vpc: str) -> dict[str, Any]:
     return {"namespace_id": op["Targets"]["NAMESPACE"]}
 
 
-def find_namespace(ctx: ActionContext, name: str, vpc: str) -> dict[str, Any]:
-    """Probe: the namespace called ``name`` whose hosted zone is in ``vpc`` (ours), if any."""
+def find_namespace(ctx: ActionContext, name: str, step_key: str) -> dict[str, Any]:
+    """Probe: the namespace called ``name`` tagged by this step (ours), if any."""
     sd = connection_of(ctx, "aws").client("servicediscovery")
     for page in sd.get_paginator("list_namespaces").paginate():
         for ns in page["Namespaces"]:
             if ns["Name"] != name:
                 continue
-            props = sd.get_namespace(Id=ns["Id"])["Namespace"].get("Properties", {})
-            if vpc in str(props):
+            tags = sd.list_tags_for_resource(ResourceARN=ns["Arn"]).get("Tags", [])
+            if {"Key": "atomicops:step", "Value": step_key} in tags:
                 return {"namespace_id": ns["Id"]}
     return {"namespace_id": None}
 

@@ -23,6 +23,14 @@ ID_NAMESPACE = uuid.UUID("6f1c9a52-4d8e-4c3a-9d41-6d2f2a1b7e10")  # fixed: ids m
 
 
 def _records(path: str) -> list[dict[str, Any]]:
+    """The file's records, one per (swarm id, version): a repeated record is one row."""
+    unique: dict[str, dict[str, Any]] = {}
+    for rec in _read(path):
+        unique.setdefault(record_id(rec), rec)
+    return list(unique.values())
+
+
+def _read(path: str) -> list[dict[str, Any]]:
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as exc:
