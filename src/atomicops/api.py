@@ -381,7 +381,7 @@ def resolve(
         st = run.state()
         op_state = st.ops.get(op)
         target = op_state.steps.get(step) if op_state else None
-        if target is None or target.status not in ("intent", "uncertain"):
+        if op_state is None or target is None or target.status not in ("intent", "uncertain"):
             pending = ", ".join(st.in_flight()) or "none"
             raise UsageError(f"{op}/{step} is not an interrupted step (interrupted: {pending})")
         if not applied:

@@ -62,7 +62,7 @@ class HttpKind(ActionKind):
         url = str(spec["url"])
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 - http(s) only, checked
+            with urllib.request.urlopen(request, timeout=timeout) as resp:
                 status, body, resp_headers = resp.status, resp.read(_BODY_LIMIT), dict(resp.headers)
         except urllib.error.HTTPError as exc:
             status, body, resp_headers = exc.code, exc.read(_BODY_LIMIT), dict(exc.headers or {})

@@ -12,7 +12,7 @@ from atomicops.sandbox.service import ServiceInfo, free_port, spawn, stop_pid, w
 
 def _answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/moto-api/", timeout=1) as resp:  # noqa: S310 - loopback
+        with urllib.request.urlopen(f"{url}/moto-api/", timeout=1) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False

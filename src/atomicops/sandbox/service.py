@@ -67,7 +67,7 @@ def spawn(argv: Sequence[str], log_file: Path, env: Mapping[str, str] | None = N
     """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
-        proc = subprocess.Popen(  # noqa: S603 - argv is ours
+        proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -29,7 +29,7 @@ def publish_and_receive(ctx: ActionContext, subject: str) -> dict[str, Any]:
             await nc.publish(subject, token.encode())
             await nc.flush(timeout=TIMEOUT)
             data = await asyncio.wait_for(got, TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return {"received": False, "subject": subject}
         finally:
             await sub.unsubscribe()

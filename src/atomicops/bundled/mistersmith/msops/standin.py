@@ -38,7 +38,7 @@ def _nats_ok(url: str) -> bool:
 
 def start(ctx: ActionContext, database_url: str, nats_url: str) -> dict[str, Any]:
     class Health(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             if self.path != "/health":
                 self.send_error(404)
                 return
