@@ -32,6 +32,7 @@ import jmespath
 from botocore.exceptions import BotoCoreError, ClientError
 
 from atomicops.actions.aws import AwsConnection, plain, translate_error
+from atomicops.inventory.compare import diff  # noqa: F401 - one diff for every source
 
 ClientFactory = Callable[[str], Any]
 """``service name -> boto3 client``; :meth:`AwsConnection.client` is one."""
@@ -335,45 +336,3 @@ def snapshot(
         for part in pool.map(lambda root: _take(root, children[root.name], shared), roots):
             result.update(part)
     return dict(sorted(result.items()))
-
-
-# --------------------------------------------------------------------------- diff
-
-
-def diff(before: Inventory, after: Inventory) -> dict[str, dict[str, Any]]:
-    """What changed between two snapshots, per resource type; ``{}`` when nothing did.
-
-    ``{type: {"added": [entry], "removed": [entry], "changed": [{"id", "before", "after"}]}}``
-    (empty lists left out). A type that could not be listed in either snapshot appears as
-    ``{type: {"unchecked": {"before": code_or_None, "after": code_or_None}}}``: nothing can be
-    said about it, and a clean diff must not pretend otherwise.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for name in sorted(set(before) | set(after)):
-        old, new = before.get(name), after.get(name)
-        if not isinstance(old, list) or not isinstance(new, list):
-            out[name] = {"unchecked": {"before": _why(old), "after": _why(new)}}
-            continue
-        old_by_id = {e["id"]: e for e in old}
-        new_by_id = {e["id"]: e for e in new}
-        change: dict[str, Any] = {
-            "added": [new_by_id[i] for i in sorted(new_by_id.keys() - old_by_id.keys())],
-            "removed": [old_by_id[i] for i in sorted(old_by_id.keys() - new_by_id.keys())],
-            "changed": [
-                {"id": i, "before": old_by_id[i], "after": new_by_id[i]}
-                for i in sorted(old_by_id.keys() & new_by_id.keys())
-                if old_by_id[i] != new_by_id[i]
-            ],
-        }
-        change = {k: v for k, v in change.items() if v}
-        if change:
-            out[name] = change
-    return out
-
-
-def _why(side: Any) -> str | None:
-    if isinstance(side, list):
-        return None
-    if isinstance(side, Mapping):
-        return str(side.get("error"))
-    return "missing"

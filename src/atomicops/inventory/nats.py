@@ -15,6 +15,7 @@ from typing import Any
 
 from atomicops.actions.nats import READER_PREFIX, NatsConnection
 from atomicops.errors import ActionError
+from atomicops.inventory.compare import diff  # noqa: F401 - one diff for every source
 
 Entry = dict[str, Any]
 Inventory = dict[str, list[Entry] | dict[str, str]]
@@ -129,41 +130,3 @@ def _consumer_entry(stream: str, info: Mapping[str, Any]) -> Entry:
 
 
 # --------------------------------------------------------------------------- diff
-
-
-def diff(before: Inventory, after: Inventory) -> dict[str, dict[str, Any]]:
-    """What changed between two snapshots, per type; ``{}`` when nothing did.
-
-    ``{type: {"added": [entry], "removed": [entry], "changed": [{"id", "before", "after"}]}}``
-    (empty lists left out), as :func:`atomicops.inventory.aws.diff`. A type that could not
-    be listed on either side is ``{type: {"unchecked": {"before": code, "after": code}}}``.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for name in sorted(set(before) | set(after)):
-        old, new = before.get(name), after.get(name)
-        if not isinstance(old, list) or not isinstance(new, list):
-            out[name] = {"unchecked": {"before": _why(old), "after": _why(new)}}
-            continue
-        old_by_id = {e["id"]: e for e in old}
-        new_by_id = {e["id"]: e for e in new}
-        change: dict[str, Any] = {
-            "added": [new_by_id[i] for i in sorted(new_by_id.keys() - old_by_id.keys())],
-            "removed": [old_by_id[i] for i in sorted(old_by_id.keys() - new_by_id.keys())],
-            "changed": [
-                {"id": i, "before": old_by_id[i], "after": new_by_id[i]}
-                for i in sorted(old_by_id.keys() & new_by_id.keys())
-                if old_by_id[i] != new_by_id[i]
-            ],
-        }
-        change = {k: v for k, v in change.items() if v}
-        if change:
-            out[name] = change
-    return out
-
-
-def _why(side: Any) -> str | None:
-    if isinstance(side, list):
-        return None
-    if isinstance(side, Mapping):
-        return str(side.get("error"))
-    return "missing"

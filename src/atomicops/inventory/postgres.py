@@ -29,7 +29,6 @@ one more query returning an ``id`` column and the fields to compare.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import psycopg
@@ -38,6 +37,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 
 from atomicops.actions.sql import PostgresConnection, connect_error, plain
+from atomicops.inventory.compare import diff  # noqa: F401 - one diff for every source
 
 Entry = dict[str, Any]
 Inventory = dict[str, list[Entry]]
@@ -190,28 +190,3 @@ def snapshot(dsn: str, *, checksums: bool = True) -> Inventory:
         for kind, entries in found.items():
             result[kind].extend(entries)
     return {kind: sorted(entries, key=lambda e: e["id"]) for kind, entries in result.items()}
-
-
-def diff(before: Mapping[str, list[Entry]], after: Mapping[str, list[Entry]]) -> dict[str, Any]:
-    """What changed between two snapshots, per type; ``{}`` when nothing did.
-
-    ``{type: {"added": [entry], "removed": [entry], "changed": [{"id", "before", "after"}]}}``
-    with empty lists left out, as :func:`atomicops.inventory.aws.diff` reports it.
-    """
-    out: dict[str, Any] = {}
-    for kind in sorted(set(before) | set(after)):
-        old = {e["id"]: e for e in before.get(kind, [])}
-        new = {e["id"]: e for e in after.get(kind, [])}
-        change = {
-            "added": [new[i] for i in sorted(new.keys() - old.keys())],
-            "removed": [old[i] for i in sorted(old.keys() - new.keys())],
-            "changed": [
-                {"id": i, "before": old[i], "after": new[i]}
-                for i in sorted(old.keys() & new.keys())
-                if old[i] != new[i]
-            ],
-        }
-        change = {k: v for k, v in change.items() if v}
-        if change:
-            out[kind] = change
-    return out
