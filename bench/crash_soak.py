@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -84,6 +85,7 @@ def main() -> int:
         started = time.monotonic()
         for trial in range(1, args.trials + 1):
             env = f"soak-{trial}"
+            failures_before = len(failures)
             delay = rng.uniform(0.3, apply_seconds)
             # moto names a cluster's automated snapshot by the minute: a cluster re-created
             # within the same minute as the last trial's would collide there, not in AWS.
@@ -124,12 +126,15 @@ def main() -> int:
                 failures.append(f"trial {trial}: duplicates {dups}")
             if problems:
                 failures.append(f"trial {trial}: journal {problems[:3]}")
+            for line in failures[failures_before:]:
+                print("  " + line, file=sys.stderr, flush=True)
             print(f"trial {trial}/{args.trials}: killed after {delay:.1f}s, "
                   f"{'rollback' if roll_back else 'continue'}, leak={bool(leak)} dup={bool(dups)} "
                   f"journal={'ok' if not problems else 'BAD'}", file=sys.stderr, flush=True)
         figures["seconds"] = round(time.monotonic() - started)
     finally:
         sandbox.down(root)
+        shutil.rmtree(work, ignore_errors=True)
 
     result = {"figures": dict(figures), "failures": failures, "seed": args.seed}
     if args.json:
