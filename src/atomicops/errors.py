@@ -169,21 +169,6 @@ class Locked(AtomicOpsError):
         super().__init__(f"environment {env!r} is locked by another run ({who})")
 
 
-class UnfinishedRun(AtomicOpsError):
-    """The journal holds a step whose intent has no result (a crash); resume settles it."""
-
-    exit_code = EXIT_ROLLBACK_INCOMPLETE
-
-    def __init__(self, env: str, steps: list[str]):
-        self.env = env
-        self.steps = steps
-        super().__init__(
-            f"environment {env!r} has in-flight step(s) from an interrupted run: "
-            + ", ".join(steps)
-            + "; run `atomicops resume` to settle them"
-        )
-
-
 class UndoFailed(AtomicOpsError):
     exit_code = EXIT_ROLLBACK_INCOMPLETE
 
