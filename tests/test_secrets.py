@@ -45,7 +45,7 @@ def assert_nowhere(canary: str, outputs: list[str], root: Path, also: list[str] 
                 assert value.encode() not in data, path
 
 
-def test_secret_values_never_leave_the_process(tmp_path, canary, moto_endpoint):
+def test_secret_values_never_leave_the_process(tmp_path, canary, moto_endpoint, tmp_path_factory):
     suffix = uuid.uuid4().hex[:8]
     vars_ = ["--var", f"aws_endpoint={moto_endpoint}", "--var", f"suffix={suffix}"]
     plan = str(PLANS / "secrets.yaml")
@@ -76,6 +76,9 @@ def test_secret_values_never_leave_the_process(tmp_path, canary, moto_endpoint):
     names = [s["Name"] for s in sm.list_secrets()["SecretList"]]
     assert not [n for n in names if suffix in n]  # nothing left behind
     assert_nowhere(canary, seen, tmp_path / ".atomicops")
+    # ...nor in the sandbox's logs (moto's request log of this test session).
+    logs = list(tmp_path_factory.getbasetemp().glob("moto*/moto.log"))
+    assert logs and all(canary not in log.read_text(errors="replace") for log in logs)
 
 
 def test_a_generated_secret_is_generated_once_and_read_back(tmp_path, canary, moto_endpoint):

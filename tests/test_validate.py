@@ -80,3 +80,12 @@ def test_vars_file_overrides_and_var_wins(tmp_path: Path):
     loaded = api.validate(EXAMPLES / "quickstart", vars_files=[str(vf)], vars={"table": "from-flag"})
     assert loaded.plan.vars["table"] == "from-flag"
     assert loaded.plan.vars["region"] == "eu-west-1"
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_a_bad_plan_runs_nothing_and_writes_no_journal(path: Path, tmp_path: Path):
+    state = tmp_path / "journal.db"
+    with pytest.raises(PlanInvalid) as exc:
+        api.apply(path, state=str(state))
+    assert exc.value.exit_code == 2
+    assert not state.exists()  # validated before the journal is even opened
