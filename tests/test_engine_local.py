@@ -129,3 +129,30 @@ def test_an_interrupted_step_with_no_probe_is_uncertain_for_apply_and_rollback(t
     doc = api.status(state=state)
     assert {o["status"] for o in doc["operations"]} == {"rolled_back"}
     assert doc["in_flight"] == []
+
+
+SETTLING_PLAN = """
+atomicops: 1
+name: settling-test
+operations:
+  - id: a
+    steps:
+      - name: s
+        do: {call: "plan_helpers:noop"}
+        undo: {call: "plan_helpers:busy_until", args: {key: "KEY", refusals: 6}}
+"""
+
+
+def test_an_undo_refused_while_aws_settles_keeps_trying(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATOMICOPS_SETTLE_DELAY", "0.01")
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(SETTLING_PLAN.replace("KEY", tmp_path.name))
+    import shutil
+
+    shutil.copy(PLANS / "plan_helpers.py", tmp_path / "plan_helpers.py")
+    state = str(tmp_path / "j.db")
+    api.apply(plan, state=state)
+    api.rollback(state=state)  # 3 quick tries, then the settling schedule
+    assert api.status(state=state)["operations"][0]["status"] == "rolled_back"
+    undone = [e for e in api.history(state=state) if e["type"] == "undo_done"]
+    assert len(undone) == 1 and undone[0]["data"]["already_gone"] is False

@@ -29,3 +29,17 @@ def sleepy(ctx: Any, seconds: float = 2.0) -> dict[str, Any]:
     """Long enough to be caught in the act by a second process or a signal."""
     time.sleep(seconds)
     return {"slept": seconds}
+
+
+_refusals: dict[str, int] = {}
+
+
+def busy_until(ctx: Any, key: str, refusals: int) -> dict[str, Any]:
+    """An undo that AWS-style refuses with DependencyViolation `refusals` times, then works."""
+    from atomicops.errors import ActionError
+
+    seen = _refusals.get(key, 0)
+    if seen < refusals:
+        _refusals[key] = seen + 1
+        raise ActionError("call", "resource has a dependent object", code="DependencyViolation")
+    return {"tries": seen + 1}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,17 @@ from atomicops.plan.model import Retry
 
 DEFAULT_RETRY = Retry(attempts=3, delay=1.0, backoff=2.0, max_delay=30.0, on="transient")
 UNDO_RETRY = Retry(attempts=3, delay=0.5, backoff=2.0, max_delay=10.0, on="any")
+
+# Errors that mean "not yet": AWS releases what a deleted resource held (network interfaces
+# of an endpoint, the instances of a cluster) some time after the delete returns. An undo that
+# meets one keeps trying for minutes, not seconds.
+SETTLING_CODES = ("DependencyViolation", "*InUse*", "Invalid*State*", "*InvalidState*")
+
+
+def settling_retry() -> Retry:
+    """Up to about four minutes (``ATOMICOPS_SETTLE_DELAY`` scales the waits, for tests)."""
+    delay = float(os.environ.get("ATOMICOPS_SETTLE_DELAY", "2.0"))
+    return Retry(attempts=12, delay=delay, backoff=1.5, max_delay=15 * delay, on="any")
 
 
 class Executor:

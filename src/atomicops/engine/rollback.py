@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from atomicops.engine.crash import crashpoint
-from atomicops.engine.executor import UNDO_RETRY
+from atomicops.engine.executor import SETTLING_CODES, UNDO_RETRY, settling_retry
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import Runtime
 from atomicops.engine.scope import secrets_only
@@ -53,14 +53,18 @@ def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState) -> None:
     def already_gone(exc: ActionError) -> bool:
         return bool(exc.code) and any(fnmatch.fnmatchcase(exc.code or "", p) for p in patterns)
 
+    def settling(exc: ActionError) -> bool:
+        return bool(exc.code) and any(fnmatch.fnmatchcase(exc.code or "", p) for p in SETTLING_CODES)
+
     try:
         action = secrets_only(step.undo, rt.secrets)
-        rt.executor.execute(
-            action,
-            op=op_id,
-            retry=UNDO_RETRY,
-            should_retry=lambda exc: not already_gone(exc),
-        )
+        try:
+            rt.executor.execute(action, op=op_id, retry=UNDO_RETRY, should_retry=lambda exc: not already_gone(exc))
+        except ActionError as exc:
+            if not settling(exc):
+                raise
+            run.observer.note(f"{op_id}/{step.name}: {exc.code}; waiting for AWS to release it", level="warning")
+            rt.executor.execute(action, op=op_id, retry=settling_retry(), should_retry=lambda e: settling(e))
     except ActionError as exc:
         if already_gone(exc):
             run.record("undo_done", op=op_id, step=step.name, already_gone=True, code=exc.code)
