@@ -134,11 +134,14 @@ def test_a_step_without_probe_is_uncertain_until_resolved(world, moto_endpoint):
 
 def test_resume_refuses_a_plan_that_differs_from_the_journal(world, tmp_path):
     env = "crash-mismatch"
-    point = "between_operations:vpc"
+    point = "after_effect:vpc/subnet-a"  # vpc is left half-applied
     assert cli("apply", str(PLANS / "network.yaml"), "--env", env, *world.vars, cwd=world.cwd, crash=point).returncode == CRASH_EXIT_CODE
     edited = tmp_path / "edited.yaml"
     edited.write_text((PLANS / "network.yaml").read_text().replace("10.30.1.0/24", "10.30.7.0/24"))
     refused = cli("resume", "--env", env, "--plan", str(edited), *[], cwd=world.cwd)
+    assert refused.returncode == 2 and "operation vpc differs" in refused.stderr
+    # An apply of the edited plan would settle the half-applied vpc with the wrong steps: refused too.
+    refused = cli("apply", str(edited), "--env", env, *world.vars, cwd=world.cwd)
     assert refused.returncode == 2 and "operation vpc differs" in refused.stderr
     assert cli("resume", "--env", env, "--rollback", cwd=world.cwd).returncode == 0
     assert set(world.status(env).values()) == {"rolled_back"}

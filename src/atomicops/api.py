@@ -84,7 +84,7 @@ def apply(
         if _interrupted(st):
             # A killed run left steps in flight: settle them by their probes first, provided
             # the plan still says what the journal recorded for them.
-            _check_recorded(loaded, st)
+            _check_against_journal(loaded, st, half_applied_only=True)
             prepare = functools.partial(_settle_or_stop, run)
         else:
             _check_selection(loaded, st, selected)
@@ -99,18 +99,21 @@ def _interrupted(st: EnvState) -> bool:
     return bool(st.in_flight()) or any(o.status in ("applying", "rolling_back") for o in st.ops.values())
 
 
-def _check_recorded(loaded: LoadedPlan, st: EnvState) -> None:
-    """The operations a crash left half-done must be unchanged in the plan that finishes them."""
+def _check_against_journal(given: LoadedPlan, st: EnvState, *, half_applied_only: bool) -> None:
+    """Operations the journal recorded must be unchanged in the plan that continues them
+    (compared by the fingerprint journalled when each started)."""
     differences = []
     for op in st.ops.values():
-        if op.status in ("applying", "rolling_back", "uncertain") or any(s.in_flight for s in op.steps.values()):
-            try:
-                now = fingerprint(loaded.plan.operation(op.id))
-            except KeyError:
-                differences.append(f"operation {op.id} is half-applied in the journal but not in {loaded.file}")
-                continue
-            if op.fingerprint and now != op.fingerprint:
-                differences.append(f"operation {op.id} is half-applied and differs in {loaded.file} from what was run")
+        half_applied = op.status in ("applying", "rolling_back", "uncertain") or any(s.in_flight for s in op.steps.values())
+        if not op.fingerprint or op.status == "rolled_back" or (half_applied_only and not half_applied):
+            continue
+        try:
+            now = fingerprint(given.plan.operation(op.id))
+        except KeyError:
+            differences.append(f"operation {op.id} is in the journal but not in {given.file}")
+            continue
+        if now != op.fingerprint:
+            differences.append(f"operation {op.id} differs in {given.file} from what the journal recorded")
     if differences:
         raise ResumeMismatch(differences)
 
@@ -303,7 +306,7 @@ def resume(
             raise UsageError(f"environment {env!r} has no recorded plan to resume")
         loaded = loaded_from_journal(recorded.plan, file=recorded.plan_file, base_dir=recorded.base_dir)
         if plan is not None:
-            _check_same_plan(loaded, validate(plan, vars=loaded.plan.vars), st)
+            _check_against_journal(validate(plan, vars=loaded.plan.vars), st, half_applied_only=False)
         last = max(interrupted, key=lambda r: r.started) if interrupted else recorded
         options = _run_options(store, env, last.id)
         failing = any(o.status in ("failed", "rollback_failed", "rolling_back") and o.run_id == last.id for o in st.ops.values())
@@ -344,24 +347,6 @@ def _run_options(store: JournalStore, env: str, run_id: str) -> dict[str, Any]:
         if ev.type == "run_started" and ev.run_id == run_id:
             return dict(ev.data.get("options") or {})
     return {}
-
-
-def _check_same_plan(recorded: LoadedPlan, given: LoadedPlan, st: EnvState) -> None:
-    differences = []
-    for op_state in st.ops.values():
-        try:
-            mine = recorded.plan.operation(op_state.id)
-        except KeyError:
-            continue
-        try:
-            theirs = given.plan.operation(op_state.id)
-        except KeyError:
-            differences.append(f"operation {op_state.id} is in the journal but not in {given.file}")
-            continue
-        if fingerprint(mine) != fingerprint(theirs):
-            differences.append(f"operation {op_state.id} differs between the journal and {given.file}")
-    if differences:
-        raise ResumeMismatch(differences)
 
 
 def resolve(
