@@ -127,3 +127,10 @@ def test_plan_shows_forward_and_rollback_sequences(tmp_path):
 def test_unknown_target_is_invalid_input(tmp_path):
     res = cli("apply", str(PLANS / "parallel.yaml"), "--target", "nope", cwd=tmp_path)
     assert res.returncode == 2 and "nope" in res.stderr
+
+
+def test_usage_mistakes_exit_2_without_a_traceback(tmp_path):
+    for args in (["rollback", "--to", "before-data"], ["resolve", "op", "step"], ["apply", "no-such-plan.yaml"]):
+        res = cli(*args, cwd=tmp_path)
+        assert res.returncode == 2, (args, res.stderr)
+        assert "Traceback" not in res.stderr and "internal error" not in res.stderr

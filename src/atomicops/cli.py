@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from atomicops import api, inventory, rehearsal, sandbox
-from atomicops.errors import EXIT_FAILED, AtomicOpsError, PlanInvalid, UsageError
+from atomicops.errors import EXIT_FAILED, EXIT_INVALID, AtomicOpsError, PlanInvalid, UsageError
 from atomicops.journal.store import Event
 from atomicops.plan.loader import parse_var, read_vars_file
 from atomicops.plan.picture import to_dot, to_mermaid
@@ -107,6 +107,9 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
         except AtomicOpsError as exc:
             _print_error(exc, as_json)
             sys.exit(exc.exit_code)
+        except click.ClickException as exc:  # a usage mistake found after parsing
+            _print_error(UsageError(exc.format_message()), as_json)
+            sys.exit(EXIT_INVALID)
         except KeyboardInterrupt:
             err.print("[red]interrupted[/red]")
             sys.exit(EXIT_FAILED)
