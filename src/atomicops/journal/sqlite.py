@@ -26,6 +26,7 @@ from typing import Any, Self
 
 from atomicops.errors import Locked, StaleLease, UsageError
 from atomicops.journal.store import Event, LockHolder
+from atomicops.processes import pid_alive
 
 SCHEMA_VERSION = 2
 
@@ -180,7 +181,7 @@ class SqliteStore:
                 # Re-entry by the run that holds it. The row is kept as it is, so a nested
                 # acquire/release pair cannot drop the outer holder's lock mid-run.
                 return None
-            gone = current.host == socket.gethostname() and not _pid_alive(current.pid)
+            gone = current.host == socket.gethostname() and not pid_alive(current.pid)
             lapsed = current.lease > 0 and time.time() - current.heartbeat > current.lease
             if gone or lapsed:
                 _write_lock(conn, env, holder)
@@ -357,28 +358,3 @@ def _same_holder(current: LockHolder, holder: LockHolder) -> bool:
     if current.lock_id == holder.lock_id:
         return True
     return (current.host, current.pid, current.run_id) == (holder.host, holder.pid, holder.run_id)
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` on this host is still running (a zombie counts as dead)."""
-    if pid <= 0:
-        # 0 and negatives address process groups in kill(2); no real holder has them.
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, it just belongs to another user
-    except OverflowError:
-        return False
-    # A zombie has exited but its parent has not reaped it yet; it will never release the
-    # lock, so it is as dead as a missing pid. Linux tells us cheaply; elsewhere, assume alive.
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return True
-    # The state follows the command name, which is in parentheses and may contain spaces.
-    fields = stat.rpartition(b")")[2].split()
-    return not (fields and fields[0] in (b"Z", b"X"))

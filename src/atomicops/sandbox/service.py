@@ -15,6 +15,8 @@ from typing import Any
 
 import psutil
 
+from atomicops.processes import pid_alive
+
 
 @dataclass(frozen=True)
 class ServiceInfo:
@@ -42,21 +44,6 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
             return True
     except OSError:
         return False
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped by its parent) is as good as dead.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        return state != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def spawn(argv: Sequence[str], log_file: Path, env: Mapping[str, str] | None = None) -> int:
