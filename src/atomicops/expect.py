@@ -37,6 +37,8 @@ import jmespath
 import jmespath.exceptions
 import jmespath.parser
 
+from atomicops.plan.refs import is_reference
+
 __all__ = [
     "OPERATORS",
     "Mismatch",
@@ -285,7 +287,7 @@ def _check_spec(spec: Any) -> list[str]:
 
 
 def _check_operand(name: str, operand: Any) -> list[str]:
-    if _is_reference(operand):
+    if is_reference(operand):
         return []
     if name == "not":
         return _check_spec(operand)
@@ -320,10 +322,6 @@ def _check_operand(name: str, operand: Any) -> list[str]:
             return [f"needs a non-negative integer or a comparison, got {_show(operand)}"]
         return []
     return []  # eq: any value
-
-
-def _is_reference(value: Any) -> bool:
-    return isinstance(value, str) and "${" in value
 
 
 # -- messages -----------------------------------------------------------------------------

@@ -49,6 +49,7 @@ from botocore.response import StreamingBody
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
 from atomicops.actions.registry import register
 from atomicops.errors import ActionError
+from atomicops.plan.refs import is_reference
 
 KIND = "aws"
 
@@ -226,12 +227,8 @@ def _waiter_operation(service: str, waiter: str) -> str:
     )
 
 
-def _is_ref(value: Any) -> bool:
-    return isinstance(value, str) and "${" in value
-
-
 def _positive_or_absent(value: Any) -> bool:
-    if value is None or _is_ref(value):
+    if value is None or is_reference(value):
         return True
     return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
 
@@ -265,7 +262,7 @@ _SCALAR_TYPES: dict[str, tuple[type, ...]] = {
 
 def _check_value(value: Any, shape: Shape, path: tuple[str | int, ...]) -> Iterator[CheckIssue]:
     """Walk a literal value against its botocore shape; references (``${...}``) are opaque."""
-    if _is_ref(value) or shape.metadata.get("document"):
+    if is_reference(value) or shape.metadata.get("document"):
         return
     if value is None:
         yield CheckIssue(path, f"null is not a valid {shape.type_name}; leave the key out instead")
@@ -276,7 +273,7 @@ def _check_value(value: Any, shape: Shape, path: tuple[str | int, ...]) -> Itera
             return
         members = shape.members
         for key, item in value.items():
-            if _is_ref(key):
+            if is_reference(key):
                 continue
             if key not in members:
                 hint = _suggest(str(key), members) or f"; valid: {_names(members)}"
@@ -285,7 +282,7 @@ def _check_value(value: Any, shape: Shape, path: tuple[str | int, ...]) -> Itera
             yield from _check_value(item, members[key], (*path, key))
         # A key that is a reference may turn out to be any member, so nothing is missing yet.
         missing = [m for m in shape.required_members if m not in value]
-        if missing and not any(_is_ref(k) for k in value):
+        if missing and not any(is_reference(k) for k in value):
             yield CheckIssue(
                 path, f"missing required parameter(s) in {shape.name}: {', '.join(missing)}"
             )
@@ -319,7 +316,7 @@ def _check_params(
     shape = service_model(service).operation_model(operation).input_shape
     if params is None:
         params = {}
-    if _is_ref(params):
+    if is_reference(params):
         return
     if shape is None:
         if isinstance(params, Mapping) and params:
@@ -329,7 +326,7 @@ def _check_params(
 
 
 def _check_wait(wait: Any, service: str) -> Iterator[CheckIssue]:
-    if _is_ref(wait):
+    if is_reference(wait):
         return
     if not isinstance(wait, Mapping):
         yield CheckIssue(("wait",), "wait must be a mapping: {waiter: NAME, params: {...}}")
@@ -343,7 +340,7 @@ def _check_wait(wait: Any, service: str) -> Iterator[CheckIssue]:
     if name is None:
         yield CheckIssue(("wait",), "wait needs a waiter name")
         return
-    if _is_ref(name):
+    if is_reference(name):
         return
     waiters = _waiters(service)
     if name not in waiters:
@@ -432,7 +429,7 @@ def with_tags(
         return out
 
     for name, member in shape.members.items():
-        if name.lower() != "tags" or _is_ref(out.get(name)):
+        if name.lower() != "tags" or is_reference(out.get(name)):
             continue
         if isinstance(member, MapShape) and member.value.type_name == "string":
             current = out.get(name) or {}
@@ -444,7 +441,7 @@ def with_tags(
                 out[name] = merged
 
     spec_member = shape.members.get("TagSpecifications")
-    if isinstance(spec_member, ListShape) and not _is_ref(out.get("TagSpecifications")):
+    if isinstance(spec_member, ListShape) and not is_reference(out.get("TagSpecifications")):
         spec_shape = spec_member.member
         inner = spec_shape.members.get("Tags") if isinstance(spec_shape, StructureShape) else None
         pair = _tag_pair_members(inner.member) if isinstance(inner, ListShape) else None
@@ -453,7 +450,7 @@ def with_tags(
             if specs:
                 new_specs = []
                 for spec in specs:
-                    if isinstance(spec, Mapping) and not _is_ref(spec.get("Tags")):
+                    if isinstance(spec, Mapping) and not is_reference(spec.get("Tags")):
                         merged = _merge_tag_list(spec.get("Tags"), tags, *pair)
                         spec = {**spec, "Tags": merged} if merged is not None else spec
                     new_specs.append(spec)
@@ -610,7 +607,7 @@ class AwsKind(ActionKind):
 
     def check(self, action: Mapping[str, Any]) -> Iterator[CheckIssue]:
         target = action.get(self.key)
-        if _is_ref(target):
+        if is_reference(target):
             return
         try:
             service, operation = parse_operation(target)
@@ -633,7 +630,7 @@ class AwsKind(ActionKind):
         if connection is not None and not isinstance(connection, str):
             yield CheckIssue(("connection",), "connection must be the name of a plan connection")
         params = action.get("params")
-        if params is not None and not isinstance(params, Mapping) and not _is_ref(params):
+        if params is not None and not isinstance(params, Mapping) and not is_reference(params):
             yield CheckIssue(("params",), "params must be a mapping")
         else:
             yield from _check_params(params, service, operations[operation], ("params",))

@@ -37,7 +37,6 @@ from atomicops.actions.nats_connection import (  # noqa: F401 - names the handle
     _check_fields,
     _check_typed,
     _field_hints,
-    _is_ref,
     _suggest,
     _token,
     build_config,
@@ -46,6 +45,7 @@ from atomicops.actions.nats_connection import (  # noqa: F401 - names the handle
 )
 from atomicops.actions.registry import register
 from atomicops.errors import ActionError
+from atomicops.plan.refs import is_reference
 
 # --------------------------------------------------------------------------- verbs
 
@@ -99,7 +99,7 @@ _ARG_TYPES: dict[str, Any] = {
 
 
 def _positive_or_absent(value: Any) -> bool:
-    if value is None or _is_ref(value):
+    if value is None or is_reference(value):
         return True
     return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
 
@@ -118,7 +118,7 @@ def parse_action(action: Mapping[str, Any]) -> tuple[str, Any]:
         raise ValueError(f"unknown nats verb {verb!r}{_suggest(str(verb), VERBS)}")
     if args is None:
         args = {}
-    if not isinstance(args, Mapping) and not _is_ref(args):
+    if not isinstance(args, Mapping) and not is_reference(args):
         raise ValueError(f"the arguments of {verb} must be a mapping")
     return str(verb), args
 
@@ -132,7 +132,7 @@ def _check_args(verb: str, args: Mapping[str, Any]) -> Iterator[CheckIssue]:
     else:
         names = spec.names()
         for key, value in args.items():
-            if _is_ref(key):
+            if is_reference(key):
                 continue
             if key not in names:
                 hint = _suggest(str(key), names) or f"; valid: {', '.join(sorted(names))}"
@@ -140,13 +140,13 @@ def _check_args(verb: str, args: Mapping[str, Any]) -> Iterator[CheckIssue]:
             elif key in _ARG_TYPES:
                 yield from _check_typed(value, _ARG_TYPES[key], (*path, key))
     missing = [r for r in spec.required if r not in args]
-    if missing and not any(_is_ref(k) for k in args):
+    if missing and not any(is_reference(k) for k in args):
         yield CheckIssue(path, f"{verb} needs {', '.join(missing)}")
     if not _positive_or_absent(args.get("timeout")):
         yield CheckIssue((*path, "timeout"), "timeout must be a positive number of seconds")
     for key in ("name", "stream", "durable_name"):
         value = args.get(key)
-        if isinstance(value, str) and not _is_ref(value) and not _valid_name(value):
+        if isinstance(value, str) and not is_reference(value) and not _valid_name(value):
             yield CheckIssue(
                 (*path, key), f"{key} {value!r} must not be empty or hold '.', '*', '>' or spaces"
             )
@@ -196,7 +196,7 @@ class NatsKind(ActionKind):
         url = spec.get("url")
         if (
             isinstance(url, str)
-            and not _is_ref(url)
+            and not is_reference(url)
             and "://" in url
             and urlsplit(url).scheme not in ("nats", "tls", "ws", "wss")
         ):
@@ -206,7 +206,7 @@ class NatsKind(ActionKind):
 
     def check(self, action: Mapping[str, Any]) -> Iterator[CheckIssue]:
         body = action.get(self.key)
-        if _is_ref(body):
+        if is_reference(body):
             return
         try:
             verb, args = parse_action(action)
@@ -216,7 +216,7 @@ class NatsKind(ActionKind):
         connection = action.get("connection")
         if connection is not None and not isinstance(connection, str):
             yield CheckIssue(("connection",), "connection must be the name of a plan connection")
-        if _is_ref(args):
+        if is_reference(args):
             return
         yield from _check_args(verb, args)
 

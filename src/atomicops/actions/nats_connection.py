@@ -34,6 +34,7 @@ from nats.js import api
 
 from atomicops.actions.base import CheckIssue
 from atomicops.errors import ActionError
+from atomicops.plan.refs import is_reference
 
 KIND = "nats"
 T = TypeVar("T")
@@ -189,10 +190,6 @@ def _str_headers(headers: Mapping[Any, Any] | None) -> dict[str, str] | None:
 # --------------------------------------------------------------------------- config fields
 
 
-def _is_ref(value: Any) -> bool:
-    return isinstance(value, str) and "${" in value
-
-
 def _suggest(name: str, choices: Iterable[str]) -> str:
     choices = list(choices)
     same_case = [c for c in choices if c.lower() == name.lower()]
@@ -249,7 +246,7 @@ def _type_name(hint: Any) -> str:
 
 def _check_typed(value: Any, hint: Any, path: tuple[str | int, ...]) -> Iterator[CheckIssue]:
     """Walk a literal value against a nats-py type hint; references (``${...}``) are opaque."""
-    if _is_ref(value):
+    if is_reference(value):
         return
     if value is None:
         yield CheckIssue(path, "null is not a valid value; leave the key out instead")
@@ -304,7 +301,7 @@ def _check_fields(
 ) -> Iterator[CheckIssue]:
     hints = {**_field_hints(cls), **(extra or {})}
     for key, item in value.items():
-        if _is_ref(key):
+        if is_reference(key):
             continue
         if key not in hints:
             hint = _suggest(str(key), hints) or f"; valid: {', '.join(sorted(hints))}"
@@ -312,7 +309,7 @@ def _check_fields(
             continue
         yield from _check_typed(item, hints[key], (*path, key))
     missing = [r for r in required if r not in value]
-    if missing and not any(_is_ref(k) for k in value):
+    if missing and not any(is_reference(k) for k in value):
         yield CheckIssue(path, f"missing required field(s) of {cls.__name__}: {', '.join(missing)}")
 
 

@@ -66,7 +66,6 @@ from atomicops.actions.sql_connection import (  # noqa: F401 - names the handle'
     CONNECTION_KEYS,
     KIND,
     PostgresConnection,
-    _is_ref,
     _positive_or_absent,
     bind,
     connect_error,
@@ -75,6 +74,7 @@ from atomicops.actions.sql_connection import (  # noqa: F401 - names the handle'
     translate_error,
 )
 from atomicops.errors import ActionError
+from atomicops.plan.refs import is_reference
 
 MAX_ROWS = 10_000
 
@@ -216,7 +216,7 @@ def needs_autocommit(statement: str) -> bool:
 
 def _has_params(params: Any) -> bool:
     """Whether psycopg will get params (and so parse the text for placeholders)."""
-    return (isinstance(params, Mapping) and bool(params)) or _is_ref(params)
+    return (isinstance(params, Mapping) and bool(params)) or is_reference(params)
 
 
 def _placeholder_issues(
@@ -259,7 +259,7 @@ def _placeholder_issues(
             "but the action has no params",
         )
         return
-    if not isinstance(params, Mapping) or any(_is_ref(k) for k in params):
+    if not isinstance(params, Mapping) or any(is_reference(k) for k in params):
         return  # params, or some of their names, are only known at run time
     for name in sorted(set(names) - {str(k) for k in params}):
         hint = difflib.get_close_matches(name, [str(k) for k in params], n=1)
@@ -346,7 +346,7 @@ class SqlKind(ActionKind):
         dsn = spec.get("dsn")
         if not isinstance(dsn, str) or not dsn:
             yield CheckIssue(("dsn",), "a postgres connection needs dsn: postgresql://...")
-        elif not _is_ref(dsn):
+        elif not is_reference(dsn):
             try:
                 conninfo_to_dict(dsn)
             except psycopg.Error:
@@ -359,7 +359,7 @@ class SqlKind(ActionKind):
 
     def check(self, action: Mapping[str, Any]) -> Iterator[CheckIssue]:
         params = action.get("params")
-        if params is not None and not isinstance(params, Mapping) and not _is_ref(params):
+        if params is not None and not isinstance(params, Mapping) and not is_reference(params):
             yield CheckIssue(("params",), "params must be a mapping of placeholder name to value")
             params = None
         for key in ("connection", "database"):
@@ -373,7 +373,7 @@ class SqlKind(ActionKind):
         text = action.get(self.key)
         if not isinstance(text, str) or not text.strip():
             yield CheckIssue((self.key,), "sql must be a non-empty string of SQL")
-        elif not _is_ref(text):
+        elif not is_reference(text):
             yield from _text_issues(text, params, (self.key,))
 
     # -- execution

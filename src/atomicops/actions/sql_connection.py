@@ -23,6 +23,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
 from atomicops.errors import ActionError
+from atomicops.plan.refs import is_reference
 
 KIND = "sql"
 
@@ -43,11 +44,6 @@ TRANSIENT_CODES = frozenset(
     }
 )
 TRANSIENT_CLASSES = ("08",)  # connection_exception
-
-
-# Shared with the static checks in sql.py: a ``${...}`` value is resolved later; ``%(name)s``.
-def _is_ref(value: Any) -> bool:
-    return isinstance(value, str) and "${" in value
 
 
 _PLACEHOLDER = re.compile(
@@ -116,7 +112,7 @@ def scrub(text: str, *passwords: str | None) -> str:
 
 
 def _positive_or_absent(value: Any) -> bool:
-    if value is None or _is_ref(value):
+    if value is None or is_reference(value):
         return True
     return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
 

@@ -42,6 +42,12 @@ class RefSyntaxError(ValueError):
     pass
 
 
+def is_reference(value: object) -> bool:
+    """Whether a plan value holds a ``${...}`` still to be resolved: static checks of action
+    kinds and of ``expect`` leave such values alone (their type is known only at run time)."""
+    return isinstance(value, str) and "${" in value
+
+
 def parse(text: str) -> Ref:
     """Parse the inside of ``${...}``; raise :class:`RefSyntaxError` if it is malformed."""
     parts = tuple(p.strip() for p in text.strip().split("."))
