@@ -15,7 +15,7 @@ from typing import Any
 
 from atomicops.engine.apply import Applier, ApplyReport, fingerprint
 from atomicops.engine.observer import Observer
-from atomicops.engine.resume import _outputs_before, find_step, settle
+from atomicops.engine.resume import find_step, outputs_before, settle
 from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, with_dependents
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import open_runtime
@@ -386,7 +386,7 @@ def resolve(
             missing = [k for k in plan_step.outputs if k not in (outputs or {})]
             if missing:
                 raise UsageError(f"--applied needs the step's outputs: {', '.join('--output ' + k + '=...' for k in missing)}")
-            done = applier.record_done(plan_op, plan_step, dict(outputs or {}), _outputs_before(plan_op, op_state, plan_step),
+            done = applier.record_done(plan_op, plan_step, dict(outputs or {}), outputs_before(plan_op, op_state, plan_step),
                                        target.started or 0.0, target.started or 0.0, settled_by="resolve")
             if done.error:
                 raise UsageError(f"cannot resolve the undo of {op}/{step}: {done.error}")

@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from atomicops import api, inventory, rehearsal, sandbox
+from atomicops.engine.observer import Silent
 from atomicops.errors import EXIT_FAILED, EXIT_INVALID, AtomicOpsError, PlanInvalid, UsageError
 from atomicops.journal.store import Event
 from atomicops.plan.loader import parse_var, read_vars_file
@@ -76,14 +77,6 @@ class Progress:
     def note(self, text: str, *, level: str = "info") -> None:
         style = {"warning": "yellow", "error": "red"}.get(level, "cyan")
         self.c.print(f"{self._stamp()} [{style}]{escape(text)}[/{style}]")
-
-
-class Quiet:
-    def event(self, ev: Event) -> None:
-        return None
-
-    def note(self, text: str, *, level: str = "info") -> None:
-        return None
 
 
 def _short(v: Any) -> str:
@@ -248,7 +241,7 @@ def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phas
     """Apply PLAN: run pending operations, each atomic; a failure rolls the run back."""
     if monitor:
         err.print("[yellow]--monitor: rollback triggers are not polled by this version yet[/yellow]")
-    observer = Quiet() if as_json else Progress(err)
+    observer = Silent() if as_json else Progress(err)
     report = api.apply(plan, env=env, state=state, vars=vars, vars_files=vars_files, parallelism=parallelism,
                        on_failure=on_failure, phase=phase, targets=targets, observer=observer)
     if as_json:
@@ -269,7 +262,7 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, pa
     """Undo applied operations from the journal, in reverse dependency order (no plan needed)."""
     if to is not None:
         raise click.UsageError("--to CHECKPOINT needs checkpoints, which this version does not record yet")
-    observer = Quiet() if as_json else Progress(err)
+    observer = Silent() if as_json else Progress(err)
     report = api.rollback(env=env, state=state, targets=targets, skip=skip, parallelism=parallelism, observer=observer)
     if as_json:
         out.print_json(json.dumps(_jsonable(report)))
@@ -289,7 +282,7 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, pa
 @common
 def resume(do_rollback: bool, plan: str | None, parallelism: int, env: str, state: str | None, as_json: bool) -> int:
     """Finish an interrupted run: probe in-flight steps, then continue it or roll it back."""
-    observer = Quiet() if as_json else Progress(err)
+    observer = Silent() if as_json else Progress(err)
     report = api.resume(env=env, state=state, rollback=do_rollback, plan=plan, parallelism=parallelism, observer=observer)
     if as_json:
         out.print_json(json.dumps(_jsonable(report), default=str))
@@ -562,7 +555,7 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{escape(text)}[/cyan]"))
     report = rehearsal.rehearse(
         plan, sandbox_dir=root, keep=keep, vars=dict(parse_var(v) for v in var), vars_files=vars_files,
-        parallelism=parallelism, observer=Quiet() if as_json else Progress(err), progress=progress,
+        parallelism=parallelism, observer=Silent() if as_json else Progress(err), progress=progress,
     )
     if as_json:
         doc = _jsonable(report)

@@ -67,7 +67,7 @@ def _settle_do(applier: Applier, op_state: OpState, st: StepState) -> bool:
         run.record("step_uncertain", op=op.id, step=step.name, reason="the step has no probe")
         return False
     key = step_key(run.env, op.id, step.name)
-    self_outputs = _outputs_before(op, op_state, step)
+    self_outputs = outputs_before(op, op_state, step)
     answer = probe(rt, step, self_outputs, key, op.id)
     if answer.found is None:
         run.record("step_uncertain", op=op.id, step=step.name, reason=run.redactor.text(answer.why))
@@ -79,7 +79,7 @@ def _settle_do(applier: Applier, op_state: OpState, st: StepState) -> bool:
     return True
 
 
-def _outputs_before(op: Operation, op_state: OpState, step: Step) -> dict[str, Any]:
+def outputs_before(op: Operation, op_state: OpState, step: Step) -> dict[str, Any]:
     """Outputs of the operation's steps done before ``step`` (what ``${self...}`` sees)."""
     out: dict[str, Any] = {}
     for s in op.steps:
