@@ -208,22 +208,22 @@ def _incomplete(rb: RollbackReport) -> RollbackIncomplete:
 
 
 def _select(loaded: LoadedPlan, phase: str | None, targets: list[str]) -> list[str]:
+    """The operations an apply runs, in plan order: a phase's, or the targets and what they
+    need (within the phase when one is given), or all."""
     p = loaded.plan
-    ids = [op.id for op in p.operations]
-    if phase is not None:
-        if phase not in p.phases:
-            raise UsageError(f"unknown phase {phase!r} (phases: {', '.join(p.phases)})")
-        ids = [op.id for op in p.operations if p.phase_of(op) == phase]
+    every = [op.id for op in p.operations]
+    if phase is not None and phase not in p.phases:
+        raise UsageError(f"unknown phase {phase!r} (phases: {', '.join(p.phases)})")
+    unknown = [t for t in targets if t not in every]
+    if unknown:
+        raise UsageError(f"unknown operation(s): {', '.join(unknown)}")
+    wanted = set(every)
     if targets:
-        unknown = [t for t in targets if t not in ids and t not in [o.id for o in p.operations]]
-        if unknown:
-            raise UsageError(f"unknown operation(s): {', '.join(unknown)}")
         graph = loaded.graph
-        wanted: set[str] = set()
-        for t in targets:
-            wanted |= {t} | graph.ancestors(t)
-        ids = [i for i in [op.id for op in p.operations] if i in wanted and (phase is None or i in ids)]
-    return ids
+        wanted = set().union(*({t} | graph.ancestors(t) for t in targets))
+    if phase is not None:
+        wanted &= {op.id for op in p.operations if p.phase_of(op) == phase}
+    return [i for i in every if i in wanted]
 
 
 def _check_selection(loaded: LoadedPlan, st: EnvState, selected: list[str]) -> None:
