@@ -92,6 +92,17 @@ def test_a_killed_rollback_resumes_to_the_end(world, point):
     assert inventory.diff(before, world.inv()) == {}
 
 
+@pytest.mark.parametrize("how", [["resume", "--rollback"], ["rollback"]])
+def test_a_probe_reading_other_operations_outputs_settles_a_kill_rolled_back(world, how):
+    env = "crash-probe-ops-" + how[-1].strip("-")
+    before = world.inv()
+    point = "after_effect:db-sg/group"  # the group exists; its probe needs ${ops.vpc.vpc_id}
+    assert cli("apply", str(PLANS / "network.yaml"), "--env", env, *world.vars, cwd=world.cwd, crash=point).returncode == CRASH_EXIT_CODE
+    done = cli(*how, "--env", env, cwd=world.cwd)
+    assert done.returncode == 0, done.stderr
+    assert inventory.diff(before, world.inv()) == {}
+
+
 def test_apply_after_a_kill_settles_and_continues(world):
     env = "crash-reapply"
     before = world.inv()

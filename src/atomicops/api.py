@@ -145,11 +145,7 @@ def _apply_in_run(
     should roll back too (the run that resume finishes).
     """
     p = loaded.plan
-    applier: Applier | None = None
-    rt = open_runtime(
-        p, env=run.env, run_id=run.id, base_dir=loaded.base_dir,
-        ops_outputs=lambda op: applier.op_outputs(op) if applier else {},
-    )
+    rt = open_runtime(p, env=run.env, run_id=run.id, base_dir=loaded.base_dir)
     run.redactor = rt.secrets.redactor
     try:
         applier = Applier(loaded, run, rt, st, parallelism, earlier_runs=set(earlier_runs))
@@ -377,8 +373,7 @@ def resolve(
         if recorded is None or recorded.plan is None:
             raise UsageError(f"environment {env!r} has no recorded plan")
         loaded = loaded_from_journal(recorded.plan, file=recorded.plan_file, base_dir=recorded.base_dir)
-        rt = open_runtime(loaded.plan, env=env, run_id=run.id, base_dir=loaded.base_dir,
-                          ops_outputs=lambda o: st.ops[o].outputs if o in st.ops else {})
+        rt = open_runtime(loaded.plan, env=env, run_id=run.id, base_dir=loaded.base_dir)
         run.redactor = rt.secrets.redactor
         try:
             applier = Applier(loaded, run, rt, st, 1)

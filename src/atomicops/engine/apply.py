@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from atomicops.engine.crash import crashpoint
@@ -76,6 +76,9 @@ class Applier:
         self._outputs: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self.refresh_outputs()
+        # `${ops.OP.OUT}` anywhere this applier resolves (steps, undos, probes when settling a
+        # killed run) reads the outputs it tracks, whoever opened the runtime.
+        rt.scope = replace(rt.scope, ops_outputs=self.op_outputs)
         self.stop = threading.Event()
 
     def refresh_outputs(self) -> None:
