@@ -33,10 +33,14 @@ def wait_for_event(state: str, kind: str, timeout: float = 30.0) -> None:
 
 def test_two_concurrent_applies_one_runs_the_other_exits_4_naming_the_holder(tmp_path):
     state = str(tmp_path / ".atomicops" / "journal.db")
-    first = start("apply", str(PLANS / "slow.yaml"), cwd=tmp_path)
+    release = tmp_path / "release"
+    # The first run holds the lock until the second has been refused, however long a loaded
+    # machine takes to start the second process.
+    first = start("apply", str(PLANS / "slow.yaml"), "--var", "seconds=120", "--var", f"release={release}", cwd=tmp_path)
     wait_for_event(state, "step_intent")
     second = start("apply", str(PLANS / "slow.yaml"), cwd=tmp_path)
     out2, err2 = second.communicate(timeout=60)
+    release.touch()
     assert second.returncode == 4, err2
     holder_run = next(e["run"] for e in api.history(state=state) if e["type"] == "run_started")
     assert holder_run in err2 and f"pid={first.pid}" in err2

@@ -3,6 +3,7 @@ a plan's own modules are importable by its ``call`` actions."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -25,9 +26,15 @@ def noop(ctx: Any, **_: Any) -> dict[str, Any]:
     return {}
 
 
-def sleepy(ctx: Any, seconds: float = 2.0) -> dict[str, Any]:
-    """Long enough to be caught in the act by a second process or a signal."""
-    time.sleep(seconds)
+def sleepy(ctx: Any, seconds: float = 2.0, release: str = "") -> dict[str, Any]:
+    """Long enough to be caught in the act by a second process or a signal. With ``release``
+    (a path), it returns as soon as that file exists: a test that must catch the run in the
+    act lets it go only when done, however slowly a loaded machine starts the other process."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if release and os.path.exists(release):
+            break
+        time.sleep(0.05)
     return {"slept": seconds}
 
 
