@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +49,4 @@ def open_runtime(
     # Connection specs may use vars and secrets; they are resolved once, here.
     for name, conn in plan.connections.items():
         connections.define(name, scope.exec_form(conn.model_dump(), secrets))
-    # `call:` actions name modules that ship beside the plan.
-    if base_dir not in sys.path:
-        sys.path.insert(0, base_dir)
     return Runtime(plan, scope, secrets, connections, executor)
