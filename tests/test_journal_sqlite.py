@@ -15,9 +15,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
