@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from atomicops.actions.base import Connections
+from atomicops.engine.cancel import Cancellation
 from atomicops.engine.executor import Executor
 from atomicops.engine.scope import Scope
 from atomicops.engine.secrets import Secrets
@@ -32,10 +33,12 @@ def open_runtime(
     run_id: str,
     base_dir: str,
     ops_outputs: Callable[[str], Mapping[str, Any]] = lambda op: {},
+    cancel: Cancellation | None = None,
 ) -> Runtime:
+    """``cancel`` is the run's: every action the runtime executes sees it as ``ctx.cancel``."""
     scope = Scope(env=env, run_id=run_id, vars=plan.vars, ops_outputs=ops_outputs)
     connections = Connections({})
-    executor = Executor(connections, env=env, run_id=run_id, base_dir=base_dir)
+    executor = Executor(connections, env=env, run_id=run_id, base_dir=base_dir, cancel=cancel)
 
     def fetch_aws(secret_id: str, connection: str | None) -> str:
         action = {"aws": "secretsmanager.get_secret_value", "params": {"SecretId": secret_id}}
