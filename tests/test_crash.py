@@ -175,7 +175,7 @@ def test_a_killed_apply_of_sql_and_nats_steps_resumes_cleanly(tmp_path, postgres
     suffix = uuid.uuid4().hex[:8]
     env = "data-" + point.replace(":", "-").replace("/", "-")
     vars_ = ["--var", f"database_url={postgres_url}", "--var", f"nats_url={nats_url}", "--var", f"suffix={suffix}"]
-    take = lambda: inventory.take(include_aws=False, database_url=postgres_url, nats_url=nats_url)  # noqa: E731
+    take = lambda: inventory.take(include_aws=False, database_url=postgres_url, nats_url=nats_url)
     before = take()
     killed = cli("apply", str(PLANS / "data.yaml"), "--env", env, *vars_, cwd=tmp_path, crash=point)
     assert killed.returncode == CRASH_EXIT_CODE, killed.stderr

@@ -115,10 +115,14 @@ def test_an_interrupted_step_with_no_probe_is_uncertain_for_apply_and_rollback(t
     state = str(tmp_path / "j.db")
     api.apply(PLANS / "parallel.yaml", state=state, vars={"fn": "plan_helpers:pause"})
     store = open_store(state)
-    store.append("default", "r0", "run_started", data={"command": "rollback"})
-    store.append("default", "r0", "undo_intent", op="after", step="last", data={})
-    store.append("default", "r0", "op_started", op="left", data={"depends_on": []})
-    store.append("default", "r0", "step_intent", op="left", step="meet", data={"action": {}})
+    # A rollback run r0 that was killed mid-way: it wrote under its lock, which died with it.
+    store.acquire_lock("default", LockHolder(lock_id="L-r0", run_id="r0", pid=os.getpid(), host=os.uname().nodename, started=0.0))
+    fence = store.read_lock("default").fence
+    store.append("default", "r0", "run_started", data={"command": "rollback"}, fence=fence)
+    store.append("default", "r0", "undo_intent", op="after", step="last", data={}, fence=fence)
+    store.append("default", "r0", "op_started", op="left", data={"depends_on": []}, fence=fence)
+    store.append("default", "r0", "step_intent", op="left", step="meet", data={"action": {}}, fence=fence)
+    store.release_lock("default", "L-r0")
     with pytest.raises(Uncertain) as exc:
         api.apply(PLANS / "parallel.yaml", state=state)
     assert exc.value.steps == ["left/meet"] and exc.value.exit_code == 3

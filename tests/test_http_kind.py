@@ -15,7 +15,7 @@ from atomicops.expect import evaluate
 
 
 class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):  # noqa: N802 - http.server's naming
+    def do_GET(self):
         if self.path == "/health":
             self._send(200, {"status": "healthy", "components": {"database": "connected", "nats": "connected"}})
         elif self.path == "/broken":
@@ -23,7 +23,7 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, {"error": "no such path"})
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
         body = json.loads(self.rfile.read(length))
         self._send(201, {"echo": body, "auth": self.headers.get("Authorization")})

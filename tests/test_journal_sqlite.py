@@ -15,9 +15,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,6 +54,16 @@ def holder(
     )
 
 
+WRITER = LockHolder("test-writer", "test-writer", os.getpid(), socket.gethostname(), 0.0, "test")
+
+
+def fence(store: Any, env: str) -> int:
+    """The fence of ``env``'s lock, held by this test's writer (acquiring again is harmless):
+    the store takes writes only from the lock's holder."""
+    store.acquire_lock(env, WRITER)
+    return int(store.read_lock(env).fence)
+
+
 def exited_pid() -> int:
     """The pid of a real process that has exited and been reaped."""
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -81,7 +91,8 @@ def mode(path: Path) -> int:
 def test_append_returns_the_event_as_stored(store: SqliteStore) -> None:
     before = time.time()
     ev = store.append(
-        "prod", "r1", "step_intent", op="vpc", step="create-vpc", data={"b": 1, "a": [1, 2]}
+        "prod", "r1", "step_intent", op="vpc", step="create-vpc", data={"b": 1, "a": [1, 2]},
+        fence=fence(store, "prod"),
     )
     assert isinstance(ev, Event)
     assert (ev.env, ev.run_id, ev.type, ev.op, ev.step) == (
@@ -98,20 +109,20 @@ def test_append_returns_the_event_as_stored(store: SqliteStore) -> None:
 
 def test_data_is_json_with_non_json_values_as_strings(store: SqliteStore) -> None:
     when = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
-    ev = store.append("e", "r", "t", data={"when": when, "path": Path("/x")})
+    ev = store.append("e", "r", "t", data={"when": when, "path": Path("/x")}, fence=fence(store, "e"))
     # What append returns is what any later reader gets: no datetime in one, str in the other.
     assert ev.data == {"when": str(when), "path": "/x"}
     assert store.events("e")[0].data == ev.data
 
 
 def test_missing_data_and_names_read_back_empty(store: SqliteStore) -> None:
-    ev = store.append("e", "r", "run_started")
+    ev = store.append("e", "r", "run_started", fence=fence(store, "e"))
     assert ev.op is None and ev.step is None and ev.data == {}
     assert store.events("e") == [ev]
 
 
 def test_seqs_increase_and_after_filters(store: SqliteStore) -> None:
-    evs = [store.append("e", "r", f"t{i}") for i in range(5)]
+    evs = [store.append("e", "r", f"t{i}", fence=fence(store, "e")) for i in range(5)]
     seqs = [e.seq for e in evs]
     assert seqs == sorted(seqs) and len(set(seqs)) == 5
     assert [e.type for e in store.events("e", after=seqs[1])] == ["t2", "t3", "t4"]
@@ -122,7 +133,7 @@ def test_two_stores_on_one_file_see_one_ordered_log(db_path: Path) -> None:
     a, b = SqliteStore(db_path), SqliteStore(db_path)
     try:
         for i in range(6):
-            (a if i % 2 == 0 else b).append("e", "r", f"t{i}")
+            (a if i % 2 == 0 else b).append("e", "r", f"t{i}", fence=fence(a, "e"))
         expected = [f"t{i}" for i in range(6)]
         assert [e.type for e in a.events("e")] == expected
         assert [e.type for e in b.events("e")] == expected
@@ -133,26 +144,26 @@ def test_two_stores_on_one_file_see_one_ordered_log(db_path: Path) -> None:
 
 
 def test_a_write_by_another_process_is_visible(store: SqliteStore, db_path: Path) -> None:
-    store.append("e", "r", "first")
+    store.append("e", "r", "first", fence=fence(store, "e"))
     run_python(
         """
         import sys
         from atomicops.journal.sqlite import SqliteStore
         s = SqliteStore(sys.argv[1])
-        s.append("e", "r2", "from-child", data={"pid": 1})
+        s.append("e", "r2", "from-child", data={"pid": 1}, fence=s.read_lock("e").fence)
         s.close()
         """,
         str(db_path),
     )
     evs = store.events("e")
     assert [(e.run_id, e.type) for e in evs] == [("r", "first"), ("r2", "from-child")]
-    assert store.append("e", "r", "third").seq > evs[-1].seq
+    assert store.append("e", "r", "third", fence=fence(store, "e")).seq > evs[-1].seq
 
 
 def test_environments_are_isolated(store: SqliteStore) -> None:
-    store.append("prod", "r1", "a")
-    store.append("staging", "r2", "b")
-    store.append("prod", "r1", "c")
+    store.append("prod", "r1", "a", fence=fence(store, "prod"))
+    store.append("staging", "r2", "b", fence=fence(store, "staging"))
+    store.append("prod", "r1", "c", fence=fence(store, "prod"))
     assert [e.type for e in store.events("prod")] == ["a", "c"]
     assert [e.type for e in store.events("staging")] == ["b"]
     assert store.events("nowhere") == []
@@ -160,8 +171,9 @@ def test_environments_are_isolated(store: SqliteStore) -> None:
 
 def test_environments_lists_those_with_events_or_a_lock(store: SqliteStore) -> None:
     assert store.environments() == []
-    store.append("prod", "r", "a")
-    store.append("prod", "r", "b")
+    store.append("prod", "r", "a", fence=fence(store, "prod"))
+    store.append("prod", "r", "b", fence=fence(store, "prod"))
+    store.release_lock("prod", WRITER.lock_id)
     store.acquire_lock("locked-only", holder())
     store.acquire_lock("prod", holder())
     assert store.environments() == ["locked-only", "prod"]
@@ -169,7 +181,7 @@ def test_environments_lists_those_with_events_or_a_lock(store: SqliteStore) -> N
 
 def test_events_survive_close_and_reopen(db_path: Path) -> None:
     s = SqliteStore(db_path)
-    written = [s.append("e", "r", "t", data={"i": i}) for i in range(3)]
+    written = [s.append("e", "r", "t", data={"i": i}, fence=fence(s, "e")) for i in range(3)]
     s.close()
     s2 = SqliteStore(db_path)
     try:
@@ -181,10 +193,12 @@ def test_events_survive_close_and_reopen(db_path: Path) -> None:
 def test_an_append_is_durable_without_close(db_path: Path) -> None:
     # A child appends and dies by SIGKILL without closing: the event must still be there.
     code = (
-        "import os, signal, sys\n"
+        "import os, signal, socket, sys\n"
+        "from atomicops.journal import LockHolder\n"
         "from atomicops.journal.sqlite import SqliteStore\n"
         "s = SqliteStore(sys.argv[1])\n"
-        "s.append('e', 'r', 'before-kill', data={'ok': True})\n"
+        "s.acquire_lock('e', LockHolder('w', 'w', os.getpid(), socket.gethostname(), 0.0))\n"
+        "s.append('e', 'r', 'before-kill', data={'ok': True}, fence=s.read_lock('e').fence)\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
     child = subprocess.run([sys.executable, "-c", code, str(db_path)], check=False, timeout=60)
@@ -194,7 +208,7 @@ def test_an_append_is_durable_without_close(db_path: Path) -> None:
 
 
 def test_the_journal_refuses_edits_even_from_sqlite(store: SqliteStore, db_path: Path) -> None:
-    store.append("e", "r", "t")
+    store.append("e", "r", "t", fence=fence(store, "e"))
     assert not any(hasattr(store, name) for name in ("update", "delete", "delete_events"))
     raw = sqlite3.connect(db_path)
     try:
@@ -226,7 +240,7 @@ def test_files_are_private_whatever_the_umask(tmp_path: Path) -> None:
     try:
         s = SqliteStore(path)
         try:
-            s.append("e", "r", "t", data={"x": 1})
+            s.append("e", "r", "t", data={"x": 1}, fence=fence(s, "e"))
             # The -wal and -shm files exist while a connection is open.
             wal = path.with_name("journal.db-wal")
             shm = path.with_name("journal.db-shm")
@@ -259,10 +273,13 @@ def test_concurrent_appends_from_8_threads_lose_nothing(store: SqliteStore) -> N
     results: dict[int, list[int]] = {}
     start = threading.Barrier(8)
 
+    held = fence(store, "e")
+
     def work(t: int) -> None:
         start.wait()
         results[t] = [
-            store.append("e", f"r{t}", "t", data={"t": t, "i": i}).seq for i in range(per_thread)
+            store.append("e", f"r{t}", "t", data={"t": t, "i": i}, fence=held).seq
+            for i in range(per_thread)
         ]
 
     threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
@@ -285,12 +302,13 @@ def test_concurrent_appends_from_threads_with_their_own_stores(db_path: Path) ->
     # Separate connections contend on SQLite's file lock, as separate processes would.
     stores = [SqliteStore(db_path) for _ in range(4)]
     start = threading.Barrier(len(stores))
+    held = fence(stores[0], "e")
     seqs: list[int] = []
     guard = threading.Lock()
 
     def work(s: SqliteStore, t: int) -> None:
         start.wait()
-        mine = [s.append("e", "r", "t", data={"t": t}).seq for _ in range(25)]
+        mine = [s.append("e", "r", "t", data={"t": t}, fence=held).seq for _ in range(25)]
         with guard:
             seqs.extend(mine)
 
@@ -308,12 +326,14 @@ def test_concurrent_appends_from_threads_with_their_own_stores(db_path: Path) ->
 
 
 def test_concurrent_appends_from_processes(db_path: Path) -> None:
-    SqliteStore(db_path).close()  # create the schema once, so children only append
+    with SqliteStore(db_path) as parent:  # the schema, and the lock the children write under
+        fence(parent, "e")
     code = (
         "import sys\n"
         "from atomicops.journal.sqlite import SqliteStore\n"
         "s = SqliteStore(sys.argv[1])\n"
-        "for i in range(30): s.append('e', sys.argv[2], 't', data={'i': i})\n"
+        "f = s.read_lock('e').fence\n"
+        "for i in range(30): s.append('e', sys.argv[2], 't', data={'i': i}, fence=f)\n"
         "s.close()\n"
     )
     procs = [
@@ -558,7 +578,7 @@ def test_open_store_stores_share_a_file(tmp_path: Path) -> None:
     a = open_store(None, base_dir=str(tmp_path))
     b = open_store(str(tmp_path / ".atomicops"))
     try:
-        a.append("e", "r", "t")
+        a.append("e", "r", "t", fence=fence(a, "e"))
         assert [e.type for e in b.events("e")] == ["t"]
     finally:
         a.close()

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from typing import Any
 
 from atomicops.engine.apply import Applier, ApplyReport, fingerprint
+from atomicops.engine.cancel import Cancellation
 from atomicops.engine.observer import Observer
 from atomicops.engine.resume import find_step, outputs_before, settle
 from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, with_dependents
@@ -63,8 +64,12 @@ def apply(
     phase: str | None = None,
     targets: Iterable[str] = (),
     observer: Observer | None = None,
+    cancel: Cancellation | None = None,
 ) -> ApplyReport:
-    """Apply the plan's pending operations. Raises RunFailed (exit 1) when the run failed."""
+    """Apply the plan's pending operations. Raises RunFailed (exit 1) when the run failed.
+
+    ``cancel.interrupt()`` (the CLI's Ctrl-C) stops starting new operations; the run then rolls
+    back what it applied (unless ``on_failure`` is keep); a second one stops the rollback."""
     loaded = _loaded(plan, vars, vars_files)
     p = loaded.plan
     on_failure = on_failure or p.on_failure
@@ -78,7 +83,7 @@ def apply(
         "base_dir": loaded.base_dir,
         "options": {"phase": phase, "targets": list(targets), "on_failure": on_failure},
     }
-    with Run(store, env, "apply", observer=observer, start_data=start) as run:
+    with Run(store, env, "apply", observer=observer, start_data=start, cancel=cancel) as run:
         st = run.state()
         prepare = None
         if _interrupted(st):
@@ -145,7 +150,7 @@ def _apply_in_run(
     should roll back too (the run that resume finishes).
     """
     p = loaded.plan
-    rt = open_runtime(p, env=run.env, run_id=run.id, base_dir=loaded.base_dir)
+    rt = open_runtime(p, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
     run.redactor = rt.secrets.redactor
     try:
         applier = Applier(loaded, run, rt, st, parallelism, earlier_runs=set(earlier_runs))
@@ -244,11 +249,13 @@ def rollback(
     skip: Iterable[str] = (),
     parallelism: int = 10,
     observer: Observer | None = None,
+    cancel: Cancellation | None = None,
 ) -> RollbackReport:
     """Undo applied operations from the journal alone (the plan file is not read)."""
     store = _store(state)
     targets, skip = list(targets), list(skip)
-    with Run(store, env, "rollback", observer=observer, start_data={"options": {"targets": targets, "skip": skip}}) as run:
+    with Run(store, env, "rollback", observer=observer, start_data={"options": {"targets": targets, "skip": skip}},
+             cancel=cancel) as run:
         st = run.state()
         for name in targets + skip:
             if name not in st.ops:
@@ -262,7 +269,7 @@ def rollback(
         if recorded is None or recorded.plan is None:
             raise UsageError(f"environment {env!r} has no recorded plan to take connections from")
         loaded = loaded_from_journal(recorded.plan, file=recorded.plan_file, base_dir=recorded.base_dir)
-        rt = open_runtime(loaded.plan, env=env, run_id=run.id, base_dir=loaded.base_dir)
+        rt = open_runtime(loaded.plan, env=env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
         run.redactor = rt.secrets.redactor
         try:
             if st.in_flight():
@@ -286,12 +293,13 @@ def resume(
     plan: str | os.PathLike[str] | None = None,
     parallelism: int = 10,
     observer: Observer | None = None,
+    cancel: Cancellation | None = None,
 ) -> ApplyReport | RollbackReport:
     """Finish an interrupted run from the journal: settle in-flight steps by their probes,
     then continue it (an apply) or roll it back (``rollback=True``, a rollback, or an apply
     that was already failing). ``plan``, when given, must match what the journal recorded."""
     store = _store(state)
-    with Run(store, env, "resume", observer=observer) as run:
+    with Run(store, env, "resume", observer=observer, cancel=cancel) as run:
         st = run.state()
         interrupted = [r for r in st.unfinished_runs() if r.id != run.id]
         if not st.in_flight() and not interrupted and not any(o.status in ("applying", "rolling_back") for o in st.ops.values()):
@@ -319,7 +327,7 @@ def resume(
 
 
 def _resume_rollback(run: Run, loaded: LoadedPlan, st: EnvState, last: Any, options: dict[str, Any], parallelism: int) -> RollbackReport:
-    rt = open_runtime(loaded.plan, env=run.env, run_id=run.id, base_dir=loaded.base_dir)
+    rt = open_runtime(loaded.plan, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
     run.redactor = rt.secrets.redactor
     try:
         settled = _settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
@@ -373,7 +381,7 @@ def resolve(
         if recorded is None or recorded.plan is None:
             raise UsageError(f"environment {env!r} has no recorded plan")
         loaded = loaded_from_journal(recorded.plan, file=recorded.plan_file, base_dir=recorded.base_dir)
-        rt = open_runtime(loaded.plan, env=env, run_id=run.id, base_dir=loaded.base_dir)
+        rt = open_runtime(loaded.plan, env=env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
         run.redactor = rt.secrets.redactor
         try:
             applier = Applier(loaded, run, rt, st, 1)

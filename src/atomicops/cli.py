@@ -7,12 +7,14 @@ the exit code of DESIGN.md (0 done; 1 failed and rolled back; 2 invalid input, n
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from atomicops import api, inventory, rehearsal, sandbox
+from atomicops.engine.cancel import Cancellation
 from atomicops.engine.observer import Silent
 from atomicops.errors import EXIT_FAILED, EXIT_INVALID, AtomicOpsError, PlanInvalid, UsageError
 from atomicops.journal.store import Event
@@ -145,6 +148,36 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+@contextlib.contextmanager
+def ctrl_c(*, rolling_back: bool = False) -> Iterator[Cancellation]:
+    """Ctrl-C asks the run to stop instead of killing it between a step and its journal record.
+
+    The first press stops new work; the run undoes what it was doing and rolls back (or keeps,
+    with --on-failure keep). The second stops the rollback after the undo in flight. For a
+    command that only rolls back (``rolling_back``), the first press already does that.
+    """
+    cancel = Cancellation()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if cancel.abort.is_set():
+            return  # already stopping all there is to stop
+        cancel.interrupt()
+        if rolling_back:
+            cancel.interrupt()  # no forward work to stop: the first press stops the undoing
+        if cancel.abort.is_set():
+            err.print("[yellow]interrupted: no further undo starts; what is left stays applied "
+                      "for `atomicops rollback` or `atomicops resume`[/yellow]")
+        else:
+            err.print("[yellow]interrupted: no new operation starts; the steps running finish or are "
+                      "undone, then the run rolls back (Ctrl-C again to stop the rollback)[/yellow]")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield cancel
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def plan_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
     @click.argument("plan", type=click.Path())
     @click.option("--var", "var", multiple=True, metavar="NAME=VALUE", help="Override a plan var (repeatable).")
@@ -238,12 +271,24 @@ def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: 
 @common
 def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phase: str | None, targets: tuple[str, ...],
               parallelism: int, on_failure: str | None, monitor: float | None, env: str, state: str | None, as_json: bool) -> int:
-    """Apply PLAN: run pending operations, each atomic; a failure rolls the run back."""
+    """Apply PLAN: run pending operations, each atomic; a failure rolls the run back.
+
+    \b
+    Ctrl-C stops starting operations; the steps running finish (or, if they can be
+    cancelled, stop and are undone), then the run rolls back: exit 1. With --on-failure keep
+    the run is kept as it stands instead, also exit 1 (the message says "kept"). A second
+    Ctrl-C stops the rollback after the undo in flight: exit 3, and `atomicops rollback` or
+    `atomicops resume` finishes it from the journal.
+
+    Exit codes: 0 done; 1 failed (or interrupted) and rolled back, or kept if asked;
+    2 invalid input, nothing ran; 3 rollback incomplete, action needed; 4 locked by another run.
+    """
     if monitor:
         err.print("[yellow]--monitor: rollback triggers are not polled by this version yet[/yellow]")
     observer = Silent() if as_json else Progress(err)
-    report = api.apply(plan, env=env, state=state, vars=vars, vars_files=vars_files, parallelism=parallelism,
-                       on_failure=on_failure, phase=phase, targets=targets, observer=observer)
+    with ctrl_c() as cancel:
+        report = api.apply(plan, env=env, state=state, vars=vars, vars_files=vars_files, parallelism=parallelism,
+                           on_failure=on_failure, phase=phase, targets=targets, observer=observer, cancel=cancel)
     if as_json:
         out.print_json(json.dumps(_jsonable(report), default=str))
         return 0
@@ -263,7 +308,9 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, pa
     if to is not None:
         raise click.UsageError("--to CHECKPOINT needs checkpoints, which this version does not record yet")
     observer = Silent() if as_json else Progress(err)
-    report = api.rollback(env=env, state=state, targets=targets, skip=skip, parallelism=parallelism, observer=observer)
+    with ctrl_c(rolling_back=True) as cancel:
+        report = api.rollback(env=env, state=state, targets=targets, skip=skip, parallelism=parallelism,
+                              observer=observer, cancel=cancel)
     if as_json:
         out.print_json(json.dumps(_jsonable(report)))
         return 0
@@ -283,7 +330,9 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, pa
 def resume(do_rollback: bool, plan: str | None, parallelism: int, env: str, state: str | None, as_json: bool) -> int:
     """Finish an interrupted run: probe in-flight steps, then continue it or roll it back."""
     observer = Silent() if as_json else Progress(err)
-    report = api.resume(env=env, state=state, rollback=do_rollback, plan=plan, parallelism=parallelism, observer=observer)
+    with ctrl_c(rolling_back=do_rollback) as cancel:
+        report = api.resume(env=env, state=state, rollback=do_rollback, plan=plan, parallelism=parallelism,
+                            observer=observer, cancel=cancel)
     if as_json:
         out.print_json(json.dumps(_jsonable(report), default=str))
     elif hasattr(report, "applied"):

@@ -144,6 +144,15 @@ class RunFailed(AtomicOpsError):
         super().__init__(f"run {run_id} failed and was {what}:\n{detail}")
 
 
+class Interrupted(AtomicOpsError):
+    """The run was asked to stop (Ctrl-C): it started no operation after that."""
+
+    def __init__(self, not_started: list[str]):
+        self.not_started = not_started
+        left = f"; not started: {', '.join(not_started)}" if not_started else ""
+        super().__init__(f"interrupted (Ctrl-C): no new operation was started{left}")
+
+
 class RollbackIncomplete(AtomicOpsError):
     exit_code = EXIT_ROLLBACK_INCOMPLETE
 

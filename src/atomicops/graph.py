@@ -129,6 +129,9 @@ def walk(
     """
     graph.check_acyclic()
     stop = stop or threading.Event()
+    # A failure halts this walk without setting the caller's ``stop``, which actions in flight
+    # may be watching (``ctx.cancel``): the operations already running are let finish.
+    halted = False
     result = WalkResult({n: "not_started" for n in graph.nodes})
     remaining = {n: set(ds) for n, ds in graph.deps.items()}
     running: dict[Future[None], str] = {}
@@ -143,7 +146,7 @@ def walk(
                     result.outcomes[n] = "skipped"
             for n in [n for n in sorted(remaining) if result.outcomes[n] == "skipped"]:
                 del remaining[n]
-            if not stop.is_set():
+            if not stop.is_set() and not halted:
                 for n in sorted(remaining):
                     if len(running) >= max(1, parallelism):
                         break
@@ -164,5 +167,5 @@ def walk(
                     result.outcomes[n] = "failed"
                     result.errors[n] = exc
                     if not continue_on_failure:
-                        stop.set()
+                        halted = True
     return result

@@ -35,6 +35,9 @@ class Connections:
         self._specs = dict(specs)
         self._open: dict[str, tuple[ActionKind, Any]] = {}
         self._lock = threading.Lock()
+        # One lock per name, held while that connection opens: a slow connect (NATS may take
+        # many seconds to give up) holds back only the steps that need the same connection.
+        self._connecting: dict[str, threading.Lock] = {}
 
     def define(self, name: str, spec: Mapping[str, Any]) -> None:
         """Add a connection spec (before it is first used)."""
@@ -70,8 +73,14 @@ class Connections:
                 raise ActionError(
                     kind.key, f"connection {name!r} is of kind {spec.get('kind')!r}, not {want!r}"
                 )
+            connecting = self._connecting.setdefault(name, threading.Lock())
+        with connecting:
+            with self._lock:
+                if name in self._open:  # opened by another step while this one waited
+                    return self._open[name][1]
             handle = kind.connect(spec)
-            self._open[name] = (kind, handle)
+            with self._lock:
+                self._open[name] = (kind, handle)
             return handle
 
     def close(self) -> None:

@@ -23,7 +23,15 @@ from atomicops.engine.probe import probe, proves_ownership
 from atomicops.engine.rollback import RollbackReport, rollback_ops, undo_step
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import Runtime
-from atomicops.errors import ActionError, AtomicOpsError, ExpectFailed, StepFailed, UndoFailed
+from atomicops.errors import (
+    ActionError,
+    AtomicOpsError,
+    ExpectFailed,
+    Interrupted,
+    StaleLease,
+    StepFailed,
+    UndoFailed,
+)
 from atomicops.graph import walk
 from atomicops.journal.state import EnvState, StepState
 from atomicops.plan.loader import LoadedPlan
@@ -79,7 +87,7 @@ class Applier:
         # `${ops.OP.OUT}` anywhere this applier resolves (steps, undos, probes when settling a
         # killed run) reads the outputs it tracks, whoever opened the runtime.
         rt.scope = replace(rt.scope, ops_outputs=self.op_outputs)
-        self.stop = threading.Event()
+        self.stop = run.cancel.stop
 
     def refresh_outputs(self) -> None:
         with self._lock:
@@ -98,9 +106,15 @@ class Applier:
             self.run.observer.note(f"phase {phase}: {len(ids)} operation(s)")
             graph = self.loaded.graph.restricted(ids)
             result = walk(graph, self.apply_operation, parallelism=self.parallelism, stop=self.stop)
+            for err in result.errors.values():
+                if isinstance(err, StaleLease):
+                    raise err  # another run holds the environment now: nothing more to do here
             for op_id, err in result.errors.items():
                 self.report.failures.append(err if isinstance(err, AtomicOpsError) else StepFailed(op_id, "?", err))
             if not result.ok():
+                if self.stop.is_set():
+                    not_started = sorted(n for n, o in result.outcomes.items() if o == "not_started")
+                    self.report.failures.append(Interrupted(not_started))
                 return False
         return True
 

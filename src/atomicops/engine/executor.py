@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 
 from atomicops.actions import registry
 from atomicops.actions.base import ActionContext, ActionKind, Connections
+from atomicops.engine.cancel import Cancellation
 from atomicops.errors import ActionError, AtomicOpsError
 from atomicops.expect import Mismatch, evaluate
 from atomicops.plan.model import Retry
@@ -31,11 +33,14 @@ def settling_retry() -> Retry:
 
 
 class Executor:
-    def __init__(self, connections: Connections, *, env: str, run_id: str, base_dir: str):
+    def __init__(
+        self, connections: Connections, *, env: str, run_id: str, base_dir: str, cancel: Cancellation | None = None
+    ):
         self.connections = connections
         self.env = env
         self.run_id = run_id
         self.base_dir = base_dir
+        self.cancel = cancel or Cancellation()
 
     def kind_of(self, action: Mapping[str, Any]) -> ActionKind:
         key, _ = registry.kind_of(action)
@@ -56,7 +61,10 @@ class Executor:
         progress: Any = None,
         resume_mark: Any = None,
         idempotency_token: str | None = None,
+        cancel: threading.Event | None = None,
     ) -> Any:
+        """``cancel`` is what the action sees as ``ctx.cancel``: the run's ``stop`` unless
+        given (undo passes ``abort``, so the first Ctrl-C does not cancel the way back)."""
         kind = self.kind_of(action)
         ctx = ActionContext(
             connections=self.connections,
@@ -69,6 +77,7 @@ class Executor:
             base_dir=self.base_dir,
             resume_mark=resume_mark,
             idempotency_token=idempotency_token,
+            cancel=cancel or self.cancel.stop,
         )
         if progress is not None:
             ctx.progress = progress
@@ -78,6 +87,8 @@ class Executor:
             if not isinstance(exc, ActionError):
                 return False
             if should_retry is not None and not should_retry(exc):
+                return False
+            if ctx.cancel.is_set():
                 return False
             return policy.on == "any" or exc.transient
 

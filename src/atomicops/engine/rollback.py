@@ -59,12 +59,14 @@ def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState) -> None:
     try:
         action = secrets_only(step.undo, rt.secrets)
         try:
-            rt.executor.execute(action, op=op_id, retry=UNDO_RETRY, should_retry=lambda exc: not already_gone(exc))
+            rt.executor.execute(action, op=op_id, retry=UNDO_RETRY, should_retry=lambda exc: not already_gone(exc),
+                                cancel=run.cancel.abort)
         except ActionError as exc:
             if not settling(exc):
                 raise
             run.observer.note(f"{op_id}/{step.name}: {exc.code}; waiting for AWS to release it", level="warning")
-            rt.executor.execute(action, op=op_id, retry=settling_retry(), should_retry=lambda e: settling(e))
+            rt.executor.execute(action, op=op_id, retry=settling_retry(), should_retry=lambda e: settling(e),
+                                cancel=run.cancel.abort)
     except ActionError as exc:
         if already_gone(exc):
             run.record("undo_done", op=op_id, step=step.name, already_gone=True, code=exc.code)
@@ -136,12 +138,16 @@ def rollback_ops(
             f"{op_id}/{s.name}: {s.irreversible}" for s in op.steps.values() if s.applied and s.undo is None
         ]
 
-    result = walk(rollback_order(state, selection), visit, parallelism=parallelism, continue_on_failure=True)
+    # A second Ctrl-C (or a lost lease) stops the rollback: no new undo starts.
+    stop = run.cancel.abort
+    result = walk(rollback_order(state, selection), visit, parallelism=parallelism, continue_on_failure=True, stop=stop)
     for op_id, outcome in result.outcomes.items():
         if outcome == "done":
             report.undone.append(op_id)
         elif outcome == "failed" and not isinstance(result.errors[op_id], _Skipped):
             report.failed[op_id] = str(result.errors[op_id])
+        elif outcome == "not_started" and stop.is_set():
+            report.failed[op_id] = f"not undone: the rollback was stopped ({run.cancel.reason})"
         else:
             report.left.append(op_id)
     return report

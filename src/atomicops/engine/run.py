@@ -1,7 +1,8 @@
 """A run: one command's hold on an environment, and the only writer of its journal.
 
 Every journal write goes through :meth:`Run.record`, which redacts secret values before the
-event reaches the store and hands the stored event to the observer.
+event reaches the store and hands the stored event to the observer. Every write carries the
+run's fence: a run that lost its lock cannot write, and it is told to stop (``cancel``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import uuid
 from types import TracebackType
 from typing import Any
 
+from atomicops.engine.cancel import Cancellation
 from atomicops.engine.observer import Observer, Silent
 from atomicops.engine.secrets import Redactor
 from atomicops.errors import StaleLease
@@ -42,6 +44,7 @@ class Run:
         observer: Observer | None = None,
         redactor: Redactor | None = None,
         start_data: dict[str, Any] | None = None,
+        cancel: Cancellation | None = None,
     ):
         self.store = store
         self.env = env
@@ -62,14 +65,18 @@ class Run:
         )
         self.took_over: LockHolder | None = None
         self.outcome: str | None = None
-        self.fence: int | None = None
+        self.fence = 0
+        self.cancel = cancel or Cancellation()
         self._stop_beating = threading.Event()
         self._beat: threading.Thread | None = None
 
     def __enter__(self) -> Run:  # noqa: PYI034 - Run is not subclassed
         self.took_over = self.store.acquire_lock(self.env, self.holder)
         held = self.store.read_lock(self.env)
-        self.fence = held.fence if held and held.lock_id == self.holder.lock_id else None
+        if held is None or held.lock_id != self.holder.lock_id:
+            # Taken over before this run read its fence: it never held one to write with.
+            raise StaleLease(self.env, self.fence, held.fence if held else None)
+        self.fence = held.fence
         self._beat = threading.Thread(target=self._heartbeat, name="lease", daemon=True)
         self._beat.start()
         if self.took_over:
@@ -104,7 +111,9 @@ class Run:
         while not self._stop_beating.wait(self.holder.lease / 3):
             try:
                 if not self.store.heartbeat(self.env, self.holder.lock_id):
-                    return  # taken over; the fence refuses our next write
+                    # Taken over: the fence refuses our next write; stop starting work now.
+                    self.cancel.lease_lost()
+                    return
             except Exception:  # noqa: BLE001, S112 - a missed beat is retried; the fence guards writes
                 continue
 
@@ -115,7 +124,11 @@ class Run:
     def record(self, type: str, *, op: str | None = None, step: str | None = None, **data: Any) -> Event:
         clean = self.redactor.data(data)
         with self._write_lock:
-            event = self.store.append(self.env, self.id, type, op=op, step=step, data=clean, fence=self.fence)
+            try:
+                event = self.store.append(self.env, self.id, type, op=op, step=step, data=clean, fence=self.fence)
+            except StaleLease:
+                self.cancel.lease_lost()  # before the heartbeat noticed: the other threads stop too
+                raise
         self.observer.event(event)
         return event
 

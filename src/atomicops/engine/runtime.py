@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from atomicops.actions.base import Connections
+from atomicops.engine.cancel import Cancellation
 from atomicops.engine.executor import Executor
 from atomicops.engine.scope import Scope
 from atomicops.engine.secrets import Secrets
@@ -33,10 +33,12 @@ def open_runtime(
     run_id: str,
     base_dir: str,
     ops_outputs: Callable[[str], Mapping[str, Any]] = lambda op: {},
+    cancel: Cancellation | None = None,
 ) -> Runtime:
+    """``cancel`` is the run's: every action the runtime executes sees it as ``ctx.cancel``."""
     scope = Scope(env=env, run_id=run_id, vars=plan.vars, ops_outputs=ops_outputs)
     connections = Connections({})
-    executor = Executor(connections, env=env, run_id=run_id, base_dir=base_dir)
+    executor = Executor(connections, env=env, run_id=run_id, base_dir=base_dir, cancel=cancel)
 
     def fetch_aws(secret_id: str, connection: str | None) -> str:
         action = {"aws": "secretsmanager.get_secret_value", "params": {"SecretId": secret_id}}
@@ -50,7 +52,4 @@ def open_runtime(
     # Connection specs may use vars and secrets; they are resolved once, here.
     for name, conn in plan.connections.items():
         connections.define(name, scope.exec_form(conn.model_dump(), secrets))
-    # `call:` actions name modules that ship beside the plan.
-    if base_dir not in sys.path:
-        sys.path.insert(0, base_dir)
     return Runtime(plan, scope, secrets, connections, executor)

@@ -42,6 +42,10 @@ class Secrets:
         self._values: dict[str, str] = {}
         self._fetch_aws = fetch_aws
         self._lock = threading.Lock()
+        # One lock per secret, held while it is fetched or generated: the value is produced
+        # once, and a fetch that needs another secret (its connection's) or waits on AWS
+        # holds back only the steps that need this same secret.
+        self._producing: dict[str, threading.Lock] = {}
         self.redactor = Redactor()
 
     def __contains__(self, name: str) -> bool:
@@ -49,15 +53,22 @@ class Secrets:
 
     def value(self, name: str) -> str:
         with self._lock:
-            if name not in self._values:
-                value = self._produce(name, self._specs[name])
-                if len(value) < MIN_SECRET_LENGTH:
-                    raise ActionError(
-                        "secrets", f"secret {name!r} is shorter than {MIN_SECRET_LENGTH} characters"
-                    )
+            if name in self._values:
+                return self._values[name]
+            producing = self._producing.setdefault(name, threading.Lock())
+        with producing:
+            with self._lock:
+                if name in self._values:  # produced by another step while this one waited
+                    return self._values[name]
+            value = self._produce(name, self._specs[name])
+            if len(value) < MIN_SECRET_LENGTH:
+                raise ActionError(
+                    "secrets", f"secret {name!r} is shorter than {MIN_SECRET_LENGTH} characters"
+                )
+            with self._lock:
                 self._values[name] = value
                 self.redactor.add(value)
-            return self._values[name]
+            return value
 
     def _produce(self, name: str, spec: SecretSpec) -> str:
         if spec.generate is not None:

@@ -126,7 +126,7 @@ class SqliteStore:
         op: str | None = None,
         step: str | None = None,
         data: dict[str, Any] | None = None,
-        fence: int | None = None,
+        fence: int,
     ) -> Event:
         text = json.dumps(data or {}, sort_keys=True, default=str)
         with self._connection() as conn:
@@ -137,18 +137,13 @@ class SqliteStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)"
             )
             values = (env, run_id, ts, type, op, step, text)
-            if fence is None:
-                # A single INSERT in autocommit mode is its own transaction: committed (and,
-                # with synchronous=FULL, fsynced) when execute returns.
+            # Only the lock's holder writes: the fence check and the insert in one write
+            # transaction, so no new holder can take the lock between them.
+            with _immediate(conn):
+                row = conn.execute("SELECT fence FROM locks WHERE env = ?", (env,)).fetchone()
+                if row is None or int(row[0]) != fence:
+                    raise StaleLease(env, fence, int(row[0]) if row else None)
                 seq = conn.execute(insert, values).lastrowid
-            else:
-                # The fence check and the insert in one write transaction: no new holder can
-                # take the lock between them.
-                with _immediate(conn):
-                    row = conn.execute("SELECT fence FROM locks WHERE env = ?", (env,)).fetchone()
-                    if row is None or int(row[0]) != fence:
-                        raise StaleLease(env, fence, int(row[0]) if row else None)
-                    seq = conn.execute(insert, values).lastrowid
         assert seq is not None
         # Return what a reader will get back (JSON round trip), not the caller's objects, so
         # the engine never acts on a value the journal could not reproduce after a crash.

@@ -68,12 +68,12 @@ class JournalStore(Protocol):
         op: str | None = None,
         step: str | None = None,
         data: dict[str, Any] | None = None,
-        fence: int | None = None,
+        fence: int,
     ) -> Event:
         """Durably append one event (it is on disk when this returns) and return it.
 
-        With ``fence``, refuse (:class:`atomicops.errors.StaleLease`) unless the environment's
-        lock still carries that fence number.
+        Refuse (:class:`atomicops.errors.StaleLease`) unless the environment's lock carries
+        ``fence``: only the run holding the lock writes.
         """
         ...
 
