@@ -39,8 +39,8 @@ FLAGSHIP_PLAN = Path(__file__).parent / "bundled" / "mistersmith"
 
 @dataclass
 class Failure:
-    """Why the apply failed: the operation and step (None for a plan-level check) and the
-    error, already redacted by the run."""
+    """Why the apply failed: the operation and step (None for a plan-level check or an error
+    before any step ran) and the error as the run reported it."""
 
     op: str | None
     step: str | None
