@@ -16,10 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import botocore
+import botocore.session
 import pytest
 
 import atomicops
 from atomicops import api
+from atomicops.actions.aws import with_tags
+from atomicops.engine.probe import proves_ownership
 from atomicops.plan import refs
 from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Plan
@@ -607,6 +611,59 @@ def test_steps_without_a_probe_are_exactly_the_listed_ones(plan: Plan):
         "new steps without a probe": sorted(missing - set(NO_PROBE)),
         "listed but now probed (remove from NO_PROBE)": sorted(set(NO_PROBE) - missing),
     }
+
+
+# Probes that do not prove ownership by the engine's rule (``proves_ownership``), with the
+# reason. Such a probe can take a namesake that existed before the run for the step's work.
+# A new probe that proves nothing fails this test until it does or is listed here.
+NOT_OWNED: dict[tuple[str, str], str] = {
+    ("alarm", "error-metric"): "a metric filter takes no tags, and its log group is ecs-cluster's, not this operation's",
+    ("schema", "database"): "a database takes no tags, and CREATE DATABASE must be alone in its action, so no mark can go with it",
+    ("stream-copy", "claim-range"): "it has no effect outside the journal: it records the range the copy will write",
+}
+
+
+def test_every_probe_proves_ownership_by_the_engines_rule_but_the_listed_ones(plan: Plan):
+    unproved = {
+        (op.id, s.name) for op in plan.operations for s in op.steps
+        if s.probe is not None and not proves_ownership(s, op)
+    }  # fmt: skip
+    assert unproved == set(NOT_OWNED), {
+        "probes that prove no ownership": sorted(unproved - set(NOT_OWNED)),
+        "listed but now proving it (remove from NOT_OWNED)": sorted(set(NOT_OWNED) - unproved),
+    }
+
+
+def _takes_tags(shape: Any, depth: int = 0) -> bool:
+    """Whether an input shape has a tags member (``Tags``, ``tags``, ``BackupVaultTags``,
+    ``TagSpecifications``...), at the top or one structure down (S3's bucket tags)."""
+    for name, member in getattr(shape, "members", {}).items():
+        if (name.lower().endswith("tags") or name == "TagSpecifications") and member.type_name in ("list", "map"):
+            return True
+        if depth == 0 and member.type_name == "structure" and _takes_tags(member, 1):
+            return True
+    return False
+
+
+def test_every_create_call_that_takes_tags_carries_the_step_tag(plan: Plan):
+    """Guarantee 8: the engine adds the atomicops tags where the API's tags member is a plain
+    ``Tags``/``tags``/``TagSpecifications``; where it is named otherwise the plan sets them."""
+    session = botocore.session.get_session()
+    tags = {"atomicops:env": "e", "atomicops:op": "o", "atomicops:step": "e/o/s"}
+    untagged = []
+    for op in plan.operations:
+        for st in op.steps:
+            if st.read_only or "aws" not in st.do:
+                continue
+            service, _, name = st.do["aws"].partition(".")
+            model = session.get_service_model(service)
+            op_model = model.operation_model(model.operation_names[[botocore.xform_name(n) for n in model.operation_names].index(name)])
+            if not _takes_tags(op_model.input_shape):
+                continue
+            params = with_tags(service, op_model, st.do.get("params") or {}, tags)
+            if "e/o/s" not in json.dumps(params) and "${step.key}" not in json.dumps(params):
+                untagged.append(f"{op.id}/{st.name}: {st.do['aws']}")
+    assert not untagged
 
 
 def test_probes_that_find_by_tag_find_this_step(plan: Plan):

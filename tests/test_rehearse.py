@@ -25,7 +25,7 @@ import yaml
 
 from atomicops import api, sandbox
 from atomicops.actions.nats import NatsConnection
-from atomicops.errors import EXIT_FAILED, EXIT_OK
+from atomicops.errors import EXIT_FAILED, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE
 from atomicops.rehearsal import RehearsalReport, rehearse
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "examples" / "quickstart"
@@ -83,10 +83,11 @@ def test_quickstart_rehearses_with_no_leak(
         bus.close()
 
 
-def test_failing_last_operation_rolls_everything_back(sandbox_root: Path, tmp_path: Path) -> None:
+def failing_plan(tmp_path: Path, *extra: dict[str, Any]) -> Path:
+    """The quickstart, ``extra`` operations, and a last operation that fails."""
     plan = yaml.safe_load((QUICKSTART / "plan.yaml").read_text())
     plan["phases"].append("smoke")
-    plan["operations"].append({
+    plan["operations"] += [*extra, {
         "id": "smoke-test",
         "phase": "smoke",
         "title": "a last check that fails, after everything else is applied",
@@ -95,10 +96,13 @@ def test_failing_last_operation_rolls_everything_back(sandbox_root: Path, tmp_pa
             "read_only": True,
             "do": {"run": [sys.executable, "-c", "import sys; sys.exit('smoke test failed')"]},
         }],
-    })  # fmt: skip
+    }]  # fmt: skip
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    return tmp_path / "plan.yaml"
 
-    report = rehearse(tmp_path / "plan.yaml", sandbox_dir=sandbox_root)
+
+def test_failing_last_operation_rolls_everything_back(sandbox_root: Path, tmp_path: Path) -> None:
+    report = rehearse(failing_plan(tmp_path), sandbox_dir=sandbox_root)
 
     assert report.apply_error is not None and "smoke-test" in report.apply_error
     assert report.exit_code == EXIT_FAILED
@@ -183,3 +187,61 @@ def test_inventory_diff_names_each_planted_leftover(
             bus.stream_delete(stream)
         finally:
             bus.close()
+
+
+def rehearse_cli(plan: Path, sandbox_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "atomicops.cli", "rehearse", str(plan), "--dir", str(sandbox_root), *args],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+
+
+def test_a_failed_rehearsal_says_where_it_failed_why_and_what_the_rollback_undid(
+    sandbox_root: Path, tmp_path: Path
+) -> None:
+    plan = failing_plan(tmp_path)
+
+    done = rehearse_cli(plan, sandbox_root, "--json")
+    doc = json.loads(done.stdout)
+    assert done.returncode == EXIT_FAILED, {k: doc[k] for k in ("failures", "rollback", "leaks")}
+    (failure,) = doc["failures"]
+    assert (failure["op"], failure["step"]) == ("smoke-test", "check")
+    assert "smoke test failed" in failure["error"]
+    assert sorted(doc["rollback"]["undone"]) == QUICKSTART_OPS
+    assert doc["rollback"]["failed"] == {} and doc["leaks"] == {}
+
+    shown = rehearse_cli(plan, sandbox_root)
+    assert shown.returncode == EXIT_FAILED, shown.stderr
+    text = " ".join(shown.stdout.split())  # the table may wrap long cells
+    assert "operation smoke-test, step check" in text and "smoke test failed" in text
+    for op in QUICKSTART_OPS:
+        assert op in text
+
+
+def test_a_rehearsal_whose_undo_fails_names_the_operation_and_the_error(
+    sandbox_root: Path, tmp_path: Path
+) -> None:
+    stubborn = {
+        "id": "stubborn",
+        "phase": "network",
+        "title": "a step whose undo always fails",
+        "steps": [{
+            "name": "mark",
+            "do": {"run": [sys.executable, "-c", "pass"]},
+            "undo": {"run": [sys.executable, "-c", "import sys; sys.exit('cannot undo the mark')"]},
+        }],
+    }  # fmt: skip
+    plan = failing_plan(tmp_path, stubborn)
+
+    done = rehearse_cli(plan, sandbox_root, "--json")
+    assert done.returncode == EXIT_ROLLBACK_INCOMPLETE, done.stderr
+    doc = json.loads(done.stdout)
+    assert [(f["op"], f["step"]) for f in doc["failures"]] == [("smoke-test", "check")]
+    assert list(doc["rollback"]["failed"]) == ["stubborn"]
+    assert "cannot undo the mark" in doc["rollback"]["failed"]["stubborn"]
+    assert sorted(doc["rollback"]["undone"]) == QUICKSTART_OPS  # the rest was undone
+
+    shown = rehearse_cli(plan, sandbox_root)
+    assert shown.returncode == EXIT_ROLLBACK_INCOMPLETE
+    text = " ".join(shown.stdout.split())
+    assert "undo failed" in text and "stubborn" in text and "cannot undo the mark" in text

@@ -616,10 +616,20 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     table.add_column("result")
     table.add_row("operations / steps", f"{report.operations} / {report.steps}")
     table.add_row("applied", str(len(report.applied)))
-    table.add_row("apply", "[green]ok[/green]" if not report.apply_error else f"[red]failed, rolled back[/red]: {report.apply_error.splitlines()[0]}")
+    table.add_row("apply", "[green]ok[/green]" if not report.apply_error else "[red]failed[/red]")
+    for f in report.failures:  # the whole cause: where it failed and the error
+        where = f"operation {f.op}, step {f.step}" if f.op else "plan"
+        table.add_row("failed at", f"[red]{escape(where)}[/red]: {escape(f.error)}")
+    if report.apply_error and not report.failures:
+        table.add_row("failed at", escape(report.apply_error))
     failed = [v for v in report.verify if not v["ok"]]
     table.add_row("verify", f"{len(report.verify) - len(failed)}/{len(report.verify)} checks passed")
-    table.add_row("undone", str(len(report.undone)))
+    rb = report.rollback
+    table.add_row("undone", f"{len(rb.undone)}" + (f": {escape(', '.join(rb.undone))}" if report.apply_error else ""))
+    for op, error in rb.failed.items():
+        table.add_row("undo failed", f"[red]{escape(op)}[/red]: {escape(error)}")
+    if rb.failed and rb.left:
+        table.add_row("left applied", escape(", ".join(rb.left)))
     table.add_row("leak check", "[green]clean: the environment equals the one before apply[/green]" if not report.leaks
                   else "[red]LEAKS[/red]: " + json.dumps(report.leaks, default=str)[:500])
     table.add_row("timings", ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))

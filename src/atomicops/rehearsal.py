@@ -17,6 +17,7 @@ from typing import Any
 from atomicops import api, inventory, sandbox
 from atomicops.engine.executor import extract_outputs
 from atomicops.engine.observer import Observer
+from atomicops.engine.rollback import RollbackReport
 from atomicops.engine.runtime import open_runtime
 from atomicops.errors import (
     EXIT_FAILED,
@@ -24,7 +25,9 @@ from atomicops.errors import (
     EXIT_ROLLBACK_INCOMPLETE,
     ActionError,
     AtomicOpsError,
+    RollbackIncomplete,
     RunFailed,
+    StepFailed,
 )
 from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Plan, Retry
@@ -35,6 +38,34 @@ FLAGSHIP_PLAN = Path(__file__).parent / "bundled" / "mistersmith"
 
 
 @dataclass
+class Failure:
+    """Why the apply failed: the operation and step (None for a plan-level check or an error
+    before any step ran) and the error as the run reported it."""
+
+    op: str | None
+    step: str | None
+    error: str
+
+
+@dataclass
+class RollbackDone:
+    """What the rollbacks of the rehearsal did: operations undone, those whose undo failed
+    (with the error), those left applied behind them."""
+
+    undone: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    left: list[str] = field(default_factory=list)
+
+    def add(self, report: RollbackReport | None) -> None:
+        if report is not None:
+            self.undone += report.undone
+            for op in report.undone:  # a later pass finished what an earlier one could not
+                self.failed.pop(op, None)
+            self.failed.update(report.failed)
+            self.left = list(report.left)
+
+
+@dataclass
 class RehearsalReport:
     plan: str
     operations: int = 0
@@ -42,6 +73,8 @@ class RehearsalReport:
     applied: list[str] = field(default_factory=list)
     undone: list[str] = field(default_factory=list)
     apply_error: str | None = None
+    failures: list[Failure] = field(default_factory=list)
+    rollback: RollbackDone = field(default_factory=RollbackDone)
     verify: list[dict[str, Any]] = field(default_factory=list)
     leaks: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -50,11 +83,17 @@ class RehearsalReport:
 
     @property
     def exit_code(self) -> int:
-        if self.leaks:
+        if self.leaks or self.rollback.failed:
             return EXIT_ROLLBACK_INCOMPLETE  # the environment is not where it was
         if self.apply_error or any(not v["ok"] for v in self.verify):
             return EXIT_FAILED
         return EXIT_OK
+
+
+def failure_of(exc: AtomicOpsError) -> Failure:
+    if isinstance(exc, StepFailed):
+        return Failure(exc.op, exc.step, str(exc.cause))
+    return Failure(None, None, str(exc))
 
 
 def aws_services(plan: Plan) -> list[str]:
@@ -135,8 +174,10 @@ def rehearse(
         report.operations = len(p.operations)
         report.steps = sum(len(op.steps) for op in p.operations)
         state = str(root / "rehearsal-journal.db")
-        if Path(state).exists():
-            Path(state).unlink()  # each rehearsal starts from an empty journal
+        # Each rehearsal starts from an empty journal. SQLite's -wal and -shm go with it: a new
+        # database beside an earlier one's write-ahead log cannot be opened ("disk I/O error").
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(state + suffix).unlink(missing_ok=True)
         report.state = state
         sv = sb.vars()
         take = lambda: inventory.take(
@@ -154,14 +195,16 @@ def rehearse(
             applied = api.apply(loaded, env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer)
             report.applied = applied.applied
             report.verify = applied.verify
-        except RunFailed as exc:
+        except (RunFailed, RollbackIncomplete) as exc:
             report.apply_error = str(exc)
             failed = getattr(exc, "report", None)
             if failed is not None:
                 report.applied = list(failed.applied)
-                report.undone = list(failed.rollback.undone) if failed.rollback else []
+                report.failures = [failure_of(f) for f in failed.failures]
+                report.rollback.add(failed.rollback)
         except AtomicOpsError as exc:
             report.apply_error = str(exc)
+            report.failures = [Failure(None, None, str(exc))]
         report.timings["apply"] = round(time.monotonic() - t0, 2)
 
         if report.apply_error is None:
@@ -171,10 +214,15 @@ def rehearse(
 
         t0 = time.monotonic()
         try:
-            rolled = api.rollback(env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer)
-            report.undone += rolled.undone
+            report.rollback.add(api.rollback(env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer))
         except AtomicOpsError as exc:
+            report.rollback.add(getattr(exc, "report", None))
+            if report.applied and not isinstance(exc, RollbackIncomplete):
+                # The rollback could not run at all (the journal, a lock...): what was
+                # applied may still be there.
+                report.rollback.failed.setdefault("(rollback)", str(exc))
             progress(f"rollback did not complete: {exc}")
+        report.undone = list(report.rollback.undone)
         report.timings["rollback"] = round(time.monotonic() - t0, 2)
 
         report.leaks = inventory.diff(before, take())

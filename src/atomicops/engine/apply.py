@@ -196,7 +196,7 @@ class Applier:
                 self.record_done(op, step, outputs, self_outputs, started, time.time(), result=exc.result)
                 run.record("step_failed", op=op.id, step=step.name, error=message, code=exc.code, after_effect=True)
                 raise StepFailed(op.id, step.name, message) from None
-            if step.probe is not None and proves_ownership(step):
+            if step.probe is not None and proves_ownership(step, op):
                 # A call can fail after doing its work (a timeout, a partial failure): ask
                 # the probe, and if the resource is there and provably this step's, journal
                 # it so the operation's undo takes it back.

@@ -16,7 +16,7 @@ from atomicops.engine.runtime import Runtime
 from atomicops.errors import ActionError, AtomicOpsError
 from atomicops.expect import evaluate
 from atomicops.plan import refs
-from atomicops.plan.model import Step
+from atomicops.plan.model import Operation, Step
 
 
 @dataclass
@@ -26,10 +26,32 @@ class ProbeAnswer:
     why: str = ""
 
 
-def proves_ownership(step: Step) -> bool:
+def proves_ownership(step: Step, op: Operation | None = None) -> bool:
     """Whether the probe identifies the resource by this step's key (a tag filter or an
-    expectation on the tag): only then may a resource it finds be taken as this step's."""
-    return step.probe is not None and any(r.strip() == "step.key" for r, _ in refs.refs_in(step.probe))
+    expectation on the tag): only then may a resource it finds be taken as this step's.
+
+    With ``op`` given, a probe that names what it looks at by ``${self.X}`` proves it too,
+    when X is an output of an earlier step of ``op`` that is not read-only. Rules, route
+    associations, attachments and attributes take no tags; they live inside a parent (a
+    security group, a route table, a VPC) that the same operation created and journalled,
+    so what the probe finds there was made by this operation, not found lying about. An
+    output of a read-only step is excluded: it may name something that existed before the
+    run (a looked-up VPC), and a probe scoped to it would adopt a namesake.
+    """
+    if step.probe is None:
+        return False
+    named = [refs.parse(text) for text, _ in refs.refs_in(step.probe)]
+    if any(r.namespace == "step" for r in named):
+        return True
+    if op is None:
+        return False
+    created: set[str] = set()
+    for earlier in op.steps:
+        if earlier.name == step.name:
+            break
+        if not earlier.read_only:
+            created.update(earlier.outputs)
+    return any(r.namespace == "self" and r.path[0] in created for r in named)
 
 
 def probe(rt: Runtime, step: Step, self_outputs: dict[str, Any], key: str, op_id: str) -> ProbeAnswer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import urllib.parse
 import zipfile
 from typing import Any
 
@@ -29,5 +30,9 @@ def upload_code(ctx: ActionContext, bucket: str, key: str) -> dict[str, Any]:
         info = zipfile.ZipInfo("rollback.py", date_time=(2025, 1, 1, 0, 0, 0))
         z.writestr(info, HANDLER_SOURCE)
     body = buf.getvalue()
-    put = connection_of(ctx, "aws").client("s3").put_object(Bucket=bucket, Key=key, Body=body)
+    # S3 takes an object's tags as a query string: the engine cannot add them to a call, so
+    # the atomicops tags are set here, and the step's probe finds the object by them.
+    put = connection_of(ctx, "aws").client("s3").put_object(
+        Bucket=bucket, Key=key, Body=body, Tagging=urllib.parse.urlencode(dict(ctx.tags))
+    )
     return {"key": key, "etag": put["ETag"], "sha256": hashlib.sha256(body).hexdigest()}

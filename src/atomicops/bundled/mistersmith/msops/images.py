@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from atomicops.actions.base import ActionContext, connection_of
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
+STEP_ANNOTATION = "atomicops:step"
 PART_SIZE = 5 * 1024 * 1024  # ECR wants every part but the last to be at least 5 MiB
 _NO_LAYER_UPLOAD: set[str] = set()  # endpoints found to lack layer upload (asked once)
 
@@ -79,7 +80,25 @@ def push_image(ctx: ActionContext, repository: str, tag: str, uri: str) -> dict[
         "mediaType": MANIFEST_TYPE,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": len(config)},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": len(layer)}],
+        # ECR images take no resource tags: the step's key in the manifest is what tells
+        # this step's image from one that was already there under the same tag.
+        "annotations": {STEP_ANNOTATION: ctx.step_key or ""},
     }, sort_keys=True)
     image = ecr.put_image(repositoryName=repository, imageManifest=manifest, imageManifestMediaType=MANIFEST_TYPE, imageTag=tag)["image"]
     digest = image["imageId"]["imageDigest"]
     return {"digest": digest, "image": f"{uri}@{digest}", "tag": tag, "layers_uploaded": blobs_uploaded}
+
+
+def find_image(ctx: ActionContext, repository: str, tag: str, uri: str, step_key: str) -> dict[str, Any]:
+    """Probe: the image tagged ``tag`` when its manifest carries this step's key, else ``{}``."""
+    ecr = connection_of(ctx, "aws").client("ecr")
+    try:
+        images = ecr.batch_get_image(repositoryName=repository, imageIds=[{"imageTag": tag}])["images"]
+    except ecr.exceptions.RepositoryNotFoundException:
+        return {}
+    for image in images:
+        annotations = json.loads(image["imageManifest"]).get("annotations") or {}
+        if annotations.get(STEP_ANNOTATION) == step_key:
+            digest = image["imageId"]["imageDigest"]
+            return {"digest": digest, "image": f"{uri}@{digest}"}
+    return {}

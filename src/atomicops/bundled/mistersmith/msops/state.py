@@ -1,10 +1,11 @@
 """3.4: import the exported coordination state into core.coordination_state.
 
-Each record's id is derived from its content key (swarm id and version), so re-running the
-import inserts nothing twice (``ON CONFLICT DO NOTHING``), and the ids the step returns are
-exactly the rows the import accounts for: the table is created by this plan's schema
-operation, so no row with these ids can have been there before. The undo deletes those ids
-and nothing else (the page deleted "rows from the last hour").
+Each record's id is derived from the importing step's key and the record's content key
+(swarm id and version), so re-running the import inserts nothing twice (``ON CONFLICT DO
+NOTHING``), and the ids the step returns are exactly the rows the import accounts for: a row
+the application wrote, or another environment's import, has another id, so the probe never
+takes it for this step's. The undo deletes those ids and nothing else (the page deleted
+"rows from the last hour")
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ ID_NAMESPACE = uuid.UUID("6f1c9a52-4d8e-4c3a-9d41-6d2f2a1b7e10")  # fixed: ids m
 
 def _records(path: str) -> list[dict[str, Any]]:
     """The file's records, one per (swarm id, version): a repeated record is one row."""
-    unique: dict[str, dict[str, Any]] = {}
+    unique: dict[tuple[str, int], dict[str, Any]] = {}
     for rec in _read(path):
-        unique.setdefault(record_id(rec), rec)
+        unique.setdefault((rec["swarm_id"], rec["version"]), rec)
     return list(unique.values())
 
 
@@ -47,26 +48,27 @@ def _read(path: str) -> list[dict[str, Any]]:
     return records
 
 
-def record_id(rec: dict[str, Any]) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, f"{rec['swarm_id']}/{rec['version']}"))
+def record_id(rec: dict[str, Any], step_key: str) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"{step_key}/{rec['swarm_id']}/{rec['version']}"))
 
 
 def import_state(ctx: ActionContext, path: str, database: str) -> dict[str, Any]:
     records = _records(path)
+    step_key = ctx.step_key or ""
     db = connection_of(ctx, "sql")
     with db.session(database) as conn, conn.transaction(), conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO core.coordination_state (id, swarm_id, state, version)"
             " VALUES (%(id)s, %(swarm_id)s, %(state)s, %(version)s) ON CONFLICT (id) DO NOTHING",
-            [{**r, "id": record_id(r), "state": Jsonb(r["state"])} for r in records],
+            [{**r, "id": record_id(r, step_key), "state": Jsonb(r["state"])} for r in records],
         )
     ctx.progress(len(records), len(records), "state records imported")
-    return {"ids": [record_id(r) for r in records], "count": len(records)}
+    return {"ids": [record_id(r, step_key) for r in records], "count": len(records)}
 
 
-def imported(ctx: ActionContext, path: str, database: str) -> dict[str, Any]:
-    """Probe: which of the file's records are in the table (a killed import committed or not)."""
-    ids = [record_id(r) for r in _records(path)]
+def imported(ctx: ActionContext, path: str, database: str, step_key: str) -> dict[str, Any]:
+    """Probe: which of the file's records this step imported (a killed import committed or not)."""
+    ids = [record_id(r, step_key) for r in _records(path)]
     with connection_of(ctx, "sql").session(database) as conn, conn.cursor() as cur:
         cur.execute("SELECT id::text FROM core.coordination_state WHERE id = ANY(%s::uuid[])", (ids,))
         present = {row[0] for row in cur.fetchall()}
