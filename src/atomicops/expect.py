@@ -24,6 +24,7 @@ system and a check that crashes is worse than one that fails clearly.
 from __future__ import annotations
 
 import decimal
+import difflib
 import functools
 import json
 import numbers
@@ -35,14 +36,17 @@ from typing import Any
 
 import jmespath
 import jmespath.exceptions
+import jmespath.functions
 import jmespath.parser
 
 from atomicops.plan.refs import is_reference
 
 __all__ = [
+    "CANNOT_EVALUATE",
     "OPERATORS",
     "Mismatch",
     "check_expect_spec",
+    "check_expression",
     "describe",
     "evaluate",
     "is_operator_mapping",
@@ -51,6 +55,9 @@ __all__ = [
 OPERATORS: frozenset[str] = frozenset(
     {"not", "in", "gte", "lte", "gt", "lt", "eq", "matches", "exists", "length"}
 )
+
+CANNOT_EVALUATE = "cannot evaluate"
+"""Starts the reason when an expression failed on the data (a type error), not the data on it."""
 
 _NUMERIC = {"gte": ">=", "lte": "<=", "gt": ">", "lt": "<"}
 
@@ -90,7 +97,7 @@ def evaluate(expect: Mapping[str, Any], data: Any) -> list[Mismatch]:
         except jmespath.exceptions.JMESPathError as e:
             # Syntax errors are caught by check_expect_spec at validation; a type error (e.g.
             # `length(@)` on a number) depends on the data and can only show up here.
-            mismatches.append(Mismatch(path, spec, None, f"cannot evaluate: {_oneline(e)}"))
+            mismatches.append(Mismatch(path, spec, None, f"{CANNOT_EVALUATE}: {_oneline(e)}"))
             continue
         ok, reason = _holds(spec, actual)
         if not ok:
@@ -111,12 +118,47 @@ def check_expect_spec(expect: Any) -> list[tuple[str, str]]:
         if not isinstance(path, str):
             problems.append((str(path), "the key must be a JMESPath expression (a string)"))
             continue
-        try:
-            _compile(path)
-        except jmespath.exceptions.JMESPathError as e:
-            problems.append((path, f"invalid JMESPath expression: {_oneline(e)}"))
+        problem = check_expression(path)
+        if problem:
+            problems.append((path, problem))
         problems.extend((path, message) for message in _check_spec(spec))
     return problems
+
+
+# jmespath parses `split(@)` happily and fails only when it evaluates it, i.e. in the middle
+# of a run (a probe during resume): its function table is checked here, before anything runs.
+_FUNCTIONS: Mapping[str, Any] = jmespath.functions.Functions().FUNCTION_TABLE
+
+
+def check_expression(expression: str) -> str | None:
+    """Why a JMESPath expression cannot be evaluated (syntax, an unknown function, a wrong
+    number of arguments), or None when it can."""
+    try:
+        parsed = _compile(expression).parsed
+    except jmespath.exceptions.JMESPathError as e:
+        return f"invalid JMESPath expression: {_oneline(e)}"
+    for node in _nodes(parsed):
+        if node.get("type") != "function_expression":
+            continue
+        name, given = node.get("value"), len(node.get("children") or ())
+        entry = _FUNCTIONS.get(name)
+        if entry is None:
+            hint = difflib.get_close_matches(str(name), _FUNCTIONS, n=1)
+            more = f"did you mean {hint[0]}()?" if hint else f"functions: {', '.join(sorted(_FUNCTIONS))}"
+            return f"unknown JMESPath function {name}() ({more})"
+        signature = entry["signature"]
+        variadic = bool(signature) and signature[-1].get("variadic", False)
+        if given < len(signature) or (given > len(signature) and not variadic):
+            wanted = f"at least {len(signature)}" if variadic else str(len(signature))
+            return f"JMESPath function {name}() takes {wanted} argument(s), not {given}"
+    return None
+
+
+def _nodes(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        yield node
+        for child in node.get("children") or ():
+            yield from _nodes(child)
 
 
 # -- evaluation ---------------------------------------------------------------------------

@@ -11,12 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jmespath
-import jmespath.exceptions
-
 from atomicops.actions import registry
-from atomicops.errors import Problem
-from atomicops.expect import check_expect_spec
+from atomicops.errors import AtomicOpsError, Problem
+from atomicops.expect import check_expect_spec, check_expression
 from atomicops.graph import Graph
 from atomicops.plan import refs
 from atomicops.plan.model import Operation, Plan
@@ -141,8 +138,7 @@ def _check_operation(ctx: _Ctx, index: int, op: Operation) -> None:
             if not step.probe.get("outputs") and not step.probe.get("expect"):
                 ctx.add((*spath, "probe"), "a probe needs outputs or expect, to tell found from not found", op=op.id)
             for out, expr in (step.probe.get("outputs") or {}).items():
-                if "${" not in str(expr):
-                    _check_jmespath(ctx, expr, (*spath, "probe", "outputs", out), op.id)
+                _check_jmespath(ctx, expr, (*spath, "probe", "outputs", out), op.id)
                 if out not in step.outputs:
                     ctx.add((*spath, "probe", "outputs", out), f"the probe yields {out!r}, which the step does not declare in outputs", op=op.id)
         if step.read_only:
@@ -347,10 +343,21 @@ def _check_graph(ctx: _Ctx) -> None:
 
 
 def _check_jmespath(ctx: _Ctx, expr: Any, path: Path, op: str | None) -> None:
-    try:
-        jmespath.compile(str(expr))
-    except jmespath.exceptions.ParseError as exc:
-        ctx.add(path, f"invalid JMESPath {expr!r}: {exc.msg if hasattr(exc, 'msg') else exc}", op=op)
+    text = str(expr)
+    if refs.is_reference(text):
+        # A probe picks its item by a known id (`[?SubnetId=='${self.subnet}']`): with the
+        # references stood in for, its functions can still be checked; its syntax depends on
+        # the values, so a stand-in that does not parse says nothing.
+        try:
+            problem = check_expression(refs.resolve(text, lambda ref: "x"))
+        except AtomicOpsError:
+            return  # a malformed reference is reported by _check_refs
+        if problem and not problem.startswith("invalid JMESPath"):
+            ctx.add(path, f"{problem} in {text!r}", op=op)
+        return
+    problem = check_expression(text)
+    if problem:
+        ctx.add(path, f"{problem} in {text!r}", op=op)
 
 
 def _suggest(name: str, options: Iterable[str]) -> str:

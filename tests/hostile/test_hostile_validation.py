@@ -1,0 +1,80 @@
+"""Hostile input for validation: expressions, comparators and checks that used to pass
+`validate` and then fail (or do nothing) in the middle of a run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from atomicops import api
+from atomicops.engine.crash import CRASH_EXIT_CODE
+from atomicops.errors import RunFailed
+
+
+def cli(*args: str, cwd: Path, crash: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ATOMICOPS_CRASH_AT"}
+    if crash:
+        env["ATOMICOPS_CRASH_AT"] = crash
+    return subprocess.run([sys.executable, "-m", "atomicops.cli", *args], check=False, cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def write(tmp_path: Path, text: str, name: str = "plan.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# -- A: JMESPath that fails on the data is a typed failure, never an internal error -------
+
+TYPE_ERROR_OUTPUT = """\
+atomicops: 1
+name: p
+operations:
+  - id: a
+    steps:
+      - name: s
+        do: {run: ["echo", '{"n": 5}']}
+        outputs: {n: "length(json.n)"}
+        undo: {run: ["touch", "UNDONE"]}
+"""
+
+
+def test_an_output_expression_failing_on_the_data_fails_the_step_and_undoes_it(tmp_path: Path):
+    plan = write(tmp_path, TYPE_ERROR_OUTPUT)
+    state = str(tmp_path / "j.db")
+    with pytest.raises(RunFailed) as exc:
+        api.apply(plan, state=state)
+    assert "length(json.n)" in str(exc.value) and "cannot evaluate" in str(exc.value)
+    st = api.environment(state=state)
+    assert st.in_flight() == []  # the effect was journalled, then undone
+    assert st.ops["a"].status == "rolled_back"
+
+
+PROBE_TYPE_ERROR = """\
+atomicops: 1
+name: p
+operations:
+  - id: a
+    steps:
+      - name: s
+        do: {run: ["echo", '{"n": 5}']}
+        outputs: {n: json.n}
+        undo: {run: ["true"]}
+        probe:
+          run: ["echo", '{"n": 5}']
+          outputs: {n: "length(json.n)"}
+"""
+
+
+def test_a_probe_expression_failing_on_the_data_leaves_the_step_for_resolve(tmp_path: Path):
+    plan = write(tmp_path, PROBE_TYPE_ERROR)
+    assert cli("apply", str(plan), cwd=tmp_path, crash="after_intent").returncode == CRASH_EXIT_CODE
+    resumed = cli("resume", cwd=tmp_path)
+    assert resumed.returncode == 3, resumed.stderr
+    assert "internal error" not in resumed.stderr
+    assert "atomicops resolve a s" in resumed.stderr
