@@ -316,16 +316,38 @@ def _check_spec(spec: Any) -> list[str]:
         ]
     if not operators:
         # A mapping of ordinary names is a value to compare with. A key that cannot be a
-        # name (`>=`, `$gte`) was meant as an operator.
+        # name (`>=`, `$gte`), or that names a comparison (`atleast`, `lenght`), was meant as
+        # an operator: compared as a literal it would fail (or pass) for the wrong reason.
         return [
-            f"unknown operator {k!r}; operators are {', '.join(sorted(OPERATORS))}"
+            f"unknown operator {k!r}{_meant(k)}; operators are {', '.join(sorted(OPERATORS))} "
+            "(to compare with a mapping, write {eq: {...}})"
             for k in others
-            if not (isinstance(k, str) and k[:1].isalpha())
+            if not (isinstance(k, str) and k[:1].isalpha()) or _meant(k)
         ]
     problems: list[str] = []
     for name in operators:
         problems.extend(f"{name}: {m}" for m in _check_operand(name, spec[name]))
     return problems
+
+
+# Words plan authors reach for when they mean one of OPERATORS.
+_ALIASES = {
+    "atleast": "gte", "at_least": "gte", "ge": "gte", "greater_or_equal": "gte",
+    "atmost": "lte", "at_most": "lte", "le": "lte", "less_or_equal": "lte",
+    "greater_than": "gt", "less_than": "lt",
+    "ne": "not", "neq": "not", "not_eq": "not", "not_equal": "not", "equals": "eq", "equal": "eq",
+    "one_of": "in", "any_of": "in", "not_in": "not: {in: [...]}", "nin": "not: {in: [...]}",
+    "regex": "matches", "match": "matches", "len": "length", "exist": "exists",
+}  # fmt: skip
+
+
+def _meant(key: Any) -> str:
+    """`` (did you mean gte?)`` when ``key`` reads as a misspelt or borrowed operator name."""
+    if not isinstance(key, str):
+        return ""
+    word = key.lower()
+    meant = _ALIASES.get(word) or next(iter(difflib.get_close_matches(word, OPERATORS, n=1, cutoff=0.75)), None)
+    return f" (did you mean {meant}?)" if meant and word not in OPERATORS else ""
 
 
 def _check_operand(name: str, operand: Any) -> list[str]:
