@@ -12,7 +12,7 @@ import pytest
 
 from atomicops import api
 from atomicops.engine.crash import CRASH_EXIT_CODE
-from atomicops.errors import RunFailed
+from atomicops.errors import PlanInvalid, RunFailed
 
 
 def cli(*args: str, cwd: Path, crash: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -78,3 +78,33 @@ def test_a_probe_expression_failing_on_the_data_leaves_the_step_for_resolve(tmp_
     assert resumed.returncode == 3, resumed.stderr
     assert "internal error" not in resumed.stderr
     assert "atomicops resolve a s" in resumed.stderr
+
+
+# -- B: `call:` names a function that exists, found without running the module -------------
+
+CALL_PLAN = """\
+atomicops: 1
+name: p
+operations:
+  - id: a
+    steps:
+      - {name: s, read_only: true, do: {call: "tools.copy:%s"}}
+"""
+
+
+def test_a_call_to_a_missing_function_is_refused_without_importing_the_module(tmp_path: Path):
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "__init__.py").write_text("")
+    (tmp_path / "tools" / "copy.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('IMPORTED').touch()\n"
+        "from json import dumps as encode\n\ndef copy_rows(ctx):\n    return {}\n"
+    )
+    plan = write(tmp_path, CALL_PLAN % "copy_row")
+    with pytest.raises(PlanInvalid) as exc:
+        api.validate(plan)
+    (problem,) = exc.value.problems
+    assert problem.line == 6 and problem.op == "a"
+    assert "has no function 'copy_row'" in problem.message
+    for name in ("copy_rows", "encode"):  # a def, and a name bound by an import
+        api.validate(write(tmp_path, CALL_PLAN % name))
+    assert not (tmp_path / "tools" / "IMPORTED").exists()

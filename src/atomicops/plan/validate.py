@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path as FsPath
 from typing import Any
 
 from atomicops.actions import registry
@@ -16,6 +17,7 @@ from atomicops.errors import AtomicOpsError, Problem
 from atomicops.expect import check_expect_spec, check_expression
 from atomicops.graph import Graph
 from atomicops.plan import refs
+from atomicops.plan.call_target import call_target_problem
 from atomicops.plan.model import Operation, Plan
 from atomicops.plan.source import Path, SourceMap, format_path
 
@@ -184,6 +186,8 @@ def _check_action(
             ctx.add((*path, k), f"unknown key {k!r} for a {key} action{_suggest(str(k), allowed_keys)}", op=op)
     for issue in kind.check(action):
         ctx.add((*path, *issue.path), issue.message, op=op)
+    if key == "call":
+        _check_call_target(ctx, action.get("call"), (*path, "call"), op)
     conn = action.get("connection")
     if isinstance(conn, str) and "${" not in conn:
         spec = ctx.plan.connections.get(conn)
@@ -340,6 +344,17 @@ def _check_graph(ctx: _Ctx) -> None:
     cycle = Graph.build(index, ctx.deps).find_cycle()
     if cycle:
         ctx.add(("operations", index[cycle[0]]), "dependency cycle: " + " -> ".join(cycle), op=cycle[0])
+
+
+def _check_call_target(ctx: _Ctx, target: Any, path: Path, op: str | None) -> None:
+    plan_file = FsPath(ctx.smap.file)
+    # A plan recorded in the journal (rollback, resume) runs without its directory: the
+    # modules were found when it was validated from its file.
+    if not isinstance(target, str) or refs.is_reference(target) or ":" not in target or not plan_file.is_file():
+        return
+    problem = call_target_problem(target, plan_file.resolve().parent)
+    if problem:
+        ctx.add(path, problem, op=op)
 
 
 def _check_jmespath(ctx: _Ctx, expr: Any, path: Path, op: str | None) -> None:
