@@ -108,3 +108,23 @@ def test_a_call_to_a_missing_function_is_refused_without_importing_the_module(tm
     for name in ("copy_rows", "encode"):  # a def, and a name bound by an import
         api.validate(write(tmp_path, CALL_PLAN % name))
     assert not (tmp_path / "tools" / "IMPORTED").exists()
+
+
+# -- B: a misspelt phase is one error, not one per dependency ------------------------------
+
+def test_an_unknown_phase_is_one_error_not_a_later_phase_error_per_dependency(tmp_path: Path):
+    deps = "".join(
+        f"  - id: app{i}\n    phase: application\n    steps: [{{name: s, read_only: true, do: {{run: ['true']}}}}]\n"
+        for i in range(4)
+    )
+    plan = write(tmp_path, (
+        "atomicops: 1\nname: p\nphases: [infrastructure, application, verification]\noperations:\n" + deps +
+        "  - id: check\n    phase: verificaton\n    depends_on: [app0, app1, app2, app3]\n"
+        "    steps: [{name: s, read_only: true, do: {run: ['true']}}]\n"
+    ))
+    with pytest.raises(PlanInvalid) as exc:
+        api.validate(plan)
+    errors = [p for p in exc.value.problems if p.severity == "error"]
+    assert [p.message for p in errors] == [
+        "unknown phase 'verificaton' (did you mean 'verification'?) (phases: infrastructure, application, verification)"
+    ]

@@ -102,7 +102,7 @@ def _check_names(ctx: _Ctx) -> None:
             ctx.add((*path, "id"), f"operation id {op.id!r} is already used by operation #{seen[op.id] + 1}", op=op.id)
         seen.setdefault(op.id, i)
         if op.phase is not None and op.phase not in plan.phases:
-            ctx.add((*path, "phase"), f"unknown phase {op.phase!r} (phases: {', '.join(plan.phases)})", op=op.id)
+            ctx.add((*path, "phase"), f"unknown phase {op.phase!r}{_suggest(op.phase, plan.phases)} (phases: {', '.join(plan.phases)})", op=op.id)
         declared: dict[str, int] = {}
         step_names: set[str] = set()
         for j, step in enumerate(op.steps):
@@ -332,10 +332,11 @@ def _check_refs(
 def _check_graph(ctx: _Ctx) -> None:
     plan = ctx.plan
     index = {op.id: i for i, op in enumerate(plan.operations)}
-    phase_of = {op.id: plan.phases.index(plan.phase_of(op)) if plan.phase_of(op) in plan.phases else 0 for op in plan.operations}
+    # An operation in an unknown phase has no place in the order: its one error is enough.
+    phase_of = {op.id: plan.phases.index(plan.phase_of(op)) for op in plan.operations if plan.phase_of(op) in plan.phases}
     for op_id, deps in ctx.deps.items():
         for dep in sorted(deps):
-            if phase_of[dep] > phase_of[op_id]:
+            if op_id in phase_of and dep in phase_of and phase_of[dep] > phase_of[op_id]:
                 ctx.add(
                     ("operations", index[op_id]),
                     f"depends on {dep!r} of the later phase {plan.phases[phase_of[dep]]!r}; phases run in order",
