@@ -128,3 +128,15 @@ def test_an_unknown_phase_is_one_error_not_a_later_phase_error_per_dependency(tm
     assert [p.message for p in errors] == [
         "unknown phase 'verificaton' (did you mean 'verification'?) (phases: infrastructure, application, verification)"
     ]
+
+
+# -- C: checks that never ran --------------------------------------------------------------
+
+def test_triggers_that_are_not_polled_are_a_warning_at_their_line(tmp_path: Path):
+    plan = write(tmp_path, (
+        "atomicops: 1\nname: p\ntriggers:\n  poll_seconds: 5\n  checks:\n"
+        "    - {run: [echo, '{}'], expect: {json.ok: {exists: false}}}\n"
+        "operations:\n  - id: a\n    steps: [{name: s, read_only: true, do: {run: ['true']}}]\n"
+    ))
+    (warning,) = api.validate(plan).warnings
+    assert warning.line == 3 and "not polled" in warning.message

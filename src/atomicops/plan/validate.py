@@ -64,10 +64,15 @@ def validate_plan(
 ) -> tuple[list[Problem], dict[str, set[str]]]:
     ctx = _Ctx(plan, raw, smap, [], {}, {op.id: set() for op in plan.operations})
     _check_names(ctx)
+    by_connection = {k.connection_kind: k for k in registry.kinds().values() if k.connection_kind}
     for name, conn in plan.connections.items():
         path: Path = ("connections", name)
-        if conn.kind not in {k.connection_kind for k in registry.kinds().values()}:
-            ctx.add((*path, "kind"), f"unknown connection kind {conn.kind!r}")
+        owner = by_connection.get(conn.kind)
+        if owner is None:
+            ctx.add((*path, "kind"), f"unknown connection kind {conn.kind!r}{_suggest(conn.kind, by_connection)}")
+        else:
+            for issue in owner.check_connection(conn.model_dump()):
+                ctx.add((*path, *issue.path), issue.message)
         _check_refs(ctx, conn.model_dump(), path, allowed=_CONNECTION, op=None)
     for name, secret in plan.secrets.items():
         _check_refs(ctx, secret.model_dump(exclude_none=True), ("secrets", name), allowed=frozenset({"vars", "env"}), op=None)
@@ -76,6 +81,9 @@ def validate_plan(
     for i, check in enumerate(plan.verify):
         _check_action(ctx, check, ("verify", i), "check", op=None, allowed=_PLAN_LEVEL)
     if plan.triggers:
+        # Until apply polls them, a plan must not read as if it were protected by them.
+        ctx.add(("triggers",), "triggers are checked here but not polled yet: apply neither watches them "
+                "nor rolls back when one fails; verify checks and `atomicops verify` do run", warning=True)
         for i, check in enumerate(plan.triggers.checks):
             path = ("triggers", "checks", i)
             _check_action(ctx, check, path, "check", op=None, allowed=_PLAN_LEVEL)
