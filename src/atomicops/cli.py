@@ -218,6 +218,10 @@ def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: 
         for wave in ph["waves"]:
             n += 1
             out.print(f"    wave {n}: " + ", ".join(wave))
+    for o, fields in view["diffs"].items():
+        out.print(f"\n[bold]{o}[/bold] changed since it was applied (kept as applied):")
+        for f in fields:
+            out.print(f"  {f['path']}: {json.dumps(f['old'], default=str)} -> {json.dumps(f['new'], default=str)}", markup=False)
     extra = [o for o in view["changes"] if "no longer in the plan" in view["changes"][o]]
     for o in extra:
         out.print(f"[yellow]{o}: {view['changes'][o]}[/yellow]")

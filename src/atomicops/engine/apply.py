@@ -9,7 +9,6 @@ operation it applied is undone in reverse dependency order (unless asked to keep
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 import uuid
@@ -26,6 +25,7 @@ from atomicops.engine.runtime import Runtime
 from atomicops.errors import ActionError, AtomicOpsError, ExpectFailed, StepFailed, UndoFailed
 from atomicops.graph import walk
 from atomicops.journal.state import EnvState, StepState
+from atomicops.plan.changes import definition, fingerprint
 from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Operation, Step
 
@@ -42,12 +42,6 @@ class ApplyReport:
 
 
 PROGRESS_EVERY = 2.0  # seconds between journalled progress reports without a mark
-
-
-def fingerprint(op: Operation) -> str:
-    """Identifies an operation's definition (vars applied), to tell when the plan changed."""
-    text = json.dumps(op.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def step_key(env: str, op: str, step: str) -> str:
@@ -114,7 +108,8 @@ class Applier:
             phase_index=self.loaded.phase_index(op.id),
             depends_on=sorted(self.loaded.deps[op.id]),
             title=op.title,
-            fingerprint=fingerprint(op),
+            fingerprint=fingerprint(op, self.plan.vars),
+            definition=definition(op, self.plan.vars),  # what `plan` diffs a changed plan against
         )
         self_outputs: dict[str, Any] = {}
         done: list[StepState] = []
