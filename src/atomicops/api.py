@@ -15,6 +15,7 @@ from typing import Any
 
 from atomicops.engine.apply import Applier, ApplyReport
 from atomicops.engine.observer import Observer
+from atomicops.engine.preflight import preflight
 from atomicops.engine.resume import find_step, outputs_before, settle
 from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, with_dependents
 from atomicops.engine.run import Run
@@ -147,6 +148,7 @@ def _apply_in_run(
     should roll back too (the run that resume finishes).
     """
     p = loaded.plan
+    preflight(loaded, [o for o in selected if not st.is_applied(o)], env=run.env, run_id=run.id)
     rt = open_runtime(p, env=run.env, run_id=run.id, base_dir=loaded.base_dir)
     run.redactor = rt.secrets.redactor
     try:

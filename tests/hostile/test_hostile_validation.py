@@ -12,7 +12,8 @@ import pytest
 
 from atomicops import api
 from atomicops.engine.crash import CRASH_EXIT_CODE
-from atomicops.errors import PlanInvalid, RunFailed
+from atomicops.errors import PlanInvalid, PreflightFailed, RunFailed
+from atomicops.sandbox.service import free_port
 
 
 def cli(*args: str, cwd: Path, crash: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -140,3 +141,119 @@ def test_triggers_that_are_not_polled_are_a_warning_at_their_line(tmp_path: Path
     ))
     (warning,) = api.validate(plan).warnings
     assert warning.line == 3 and "not polled" in warning.message
+
+
+# -- D: preflight refuses a run that would fail half-way, before anything is created -------
+
+def events_of(state: str) -> list[str]:
+    return [e["type"] for e in api.history(state=state)]
+
+
+MISSING_INPUTS = """\
+atomicops: 1
+name: p
+vars: {host: null}
+secrets:
+  token: {env: PREFLIGHT_TOKEN_UNSET}
+  short: {env: PREFLIGHT_TOKEN_SHORT}
+operations:
+  - id: first
+    steps:
+      - {name: make, do: {run: [touch, MADE]}, undo: {run: [rm, -f, MADE]}}
+  - id: second
+    depends_on: [first]
+    steps:
+      - name: use
+        do: {run: [echo, "http://${vars.host}/x"], env: {A: "${secrets.token}", B: "${secrets.short}"}}
+        undo: {run: ["true"]}
+"""
+
+
+def test_preflight_lists_every_missing_secret_and_var_before_the_first_step(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("PREFLIGHT_TOKEN_UNSET", raising=False)
+    monkeypatch.setenv("PREFLIGHT_TOKEN_SHORT", "abc")
+    monkeypatch.chdir(tmp_path)
+    state = str(tmp_path / "j.db")
+    with pytest.raises(PreflightFailed) as exc:
+        api.apply(write(tmp_path, MISSING_INPUTS), state=state)
+    assert exc.value.exit_code == 2
+    text = "\n".join(exc.value.problems)
+    assert "PREFLIGHT_TOKEN_UNSET, which is not set" in text
+    assert "'short' (environment variable PREFLIGHT_TOKEN_SHORT) is shorter than 6" in text
+    assert "var 'host' has no value" in text and "--var host=" in text
+    assert not [t for t in events_of(state) if t.startswith(("op_", "step_"))]
+    assert not (tmp_path / "MADE").exists()
+
+
+def test_preflight_asks_every_connection_the_first_phase_uses(tmp_path: Path, closed_nats_url: str):
+    port = free_port()
+    plan = write(tmp_path, f"""\
+atomicops: 1
+name: p
+connections:
+  aws: {{kind: aws, region: us-east-1, endpoint_url: "http://127.0.0.1:{port}"}}
+  db: {{kind: postgres, dsn: "postgresql://nobody@127.0.0.1:{port}/x"}}
+  bus: {{kind: nats, url: "{closed_nats_url}"}}
+operations:
+  - id: a
+    steps:
+      - {{name: who, read_only: true, do: {{aws: sts.get_caller_identity}}}}
+      - {{name: sql, read_only: true, do: {{sql: "select 1"}}}}
+      - {{name: bus, read_only: true, do: {{nats: {{stream_info: {{name: S}}}}}}}}
+""")
+    state = str(tmp_path / "j.db")
+    with pytest.raises(PreflightFailed) as exc:
+        api.apply(plan, state=state)
+    named = sorted(p.split(" (")[0] for p in exc.value.problems)
+    assert named == ["connection 'aws'", "connection 'bus'", "connection 'db'"]
+    assert all("does not answer" in p for p in exc.value.problems)
+    assert "step_intent" not in events_of(state)
+
+
+def test_preflight_reads_each_aws_secret_once_and_lets_a_good_run_through(tmp_path: Path, aws_connection, moto_endpoint):
+    import boto3
+
+    name = f"preflight/{tmp_path.name}"
+    boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=moto_endpoint).create_secret(
+        Name=name, SecretString="a-long-enough-value")
+    text = f"""\
+atomicops: 1
+name: p
+secrets: {{token: {{aws_secret: "%s"}}}}
+connections:
+  aws: {{kind: aws, region: us-east-1, endpoint_url: "{moto_endpoint}"}}
+operations:
+  - id: a
+    steps: [{{name: s, read_only: true, do: {{run: ["true"], env: {{T: "${{secrets.token}}"}}}}}}]
+"""
+    state = str(tmp_path / "j.db")
+    with pytest.raises(PreflightFailed) as exc:
+        api.apply(write(tmp_path, text % (name + "-missing")), state=state)
+    (problem,) = exc.value.problems
+    assert problem.startswith("secret 'token' cannot be read") and "ResourceNotFound" in problem
+    assert api.apply(write(tmp_path, text % name), state=state).applied == ["a"]
+
+
+def test_a_later_phase_connection_is_checked_for_form_not_asked(tmp_path: Path):
+    # The data phase may connect to a database the infrastructure phase creates.
+    text = """\
+atomicops: 1
+name: p
+phases: [infrastructure, data]
+vars: {database_url: %s}
+connections: {db: {kind: postgres, dsn: "${vars.database_url}"}}
+operations:
+  - id: infra
+    phase: infrastructure
+    steps: [{name: s, read_only: true, do: {run: ["true"]}}]
+  - id: schema
+    phase: data
+    steps: [{name: s, read_only: true, do: {sql: "select 1"}}]
+"""
+    state = str(tmp_path / "j.db")
+    with pytest.raises(PreflightFailed) as exc:
+        api.apply(write(tmp_path, text % "null"), state=state)
+    assert exc.value.problems == ["connection 'db' (postgres): dsn: a postgres connection needs dsn: postgresql://..."]
+    with pytest.raises(RunFailed) as failed:  # well formed, not there yet: found by its step
+        api.apply(write(tmp_path, text % f"'postgresql://nobody@127.0.0.1:{free_port()}/x'"), state=state)
+    assert "operation schema" in str(failed.value)
