@@ -382,7 +382,7 @@ def resolve(
         try:
             applier = Applier(loaded, run, rt, st, 1)
             plan_op, plan_step = find_step(applier, op, step)
-            missing = [k for k in plan_step.outputs if k not in (outputs or {})]
+            missing = [k for k in plan_step.result_outputs if k not in (outputs or {})]
             if missing:
                 raise UsageError(f"--applied needs the step's outputs: {', '.join('--output ' + k + '=...' for k in missing)}")
             done = applier.record_done(plan_op, plan_step, dict(outputs or {}), outputs_before(plan_op, op_state, plan_step),

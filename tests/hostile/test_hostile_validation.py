@@ -257,3 +257,40 @@ operations:
     with pytest.raises(RunFailed) as failed:  # well formed, not there yet: found by its step
         api.apply(write(tmp_path, text % f"'postgresql://nobody@127.0.0.1:{free_port()}/x'"), state=state)
     assert "operation schema" in str(failed.value)
+
+
+# -- B: outputs may hold constants and references, so names need not be repeated ----------
+
+VALUE_OUTPUTS = """\
+atomicops: 1
+name: p
+vars: {svc: orders}
+operations:
+  - id: q
+    steps:
+      - name: create
+        do: {run: [touch, "${vars.svc}-queue"]}
+        outputs: {name: "${vars.svc}-queue", port: 5432, key: "${step.key}"}
+        undo: {run: [rm, "${self.name}"]}
+  - id: user
+    steps: [{name: s, read_only: true, do: {run: [test, -f, "${ops.q.name}"]}}]
+"""
+
+
+def test_outputs_hold_constants_and_references_for_undo_and_other_operations(tmp_path: Path):
+    state = str(tmp_path / "j.db")
+    api.apply(write(tmp_path, VALUE_OUTPUTS), state=state)
+    assert (tmp_path / "orders-queue").exists()
+    outputs = {o["id"]: o["outputs"] for o in api.status(state=state)["operations"]}
+    assert outputs["q"] == {"name": "orders-queue", "port": 5432, "key": "default/q/create"}
+    api.rollback(state=state)
+    assert not (tmp_path / "orders-queue").exists()  # the undo read ${self.name}
+
+
+def test_an_output_reference_to_a_secret_or_a_later_step_is_refused(tmp_path: Path):
+    plan = write(tmp_path, VALUE_OUTPUTS.replace('port: 5432', 'pw: "${secrets.nope}", later: "${self.gone}"'))
+    with pytest.raises(PlanInvalid) as exc:
+        api.validate(plan)
+    messages = sorted(p.message for p in exc.value.problems)
+    assert "a secret cannot be an output: outputs are journalled and shown by status" in messages
+    assert any("declares no output 'gone'" in m for m in messages), messages

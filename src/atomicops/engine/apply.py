@@ -173,7 +173,7 @@ class Applier:
             if exc.applied:
                 # The effect took place (a create whose wait failed): journal it as done so
                 # the operation's undo takes it back, then fail the step.
-                outputs, _ = extract_outputs(step.outputs, exc.result)
+                outputs, _ = extract_outputs(step.result_outputs, exc.result)
                 self.record_done(op, step, outputs, self_outputs, started, time.time(), result=exc.result)
                 run.record("step_failed", op=op.id, step=step.name, error=message, code=exc.code, after_effect=True)
                 raise StepFailed(op.id, step.name, message) from None
@@ -190,7 +190,7 @@ class Applier:
             raise StepFailed(op.id, step.name, message) from None
         finished = time.time()
         crashpoint("after_effect", key)
-        outputs, missing = extract_outputs(step.outputs, result)
+        outputs, missing = extract_outputs(step.result_outputs, result)
         state = self.record_done(op, step, outputs, self_outputs, started, finished, result=result, missing=missing)
         crashpoint("after_result", key)
         if state.error:
@@ -219,7 +219,15 @@ class Applier:
         key = step_key(run.env, op.id, step.name)
         self_outputs.update(outputs)
         undo, undo_error = None, None
-        if step.undo is not None:
+        if step.value_outputs:
+            # Outputs that are values (a name made of vars, a constant) whatever said the
+            # step was done (its result, its probe, resolve).
+            try:
+                outputs = {**outputs, **rt.scope.with_self(self_outputs, key).journal_form(step.value_outputs)}
+                self_outputs.update(outputs)
+            except AtomicOpsError as exc:
+                undo_error = str(exc)
+        if step.undo is not None and undo_error is None:
             try:
                 undo = rt.scope.with_self(self_outputs, key).journal_form(step.undo)
             except AtomicOpsError as exc:

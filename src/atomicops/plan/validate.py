@@ -18,7 +18,7 @@ from atomicops.expect import check_expect_spec, check_expression
 from atomicops.graph import Graph
 from atomicops.plan import refs
 from atomicops.plan.call_target import call_target_problem
-from atomicops.plan.model import Operation, Plan
+from atomicops.plan.model import Operation, Plan, is_value_output
 from atomicops.plan.source import Path, SourceMap, format_path
 
 # Keys an action may carry beside its kind's own, by the role the action plays.
@@ -122,9 +122,7 @@ def _check_names(ctx: _Ctx) -> None:
                 if out in declared:
                     ctx.add((*spath, "outputs", out), f"output {out!r} is already declared by step #{declared[out] + 1}", op=op.id)
                 declared.setdefault(out, j)
-                if "${" in str(expr):
-                    ctx.add((*spath, "outputs", out), "outputs are JMESPath over the result; references (and secrets) cannot be used there", op=op.id)
-                else:
+                if not is_value_output(expr):
                     _check_jmespath(ctx, expr, (*spath, "outputs", out), op.id)
         ctx.outputs[op.id] = declared
 
@@ -141,6 +139,11 @@ def _check_operation(ctx: _Ctx, index: int, op: Operation) -> None:
     for j, step in enumerate(op.steps):
         spath: Path = (*path, "steps", j)
         _check_action(ctx, step.do, (*spath, "do"), "do", op=op.id, self_upto=j - 1)
+        # Value outputs may use what is known before the step: earlier steps' outputs.
+        _check_refs(ctx, step.value_outputs, (*spath, "outputs"), allowed=_ANY, op=op.id, self_upto=j - 1)
+        for text, sub in refs.refs_in(step.value_outputs):
+            if text.strip().startswith("secrets."):
+                ctx.add((*spath, "outputs", *sub), "a secret cannot be an output: outputs are journalled and shown by status", op=op.id)
         if step.undo is not None:
             _check_action(ctx, step.undo, (*spath, "undo"), "undo", op=op.id, self_upto=j)
         if step.probe is not None:
