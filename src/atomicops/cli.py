@@ -198,7 +198,11 @@ def validate(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: 
 @plan_inputs
 @common
 def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
-    """Show forward waves, the rollback sequence, and what applying PLAN would change."""
+    """Show forward waves, the rollback sequence, and what applying PLAN would change.
+
+    An applied operation whose definition (vars applied) differs from what was applied is
+    shown with each changed field as `path: old -> new`; secrets stay references.
+    """
     view = api.plan_view(plan, env=env, state=state, vars=vars, vars_files=vars_files)
     if as_json:
         out.print_json(json.dumps(view))
@@ -242,7 +246,12 @@ def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: 
 @common
 def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phase: str | None, targets: tuple[str, ...],
               parallelism: int, on_failure: str | None, monitor: float | None, env: str, state: str | None, as_json: bool) -> int:
-    """Apply PLAN: run pending operations, each atomic; a failure rolls the run back."""
+    """Apply PLAN: run pending operations, each atomic; a failure rolls the run back.
+
+    First a preflight checks every var, secret and connection the run needs (connections of
+    the first phase to run are asked once) and refuses with exit 2, listing every problem,
+    before anything is created.
+    """
     if monitor:
         err.print("[yellow]--monitor: rollback triggers are not polled by this version yet[/yellow]")
     observer = Silent() if as_json else Progress(err)
