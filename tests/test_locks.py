@@ -55,7 +55,8 @@ def test_a_paused_holder_is_taken_over_and_its_writes_are_refused_after_it_wakes
     os.kill(first.pid, signal.SIGSTOP)
     try:
         time.sleep(1.5)  # past the lease: no heartbeat while stopped
-        second = start("apply", str(PLANS / "slow.yaml"), "--var", "seconds=0.1", cwd=tmp_path, lease=1.0)
+        # The same vars: an operation left in flight is continued only by the plan it started with.
+        second = start("apply", str(PLANS / "slow.yaml"), "--var", "seconds=3", cwd=tmp_path, lease=1.0)
         out2, err2 = second.communicate(timeout=60)
         assert second.returncode == 0, err2
     finally:

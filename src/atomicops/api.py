@@ -13,9 +13,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
-from atomicops.engine.apply import Applier, ApplyReport, fingerprint
+from atomicops.engine.apply import Applier, ApplyReport
 from atomicops.engine.cancel import Cancellation
 from atomicops.engine.observer import Observer
+from atomicops.engine.preflight import preflight
 from atomicops.engine.resume import find_step, outputs_before, settle
 from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, with_dependents
 from atomicops.engine.run import Run
@@ -31,6 +32,8 @@ from atomicops.errors import (
 from atomicops.journal import open_store
 from atomicops.journal.state import EnvState, derive
 from atomicops.journal.store import JournalStore, LockHolder
+from atomicops.plan.changes import changes as changed_fields
+from atomicops.plan.changes import definition, fingerprint, recorded_definitions
 from atomicops.plan.loader import LoadedPlan, load_plan, loaded_from_journal
 
 
@@ -113,7 +116,7 @@ def _check_against_journal(given: LoadedPlan, st: EnvState, *, half_applied_only
         if not op.fingerprint or op.status == "rolled_back" or (half_applied_only and not half_applied):
             continue
         try:
-            now = fingerprint(given.plan.operation(op.id))
+            now = fingerprint(given.plan.operation(op.id), given.plan.vars)
         except KeyError:
             differences.append(f"operation {op.id} is in the journal but not in {given.file}")
             continue
@@ -150,6 +153,7 @@ def _apply_in_run(
     should roll back too (the run that resume finishes).
     """
     p = loaded.plan
+    preflight(loaded, [o for o in selected if not st.is_applied(o)], env=run.env, run_id=run.id)
     rt = open_runtime(p, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
     run.redactor = rt.secrets.redactor
     try:
@@ -163,7 +167,7 @@ def _apply_in_run(
             op_state = st.ops.get(op_id)
             if op_state and op_state.status == "applied":
                 report.unchanged.append(op_id)
-                if op_state.fingerprint != fingerprint(p.operation(op_id)):
+                if op_state.fingerprint != fingerprint(p.operation(op_id), p.vars):
                     report.changed_since_applied.append(op_id)
             else:
                 pending.append(op_id)
@@ -386,7 +390,7 @@ def resolve(
         try:
             applier = Applier(loaded, run, rt, st, 1)
             plan_op, plan_step = find_step(applier, op, step)
-            missing = [k for k in plan_step.outputs if k not in (outputs or {})]
+            missing = [k for k in plan_step.result_outputs if k not in (outputs or {})]
             if missing:
                 raise UsageError(f"--applied needs the step's outputs: {', '.join('--output ' + k + '=...' for k in missing)}")
             done = applier.record_done(plan_op, plan_step, dict(outputs or {}), outputs_before(plan_op, op_state, plan_step),
@@ -473,16 +477,22 @@ def plan_view(
 ) -> dict[str, Any]:
     """Forward waves, the rollback sequence, what is applied and what an apply would change."""
     loaded = _loaded(plan, vars, vars_files)
-    st = derive(env, _store(state).events(env))
+    events = _store(state).events(env)
+    st = derive(env, events)
+    recorded = recorded_definitions(events)
     forward = [{"phase": ph, "waves": waves} for ph, waves in loaded.forward_waves()]
     rollback_seq = [{"phase": ph, "waves": [list(w) for w in reversed(waves)]} for ph, waves in reversed(loaded.forward_waves())]
     changes = {}
+    diffs: dict[str, list[dict[str, Any]]] = {}
     for op in loaded.plan.operations:
         rec = st.ops.get(op.id)
         if rec is None or rec.status == "rolled_back":
             changes[op.id] = "create"
         elif rec.status == "applied":
-            changes[op.id] = "no change" if rec.fingerprint == fingerprint(op) else "changed (kept as applied)"
+            same = rec.fingerprint == fingerprint(op, loaded.plan.vars)
+            changes[op.id] = "no change" if same else "changed (kept as applied)"
+            if not same and op.id in recorded:
+                diffs[op.id] = [c.as_dict() for c in changed_fields(recorded[op.id], definition(op, loaded.plan.vars))]
         else:
             changes[op.id] = f"{rec.status}: needs rollback or resume"
     orphans = [o for o in st.ops.values() if o.id not in changes and needs_undo(o)]
@@ -494,6 +504,7 @@ def plan_view(
         "forward": forward,
         "rollback": rollback_seq,
         "changes": changes,
+        "diffs": diffs,
         "warnings": [str(w) for w in loaded.warnings],
     }
 

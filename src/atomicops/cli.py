@@ -231,7 +231,11 @@ def validate(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: 
 @plan_inputs
 @common
 def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
-    """Show forward waves, the rollback sequence, and what applying PLAN would change."""
+    """Show forward waves, the rollback sequence, and what applying PLAN would change.
+
+    An applied operation whose definition (vars applied) differs from what was applied is
+    shown with each changed field as `path: old -> new`; secrets stay references.
+    """
     view = api.plan_view(plan, env=env, state=state, vars=vars, vars_files=vars_files)
     if as_json:
         out.print_json(json.dumps(view))
@@ -251,6 +255,10 @@ def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: 
         for wave in ph["waves"]:
             n += 1
             out.print(f"    wave {n}: " + ", ".join(wave))
+    for o, fields in view["diffs"].items():
+        out.print(f"\n[bold]{o}[/bold] changed since it was applied (kept as applied):")
+        for f in fields:
+            out.print(f"  {f['path']}: {json.dumps(f['old'], default=str)} -> {json.dumps(f['new'], default=str)}", markup=False)
     extra = [o for o in view["changes"] if "no longer in the plan" in view["changes"][o]]
     for o in extra:
         out.print(f"[yellow]{o}: {view['changes'][o]}[/yellow]")
@@ -282,6 +290,10 @@ def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phas
 
     Exit codes: 0 done; 1 failed (or interrupted) and rolled back, or kept if asked;
     2 invalid input, nothing ran; 3 rollback incomplete, action needed; 4 locked by another run.
+
+    First a preflight checks every var, secret and connection the run needs (connections of
+    the first phase to run are asked once) and refuses with exit 2, listing every problem,
+    before anything is created.
     """
     if monitor:
         err.print("[yellow]--monitor: rollback triggers are not polled by this version yet[/yellow]")

@@ -235,3 +235,17 @@ class StaleLease(AtomicOpsError):
             f"this run no longer holds environment {env!r}: its lease expired and another run "
             f"took over (fence {fence}, now {current}); it stopped without writing anything more"
         )
+
+
+class PreflightFailed(AtomicOpsError):
+    """What a run will need is missing (a secret, a var, a connection); nothing ran."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__(
+            f"preflight found {len(problems)} problem(s); nothing was run:\n"
+            + "\n".join(f"  {p}" for p in problems)
+            + "\nfix them and run the command again"
+        )

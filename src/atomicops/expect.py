@@ -24,6 +24,7 @@ system and a check that crashes is worse than one that fails clearly.
 from __future__ import annotations
 
 import decimal
+import difflib
 import functools
 import json
 import numbers
@@ -35,14 +36,17 @@ from typing import Any
 
 import jmespath
 import jmespath.exceptions
+import jmespath.functions
 import jmespath.parser
 
 from atomicops.plan.refs import is_reference
 
 __all__ = [
+    "CANNOT_EVALUATE",
     "OPERATORS",
     "Mismatch",
     "check_expect_spec",
+    "check_expression",
     "describe",
     "evaluate",
     "is_operator_mapping",
@@ -51,6 +55,9 @@ __all__ = [
 OPERATORS: frozenset[str] = frozenset(
     {"not", "in", "gte", "lte", "gt", "lt", "eq", "matches", "exists", "length"}
 )
+
+CANNOT_EVALUATE = "cannot evaluate"
+"""Starts the reason when an expression failed on the data (a type error), not the data on it."""
 
 _NUMERIC = {"gte": ">=", "lte": "<=", "gt": ">", "lt": "<"}
 
@@ -90,7 +97,7 @@ def evaluate(expect: Mapping[str, Any], data: Any) -> list[Mismatch]:
         except jmespath.exceptions.JMESPathError as e:
             # Syntax errors are caught by check_expect_spec at validation; a type error (e.g.
             # `length(@)` on a number) depends on the data and can only show up here.
-            mismatches.append(Mismatch(path, spec, None, f"cannot evaluate: {_oneline(e)}"))
+            mismatches.append(Mismatch(path, spec, None, f"{CANNOT_EVALUATE}: {_oneline(e)}"))
             continue
         ok, reason = _holds(spec, actual)
         if not ok:
@@ -111,12 +118,47 @@ def check_expect_spec(expect: Any) -> list[tuple[str, str]]:
         if not isinstance(path, str):
             problems.append((str(path), "the key must be a JMESPath expression (a string)"))
             continue
-        try:
-            _compile(path)
-        except jmespath.exceptions.JMESPathError as e:
-            problems.append((path, f"invalid JMESPath expression: {_oneline(e)}"))
+        problem = check_expression(path)
+        if problem:
+            problems.append((path, problem))
         problems.extend((path, message) for message in _check_spec(spec))
     return problems
+
+
+# jmespath parses `split(@)` happily and fails only when it evaluates it, i.e. in the middle
+# of a run (a probe during resume): its function table is checked here, before anything runs.
+_FUNCTIONS: Mapping[str, Any] = jmespath.functions.Functions().FUNCTION_TABLE
+
+
+def check_expression(expression: str) -> str | None:
+    """Why a JMESPath expression cannot be evaluated (syntax, an unknown function, a wrong
+    number of arguments), or None when it can."""
+    try:
+        parsed = _compile(expression).parsed
+    except jmespath.exceptions.JMESPathError as e:
+        return f"invalid JMESPath expression: {_oneline(e)}"
+    for node in _nodes(parsed):
+        if node.get("type") != "function_expression":
+            continue
+        name, given = node.get("value"), len(node.get("children") or ())
+        entry = _FUNCTIONS.get(name)
+        if entry is None:
+            hint = difflib.get_close_matches(str(name), _FUNCTIONS, n=1)
+            more = f"did you mean {hint[0]}()?" if hint else f"functions: {', '.join(sorted(_FUNCTIONS))}"
+            return f"unknown JMESPath function {name}() ({more})"
+        signature = entry["signature"]
+        variadic = bool(signature) and signature[-1].get("variadic", False)
+        if given < len(signature) or (given > len(signature) and not variadic):
+            wanted = f"at least {len(signature)}" if variadic else str(len(signature))
+            return f"JMESPath function {name}() takes {wanted} argument(s), not {given}"
+    return None
+
+
+def _nodes(node: Any) -> Any:
+    if isinstance(node, Mapping):
+        yield node
+        for child in node.get("children") or ():
+            yield from _nodes(child)
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -274,16 +316,38 @@ def _check_spec(spec: Any) -> list[str]:
         ]
     if not operators:
         # A mapping of ordinary names is a value to compare with. A key that cannot be a
-        # name (`>=`, `$gte`) was meant as an operator.
+        # name (`>=`, `$gte`), or that names a comparison (`atleast`, `lenght`), was meant as
+        # an operator: compared as a literal it would fail (or pass) for the wrong reason.
         return [
-            f"unknown operator {k!r}; operators are {', '.join(sorted(OPERATORS))}"
+            f"unknown operator {k!r}{_meant(k)}; operators are {', '.join(sorted(OPERATORS))} "
+            "(to compare with a mapping, write {eq: {...}})"
             for k in others
-            if not (isinstance(k, str) and k[:1].isalpha())
+            if not (isinstance(k, str) and k[:1].isalpha()) or _meant(k)
         ]
     problems: list[str] = []
     for name in operators:
         problems.extend(f"{name}: {m}" for m in _check_operand(name, spec[name]))
     return problems
+
+
+# Words plan authors reach for when they mean one of OPERATORS.
+_ALIASES = {
+    "atleast": "gte", "at_least": "gte", "ge": "gte", "greater_or_equal": "gte",
+    "atmost": "lte", "at_most": "lte", "le": "lte", "less_or_equal": "lte",
+    "greater_than": "gt", "less_than": "lt",
+    "ne": "not", "neq": "not", "not_eq": "not", "not_equal": "not", "equals": "eq", "equal": "eq",
+    "one_of": "in", "any_of": "in", "not_in": "not: {in: [...]}", "nin": "not: {in: [...]}",
+    "regex": "matches", "match": "matches", "len": "length", "exist": "exists",
+}  # fmt: skip
+
+
+def _meant(key: Any) -> str:
+    """`` (did you mean gte?)`` when ``key`` reads as a misspelt or borrowed operator name."""
+    if not isinstance(key, str):
+        return ""
+    word = key.lower()
+    meant = _ALIASES.get(word) or next(iter(difflib.get_close_matches(word, OPERATORS, n=1, cutoff=0.75)), None)
+    return f" (did you mean {meant}?)" if meant and word not in OPERATORS else ""
 
 
 def _check_operand(name: str, operand: Any) -> list[str]:

@@ -148,6 +148,11 @@ class ActionKind(ABC):
         engine can retry and can match ``undo_ok_errors``.
         """
 
+    def check_connection(self, spec: Mapping[str, Any]) -> Iterable[CheckIssue]:
+        """Static checks of a plan connection of this kind (``kind`` included); ``path`` is
+        relative to the connection mapping."""
+        return ()
+
     def connect(self, spec: Mapping[str, Any]) -> Any:
         raise ActionError(self.key, "this action kind takes no connection")
 

@@ -9,9 +9,10 @@ undo: {nats: {stream_delete: {name: DISCOVERY}}, connection: bus}
 ```
 
 An action holds exactly one verb: ``publish``, ``request``, ``stream_add``, ``stream_info``,
-``stream_delete``, ``stream_purge``, ``consumer_add``, ``consumer_delete``. ``stream_add`` and
-``consumer_add`` take nats-py's ``StreamConfig`` / ``ConsumerConfig`` fields, with durations in
-seconds as nats-py has them; static checks read those dataclasses, so no server is needed.
+``stream_delete``, ``stream_purge``, ``consumer_add``, ``consumer_info``, ``consumer_delete``.
+``stream_add`` and ``consumer_add`` take nats-py's ``StreamConfig`` / ``ConsumerConfig`` fields,
+with durations in seconds as nats-py has them; static checks read those dataclasses, so no
+server is needed. ``consumer_info`` lets a probe find a consumer.
 
 The connection handle (its event loop, ``iter_stream``, error translation) is in
 :mod:`atomicops.actions.nats_connection`; this module is the plan-facing part: verbs, static
@@ -80,6 +81,7 @@ VERBS: dict[str, Verb] = {
         ("stream", "durable_name"), config=api.ConsumerConfig, extra=frozenset({"stream"})
     ),
     "consumer_delete": Verb(("stream", "name"), frozenset({"stream", "name"})),
+    "consumer_info": Verb(("stream", "name"), frozenset({"stream", "name"})),
 }
 
 # Types of the arguments that are not config fields.
@@ -266,6 +268,8 @@ class NatsKind(ActionKind):
             return handle.consumer_add(stream, _tagged(args, ctx.tags), timeout=timeout)
         if verb == "consumer_delete":
             return handle.consumer_delete(args["stream"], args["name"], timeout=timeout)
+        if verb == "consumer_info":
+            return _consumer_info(handle, args["stream"], args["name"], timeout)
         raise ActionError(KIND, f"unknown verb {verb!r}", code="InvalidAction")  # pragma: no cover
 
     def describe(self, action: Mapping[str, Any]) -> str:
@@ -279,6 +283,17 @@ class NatsKind(ActionKind):
         if verb.startswith("consumer_"):
             target = f"{args.get('stream')}/{args.get('durable_name') or args.get('name')}"
         return f"nats {verb} {target}".rstrip()
+
+
+def _consumer_info(handle: NatsConnection, stream: str, name: str, timeout: float | None) -> Any:
+    """``{name, stream_name, config, num_pending, num_ack_pending, delivered, ...}``: what a
+    probe needs to find a consumer (``ConsumerNotFound`` when there is none)."""
+    limit = handle.request_timeout if timeout is None else float(timeout)
+
+    async def go(nc: Any) -> dict[str, Any]:
+        return dict(plain(await nc.jsm(timeout=limit).consumer_info(_token(stream), _token(name))))
+
+    return handle.call(go, f"consumer_info {stream}/{name}", limit)
 
 
 def _tagged(config: Mapping[str, Any], tags: Mapping[str, str]) -> dict[str, Any]:

@@ -9,7 +9,6 @@ operation it applied is undone in reverse dependency order (unless asked to keep
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 import uuid
@@ -34,6 +33,7 @@ from atomicops.errors import (
 )
 from atomicops.graph import walk
 from atomicops.journal.state import EnvState, StepState
+from atomicops.plan.changes import definition, fingerprint
 from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Operation, Step
 
@@ -50,12 +50,6 @@ class ApplyReport:
 
 
 PROGRESS_EVERY = 2.0  # seconds between journalled progress reports without a mark
-
-
-def fingerprint(op: Operation) -> str:
-    """Identifies an operation's definition (vars applied), to tell when the plan changed."""
-    text = json.dumps(op.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def step_key(env: str, op: str, step: str) -> str:
@@ -128,7 +122,8 @@ class Applier:
             phase_index=self.loaded.phase_index(op.id),
             depends_on=sorted(self.loaded.deps[op.id]),
             title=op.title,
-            fingerprint=fingerprint(op),
+            fingerprint=fingerprint(op, self.plan.vars),
+            definition=definition(op, self.plan.vars),  # what `plan` diffs a changed plan against
         )
         self_outputs: dict[str, Any] = {}
         done: list[StepState] = []
@@ -192,7 +187,7 @@ class Applier:
             if exc.applied:
                 # The effect took place (a create whose wait failed): journal it as done so
                 # the operation's undo takes it back, then fail the step.
-                outputs, _ = extract_outputs(step.outputs, exc.result)
+                outputs, _ = extract_outputs(step.result_outputs, exc.result)
                 self.record_done(op, step, outputs, self_outputs, started, time.time(), result=exc.result)
                 run.record("step_failed", op=op.id, step=step.name, error=message, code=exc.code, after_effect=True)
                 raise StepFailed(op.id, step.name, message) from None
@@ -209,7 +204,7 @@ class Applier:
             raise StepFailed(op.id, step.name, message) from None
         finished = time.time()
         crashpoint("after_effect", key)
-        outputs, missing = extract_outputs(step.outputs, result)
+        outputs, missing = extract_outputs(step.result_outputs, result)
         state = self.record_done(op, step, outputs, self_outputs, started, finished, result=result, missing=missing)
         crashpoint("after_result", key)
         if state.error:
@@ -238,7 +233,15 @@ class Applier:
         key = step_key(run.env, op.id, step.name)
         self_outputs.update(outputs)
         undo, undo_error = None, None
-        if step.undo is not None:
+        if step.value_outputs:
+            # Outputs that are values (a name made of vars, a constant) whatever said the
+            # step was done (its result, its probe, resolve).
+            try:
+                outputs = {**outputs, **rt.scope.with_self(self_outputs, key).journal_form(step.value_outputs)}
+                self_outputs.update(outputs)
+            except AtomicOpsError as exc:
+                undo_error = str(exc)
+        if step.undo is not None and undo_error is None:
             try:
                 undo = rt.scope.with_self(self_outputs, key).journal_form(step.undo)
             except AtomicOpsError as exc:

@@ -8,13 +8,14 @@ from collections.abc import Mapping
 from typing import Any
 
 import jmespath
+import jmespath.exceptions
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from atomicops.actions import registry
 from atomicops.actions.base import ActionContext, ActionKind, Connections
 from atomicops.engine.cancel import Cancellation
 from atomicops.errors import ActionError, AtomicOpsError
-from atomicops.expect import Mismatch, evaluate
+from atomicops.expect import CANNOT_EVALUATE, Mismatch, evaluate
 from atomicops.plan.model import Retry
 
 DEFAULT_RETRY = Retry(attempts=3, delay=1.0, backoff=2.0, max_delay=30.0, on="transient")
@@ -123,7 +124,14 @@ def extract_outputs(spec: Mapping[str, str], result: Any) -> tuple[dict[str, Any
     outputs: dict[str, Any] = {}
     missing: list[str] = []
     for name, expr in spec.items():
-        value = jmespath.search(expr, result)
+        try:
+            value = jmespath.search(expr, result)
+        except jmespath.exceptions.JMESPathError as exc:
+            # A type error depends on the data (`length(x)` of a number): the effect already
+            # happened, so this is an output that found nothing, with the reason, not a crash.
+            missing.append(f"{name} ({expr}): {CANNOT_EVALUATE}: {' '.join(str(exc).split())}")
+            outputs[name] = None
+            continue
         if value is None:
             missing.append(f"{name} ({expr})")
         outputs[name] = value

@@ -14,7 +14,7 @@ from typing import Any
 from atomicops.engine.executor import extract_outputs
 from atomicops.engine.runtime import Runtime
 from atomicops.errors import ActionError, AtomicOpsError
-from atomicops.expect import evaluate
+from atomicops.expect import CANNOT_EVALUATE, evaluate
 from atomicops.plan import refs
 from atomicops.plan.model import Operation, Step
 
@@ -67,6 +67,10 @@ def probe(rt: Runtime, step: Step, self_outputs: dict[str, Any], key: str, op_id
     except AtomicOpsError as exc:
         return ProbeAnswer(None, why=f"probe failed: {exc}")
     outputs, missing = extract_outputs(scope.journal_form(step.probe.get("outputs") or {}), result)
+    if any(CANNOT_EVALUATE in m for m in missing):
+        # An output expression that fails on the result says nothing about the resource:
+        # "not found" would re-run the create, so it is no answer (resolve settles it).
+        return ProbeAnswer(None, why="probe outputs: " + "; ".join(missing))
     mismatches = evaluate(scope.journal_form(step.probe.get("expect") or {}), result)
     if missing or mismatches:
         return ProbeAnswer(False, why="; ".join(missing + [str(m) for m in mismatches]))

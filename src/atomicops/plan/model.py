@@ -19,6 +19,12 @@ DEFAULT_UNDO_OK_ERRORS = ("*NotFound*", "NoSuch*", "*NotFoundException", "*DoesN
 Action = dict[str, Any]
 
 
+def is_value_output(spec: Any) -> bool:
+    """An output that is a value, not a JMESPath expression: anything but a string, or a
+    string holding ``${...}``."""
+    return not isinstance(spec, str) or "${" in spec
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -35,13 +41,25 @@ class Step(_Model):
     name: str = Field(pattern=ID_PATTERN)
     do: Action
     undo: Action | None = None
-    outputs: dict[str, str] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    """JMESPath over the do's result (a string), or a value: a constant (a number, a list...)
+    or a string with ``${...}`` references, so a name the plan makes up is written once."""
     probe: Action | None = None
     retry: Retry | None = None
     timeout: float | None = Field(None, gt=0)
     irreversible: str | None = None
     read_only: bool = False
     undo_ok_errors: list[str] | None = None
+
+    @property
+    def result_outputs(self) -> dict[str, str]:
+        """The outputs read from the result (JMESPath expressions)."""
+        return {k: v for k, v in self.outputs.items() if not is_value_output(v)}
+
+    @property
+    def value_outputs(self) -> dict[str, Any]:
+        """The outputs that are values (constants, references), known without the result."""
+        return {k: v for k, v in self.outputs.items() if is_value_output(v)}
 
     @property
     def ok_errors(self) -> tuple[str, ...]:

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path as FsPath
 from typing import Any
 
-import jmespath
-import jmespath.exceptions
-
 from atomicops.actions import registry
-from atomicops.errors import Problem
-from atomicops.expect import check_expect_spec
+from atomicops.errors import AtomicOpsError, Problem
+from atomicops.expect import check_expect_spec, check_expression
 from atomicops.graph import Graph
 from atomicops.plan import refs
-from atomicops.plan.model import Operation, Plan
+from atomicops.plan.call_target import call_target_problem
+from atomicops.plan.model import Operation, Plan, is_value_output
 from atomicops.plan.source import Path, SourceMap, format_path
 
 # Keys an action may carry beside its kind's own, by the role the action plays.
@@ -65,10 +64,15 @@ def validate_plan(
 ) -> tuple[list[Problem], dict[str, set[str]]]:
     ctx = _Ctx(plan, raw, smap, [], {}, {op.id: set() for op in plan.operations})
     _check_names(ctx)
+    by_connection = {k.connection_kind: k for k in registry.kinds().values() if k.connection_kind}
     for name, conn in plan.connections.items():
         path: Path = ("connections", name)
-        if conn.kind not in {k.connection_kind for k in registry.kinds().values()}:
-            ctx.add((*path, "kind"), f"unknown connection kind {conn.kind!r}")
+        owner = by_connection.get(conn.kind)
+        if owner is None:
+            ctx.add((*path, "kind"), f"unknown connection kind {conn.kind!r}{_suggest(conn.kind, by_connection)}")
+        else:
+            for issue in owner.check_connection(conn.model_dump()):
+                ctx.add((*path, *issue.path), issue.message)
         _check_refs(ctx, conn.model_dump(), path, allowed=_CONNECTION, op=None)
     for name, secret in plan.secrets.items():
         _check_refs(ctx, secret.model_dump(exclude_none=True), ("secrets", name), allowed=frozenset({"vars", "env"}), op=None)
@@ -77,6 +81,9 @@ def validate_plan(
     for i, check in enumerate(plan.verify):
         _check_action(ctx, check, ("verify", i), "check", op=None, allowed=_PLAN_LEVEL)
     if plan.triggers:
+        # Until apply polls them, a plan must not read as if it were protected by them.
+        ctx.add(("triggers",), "triggers are checked here but not polled yet: apply neither watches them "
+                "nor rolls back when one fails; verify checks and `atomicops verify` do run", warning=True)
         for i, check in enumerate(plan.triggers.checks):
             path = ("triggers", "checks", i)
             _check_action(ctx, check, path, "check", op=None, allowed=_PLAN_LEVEL)
@@ -103,7 +110,7 @@ def _check_names(ctx: _Ctx) -> None:
             ctx.add((*path, "id"), f"operation id {op.id!r} is already used by operation #{seen[op.id] + 1}", op=op.id)
         seen.setdefault(op.id, i)
         if op.phase is not None and op.phase not in plan.phases:
-            ctx.add((*path, "phase"), f"unknown phase {op.phase!r} (phases: {', '.join(plan.phases)})", op=op.id)
+            ctx.add((*path, "phase"), f"unknown phase {op.phase!r}{_suggest(op.phase, plan.phases)} (phases: {', '.join(plan.phases)})", op=op.id)
         declared: dict[str, int] = {}
         step_names: set[str] = set()
         for j, step in enumerate(op.steps):
@@ -115,9 +122,7 @@ def _check_names(ctx: _Ctx) -> None:
                 if out in declared:
                     ctx.add((*spath, "outputs", out), f"output {out!r} is already declared by step #{declared[out] + 1}", op=op.id)
                 declared.setdefault(out, j)
-                if "${" in str(expr):
-                    ctx.add((*spath, "outputs", out), "outputs are JMESPath over the result; references (and secrets) cannot be used there", op=op.id)
-                else:
+                if not is_value_output(expr):
                     _check_jmespath(ctx, expr, (*spath, "outputs", out), op.id)
         ctx.outputs[op.id] = declared
 
@@ -134,6 +139,11 @@ def _check_operation(ctx: _Ctx, index: int, op: Operation) -> None:
     for j, step in enumerate(op.steps):
         spath: Path = (*path, "steps", j)
         _check_action(ctx, step.do, (*spath, "do"), "do", op=op.id, self_upto=j - 1)
+        # Value outputs may use what is known before the step: earlier steps' outputs.
+        _check_refs(ctx, step.value_outputs, (*spath, "outputs"), allowed=_ANY, op=op.id, self_upto=j - 1)
+        for text, sub in refs.refs_in(step.value_outputs):
+            if text.strip().startswith("secrets."):
+                ctx.add((*spath, "outputs", *sub), "a secret cannot be an output: outputs are journalled and shown by status", op=op.id)
         if step.undo is not None:
             _check_action(ctx, step.undo, (*spath, "undo"), "undo", op=op.id, self_upto=j)
         if step.probe is not None:
@@ -141,8 +151,7 @@ def _check_operation(ctx: _Ctx, index: int, op: Operation) -> None:
             if not step.probe.get("outputs") and not step.probe.get("expect"):
                 ctx.add((*spath, "probe"), "a probe needs outputs or expect, to tell found from not found", op=op.id)
             for out, expr in (step.probe.get("outputs") or {}).items():
-                if "${" not in str(expr):
-                    _check_jmespath(ctx, expr, (*spath, "probe", "outputs", out), op.id)
+                _check_jmespath(ctx, expr, (*spath, "probe", "outputs", out), op.id)
                 if out not in step.outputs:
                     ctx.add((*spath, "probe", "outputs", out), f"the probe yields {out!r}, which the step does not declare in outputs", op=op.id)
         if step.read_only:
@@ -188,6 +197,8 @@ def _check_action(
             ctx.add((*path, k), f"unknown key {k!r} for a {key} action{_suggest(str(k), allowed_keys)}", op=op)
     for issue in kind.check(action):
         ctx.add((*path, *issue.path), issue.message, op=op)
+    if key == "call":
+        _check_call_target(ctx, action.get("call"), (*path, "call"), op)
     conn = action.get("connection")
     if isinstance(conn, str) and "${" not in conn:
         spec = ctx.plan.connections.get(conn)
@@ -332,10 +343,11 @@ def _check_refs(
 def _check_graph(ctx: _Ctx) -> None:
     plan = ctx.plan
     index = {op.id: i for i, op in enumerate(plan.operations)}
-    phase_of = {op.id: plan.phases.index(plan.phase_of(op)) if plan.phase_of(op) in plan.phases else 0 for op in plan.operations}
+    # An operation in an unknown phase has no place in the order: its one error is enough.
+    phase_of = {op.id: plan.phases.index(plan.phase_of(op)) for op in plan.operations if plan.phase_of(op) in plan.phases}
     for op_id, deps in ctx.deps.items():
         for dep in sorted(deps):
-            if phase_of[dep] > phase_of[op_id]:
+            if op_id in phase_of and dep in phase_of and phase_of[dep] > phase_of[op_id]:
                 ctx.add(
                     ("operations", index[op_id]),
                     f"depends on {dep!r} of the later phase {plan.phases[phase_of[dep]]!r}; phases run in order",
@@ -346,11 +358,33 @@ def _check_graph(ctx: _Ctx) -> None:
         ctx.add(("operations", index[cycle[0]]), "dependency cycle: " + " -> ".join(cycle), op=cycle[0])
 
 
+def _check_call_target(ctx: _Ctx, target: Any, path: Path, op: str | None) -> None:
+    plan_file = FsPath(ctx.smap.file)
+    # A plan recorded in the journal (rollback, resume) runs without its directory: the
+    # modules were found when it was validated from its file.
+    if not isinstance(target, str) or refs.is_reference(target) or ":" not in target or not plan_file.is_file():
+        return
+    problem = call_target_problem(target, plan_file.resolve().parent)
+    if problem:
+        ctx.add(path, problem, op=op)
+
+
 def _check_jmespath(ctx: _Ctx, expr: Any, path: Path, op: str | None) -> None:
-    try:
-        jmespath.compile(str(expr))
-    except jmespath.exceptions.ParseError as exc:
-        ctx.add(path, f"invalid JMESPath {expr!r}: {exc.msg if hasattr(exc, 'msg') else exc}", op=op)
+    text = str(expr)
+    if refs.is_reference(text):
+        # A probe picks its item by a known id (`[?SubnetId=='${self.subnet}']`): with the
+        # references stood in for, its functions can still be checked; its syntax depends on
+        # the values, so a stand-in that does not parse says nothing.
+        try:
+            problem = check_expression(refs.resolve(text, lambda ref: "x"))
+        except AtomicOpsError:
+            return  # a malformed reference is reported by _check_refs
+        if problem and not problem.startswith("invalid JMESPath"):
+            ctx.add(path, f"{problem} in {text!r}", op=op)
+        return
+    problem = check_expression(text)
+    if problem:
+        ctx.add(path, f"{problem} in {text!r}", op=op)
 
 
 def _suggest(name: str, options: Iterable[str]) -> str:

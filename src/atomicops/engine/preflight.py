@@ -1,0 +1,193 @@
+"""Preflight: before the first step of a run, check everything the run will need.
+
+Without it a missing environment variable or an unreachable database is found by the step
+that first uses it, after the steps before it have created their resources (and a rollback
+has to take them back). Preflight looks at the operations the run will apply: every var they
+reference has a value, every secret they use can be read (present, long enough; an
+``aws_secret`` is read once), and every connection they use is well formed. Connections the
+first phase to run uses must also answer one cheap read-only request; a later phase may
+connect to what an earlier one creates (the Aurora endpoint), so its connections cannot be
+asked before the run. All problems are reported at once (:class:`PreflightFailed`, exit 2).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from atomicops.actions import registry
+from atomicops.engine.runtime import Runtime, open_runtime
+from atomicops.engine.secrets import MIN_SECRET_LENGTH
+from atomicops.errors import AtomicOpsError, PreflightFailed
+from atomicops.plan import refs
+from atomicops.plan.loader import LoadedPlan
+from atomicops.plan.model import Plan, Retry
+
+# Preflight waits this long for a connection: a run would wait its own timeouts later.
+CONNECT_LIMIT = 5.0
+
+# One read-only request per connection kind that proves it answers (and, for AWS, that the
+# credentials are good). Kinds not listed are proven by opening the connection.
+_REQUESTS: dict[str, dict[str, Any]] = {
+    "aws": {"aws": "sts.get_caller_identity"},
+    "postgres": {"sql": "select 1"},
+}
+
+
+def preflight(loaded: LoadedPlan, op_ids: Iterable[str], *, env: str, run_id: str) -> None:
+    """Raise PreflightFailed listing every var, secret and connection the operations
+    ``op_ids`` (and the plan's verify checks) would fail on."""
+    plan = loaded.plan
+    pending = set(op_ids)
+    actions = list(_actions(plan, pending))
+    if not actions:
+        return
+    problems = _vars(plan, actions)
+    secrets = _secrets_used(plan, actions)
+    problems += _env_secrets(plan, secrets)
+    if not problems:
+        # Connection specs are resolved (secrets and all) when a runtime opens.
+        try:
+            rt = open_runtime(plan, env=env, run_id=run_id, base_dir=loaded.base_dir)
+        except AtomicOpsError as exc:
+            raise PreflightFailed([str(exc)]) from None
+        try:
+            problems += _aws_secrets(rt, plan, secrets)
+            first = next((ph for ph in plan.phases if any(o.id in pending and plan.phase_of(o) == ph for o in plan.operations)), None)
+            now = {o.id for o in plan.operations if o.id in pending and plan.phase_of(o) == first}
+            asked = _connections_used(plan, list(_actions(plan, now, verify=False)))
+            problems += _connections(rt, asked, ask=True)
+            problems += _connections(rt, {n: k for n, k in _connections_used(plan, actions).items() if n not in asked}, ask=False)
+        finally:
+            rt.close()
+    if problems:
+        raise PreflightFailed(problems)
+
+
+def _actions(plan: Plan, op_ids: set[str], *, verify: bool = True) -> Iterator[Mapping[str, Any]]:
+    for op in plan.operations:
+        if op.id not in op_ids:
+            continue
+        for step in op.steps:
+            yield from (a for a in (step.do, step.undo, step.probe) if a is not None)
+        yield from op.verify
+    if verify:
+        yield from plan.verify
+
+
+def _vars(plan: Plan, actions: list[Mapping[str, Any]]) -> list[str]:
+    places: list[Any] = [*actions, *(c.model_dump() for c in plan.connections.values()),
+                         *(s.model_dump(exclude_none=True) for s in plan.secrets.values())]
+    problems: set[str] = set()
+    for text in _strings(places):
+        for inner, _ in refs.refs_in(text):
+            try:
+                ref = refs.parse(inner)
+            except refs.RefSyntaxError:
+                continue  # validation reported it
+            if ref.namespace != "vars":
+                continue
+            try:
+                value = refs.dig(plan.vars, ref.path, ref)
+            except AtomicOpsError as exc:
+                problems.add(f"var: {exc}")
+                continue
+            if value is None and text.strip() != "${" + inner + "}":
+                # `null` as a whole value means "not given" (aws_endpoint: null is real AWS);
+                # formatted into text it silently becomes "" (postgresql://:5432/app).
+                problems.add(f"var {'.'.join(ref.path)!r} has no value but is used in {text!r}: "
+                             f"give it with --var {ref.path[0]}=... or --vars-file")
+    return sorted(problems)
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _secrets_used(plan: Plan, actions: list[Mapping[str, Any]]) -> list[str]:
+    # Every connection spec is resolved when the run starts, so its secrets are needed too.
+    places = [*actions, *(c.model_dump() for c in plan.connections.values())]
+    used = {t.strip().split(".")[1] for t, _ in refs.refs_in(places) if t.strip().startswith("secrets.")}
+    return sorted(n for n in used if n in plan.secrets)
+
+
+def _env_secrets(plan: Plan, names: list[str]) -> list[str]:
+    problems = []
+    for name in names:
+        var = plan.secrets[name].env
+        if var is None:
+            continue
+        if var not in os.environ:
+            problems.append(f"secret {name!r} reads the environment variable {var}, which is not set")
+        elif len(os.environ[var]) < MIN_SECRET_LENGTH:
+            problems.append(f"secret {name!r} (environment variable {var}) is shorter than {MIN_SECRET_LENGTH} characters")
+    return problems
+
+
+def _aws_secrets(rt: Runtime, plan: Plan, names: list[str]) -> list[str]:
+    problems = []
+    for name in names:
+        if plan.secrets[name].aws_secret is None:
+            continue
+        try:
+            rt.secrets.value(name)  # one GetSecretValue; the value is only kept for redaction
+        except AtomicOpsError as exc:
+            problems.append(f"secret {name!r} cannot be read: {rt.secrets.redactor.text(str(exc))}")
+    return problems
+
+
+def _connections_used(plan: Plan, actions: list[Mapping[str, Any]]) -> dict[str, str]:
+    """Connection name -> kind, for the connections these actions name (or default to). A
+    ``call`` function picks its own connections; it meets a missing one when it runs."""
+    kinds = registry.kinds()
+    used: dict[str, str] = {}
+    for action in actions:
+        key, _ = registry.kind_of(action)
+        want = kinds[key].connection_kind if key else None
+        if want is None:
+            continue
+        name = action.get("connection")
+        if not isinstance(name, str):
+            name = next((n for n, c in plan.connections.items() if c.kind == want), None)
+        if name is not None and name in plan.connections:
+            used[name] = want
+    return used
+
+
+def _connections(rt: Runtime, used: Mapping[str, str], *, ask: bool) -> list[str]:
+    problems = []
+    for name, kind in sorted(used.items()):
+        owner = registry.get(_kind_key(kind))
+        spec = dict(rt.connections.spec(name))
+        issues = [f"{'.'.join(map(str, i.path))}: {i.message}" for i in owner.check_connection(spec)]
+        if issues:
+            problems.append(f"connection {name!r} ({kind}): " + "; ".join(issues))
+            continue
+        if not ask:
+            continue
+        # Asked once, quickly: a run would wait its own (longer) timeouts later.
+        spec["connect_timeout"] = min(float(spec.get("connect_timeout") or CONNECT_LIMIT), CONNECT_LIMIT)
+        if kind == "aws":
+            spec["max_attempts"] = 1
+        rt.connections.define(name, spec)
+        try:
+            request = _REQUESTS.get(kind)
+            if request is not None:
+                rt.executor.execute({**request, "connection": name}, retry=Retry(attempts=1))
+            else:
+                rt.connections.get(owner, name)
+        except AtomicOpsError as exc:
+            problems.append(f"connection {name!r} ({kind}) does not answer: {rt.secrets.redactor.text(str(exc))}")
+    return problems
+
+
+def _kind_key(connection_kind: str) -> str:
+    return next(k for k, v in registry.kinds().items() if v.connection_kind == connection_kind)
