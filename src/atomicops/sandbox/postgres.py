@@ -55,6 +55,7 @@ import psutil  # a dependency of pgserver
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from atomicops.processes import START_TIME_SLACK, start_time
 from atomicops.sandbox.service import ServiceInfo, free_port
 
 SERVICE_NAME = "postgres"
@@ -213,7 +214,9 @@ def _initdb(data_dir: Path, user: pwd.struct_passwd | None) -> None:
 
 
 def _info(url: str, pid: int, data_dir: Path) -> ServiceInfo:
-    return ServiceInfo(SERVICE_NAME, url, pid, str(data_dir), str(data_dir / LOG_NAME))
+    return ServiceInfo(
+        SERVICE_NAME, url, pid, str(data_dir), str(data_dir / LOG_NAME), started_at=start_time(pid)
+    )
 
 
 def start(data_dir: Path, *, port: int | None = None, timeout: float = 30.0) -> ServiceInfo:
@@ -340,10 +343,17 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
 
 
 def _is_postmaster(info: ServiceInfo) -> psutil.Process | None:
-    """The process ``info.pid`` if it is still this server's postmaster (pids get reused)."""
+    """The process ``info.pid`` if it is still this server's postmaster (pids get reused).
+
+    Proven by the start time recorded when it started: without one, nothing is.
+    """
+    if not info.started_at:
+        return None
     try:
         proc = psutil.Process(info.pid)
         if proc.status() == psutil.STATUS_ZOMBIE or not proc.name().startswith("postgres"):
+            return None
+        if abs(proc.create_time() - info.started_at) >= START_TIME_SLACK:
             return None
         return proc
     except psutil.Error:

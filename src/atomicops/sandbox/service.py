@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from atomicops.processes import pid_alive
+from atomicops.processes import START_TIME_SLACK, pid_alive
 
 
 @dataclass(frozen=True)
@@ -65,34 +65,49 @@ def spawn(argv: Sequence[str], log_file: Path, env: Mapping[str, str] | None = N
     return proc.pid
 
 
-def process_start(pid: int) -> float:
-    """When process ``pid`` started (0.0 when there is no such process)."""
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return 0.0
-
-
 def is_ours(info: ServiceInfo) -> bool:
-    """Whether the recorded pid is still the process we started (not a reused pid)."""
-    if not info.started_at:
-        return pid_alive(info.pid)
-    return abs(process_start(info.pid) - info.started_at) < 1.0
+    """Whether the recorded pid is still the process we started (not a reused pid).
+
+    Without a recorded start time nothing proves it, and the answer is no: a state file
+    from an older atomicops (or edited by hand) must not make us signal a stranger.
+    """
+    return _identified(info.pid, info.started_at) is not None
 
 
-def stop_pid(pid: int, *, timeout: float = 10.0) -> None:
-    """SIGTERM, wait, then SIGKILL; returns when the process is gone."""
+def _identified(pid: int, started_at: float) -> psutil.Process | None:
+    if not started_at or not pid_alive(pid):
+        return None
+    try:
+        proc = psutil.Process(pid)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+    if abs(proc.create_time() - started_at) >= START_TIME_SLACK:
+        return None
+    return proc
+
+
+def stop_pid(pid: int, started_at: float, *, timeout: float = 10.0) -> bool:
+    """SIGTERM, wait, then SIGKILL; returns when the process is gone.
+
+    Only the process that started at ``started_at`` is signalled, and psutil checks that
+    again before each signal, so a pid taken over by another process meanwhile is left
+    alone. Returns False, having signalled nothing, when ``pid`` is not that process.
+    """
+    proc = _identified(pid, started_at)
+    if proc is None:
+        return False
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
+            proc.send_signal(sig)
+        except psutil.NoSuchProcess:
+            return True
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             _reap(pid)
             if not pid_alive(pid):
-                return
+                return True
             time.sleep(0.05)
+    return True
 
 
 def _reap(pid: int) -> None:
