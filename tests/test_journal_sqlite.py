@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from atomicops.errors import EXIT_LOCKED, Locked, StaleLease, UsageError
+from atomicops.errors import EXIT_LOCKED, JournalDamaged, Locked, StaleLease, UsageError
 from atomicops.journal import Event, LockHolder, open_store
 from atomicops.journal.sqlite import SCHEMA_VERSION, SqliteStore
 
@@ -629,3 +629,75 @@ def test_heartbeat_keeps_a_lease_alive(tmp_path: Path) -> None:
         assert store.heartbeat("prod", "a")
     with pytest.raises(Locked):
         store.acquire_lock("prod", LockHolder("b", "r2", os.getpid() + 1, socket.gethostname(), time.time()))
+
+
+# -- the checksum chain -------------------------------------------------------------------
+
+# The schema of version 2, the last without the chain, as journals written then have it.
+V2_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, env TEXT NOT NULL, run_id TEXT NOT NULL,
+    ts REAL NOT NULL, type TEXT NOT NULL, op TEXT, step TEXT, data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_env_seq ON events (env, seq);
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the atomicops journal is append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the atomicops journal is append-only'); END;
+CREATE TABLE locks (
+    env TEXT PRIMARY KEY, lock_id TEXT NOT NULL, run_id TEXT NOT NULL, pid INTEGER NOT NULL,
+    host TEXT NOT NULL, started REAL NOT NULL, command TEXT NOT NULL DEFAULT '',
+    lease REAL NOT NULL DEFAULT 0, heartbeat REAL NOT NULL DEFAULT 0,
+    fence INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO meta VALUES ('schema_version', '2');
+"""
+
+
+def edit(path: Path, sql: str) -> None:
+    """What someone with a sqlite3 shell can do: set the triggers aside and change a row."""
+    raw = sqlite3.connect(path)
+    raw.execute("DROP TRIGGER events_no_update")
+    raw.execute("DROP TRIGGER events_no_delete")
+    raw.execute(sql)
+    raw.commit()
+    raw.close()
+
+
+def test_a_version_2_journal_is_chained_on_open_and_later_edits_are_caught(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(V2_SCHEMA)
+    for i in range(3):
+        raw.execute(
+            "INSERT INTO events (env, run_id, ts, type, op, step, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("e", "r", 1000.5 + i, "step_done", "op", f"s{i}", f'{{"undo": "echo {i}"}}'),
+        )
+    raw.commit()
+    raw.close()
+
+    with SqliteStore(path) as s:
+        assert [e.data for e in s.events("e")] == [{"undo": f"echo {i}"} for i in range(3)]
+        s.append("e", "r", "step_done", data={"undo": "echo 3"})
+        assert [e.seq for e in s.events("e", after=2)] == [3, 4]
+    with SqliteStore(path) as s:  # upgraded once: reopening changes nothing
+        assert len(s.events("e")) == 4
+
+    edit(path, "UPDATE events SET data = '{\"undo\": \"echo HIJACK\"}' WHERE seq = 2")
+    with SqliteStore(path) as s, pytest.raises(JournalDamaged, match="event 2 ") as caught:
+        s.events("e")
+    assert caught.value.seq == 2 and caught.value.exit_code == 2
+
+
+def test_a_removed_event_breaks_the_chain_at_the_next_one(db_path: Path) -> None:
+    with SqliteStore(db_path) as s:
+        for i in range(4):
+            s.append("e", "r", "t", data={"i": i})
+        s.append("other", "r", "t")
+    edit(db_path, "DELETE FROM events WHERE seq = 2")
+    with SqliteStore(db_path) as s:
+        assert len(s.events("other")) == 1  # each environment has its own chain
+        with pytest.raises(JournalDamaged) as caught:
+            s.events("e")
+        assert caught.value.seq == 3

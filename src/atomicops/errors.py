@@ -226,3 +226,18 @@ class StaleLease(AtomicOpsError):
             f"this run no longer holds environment {env!r}: its lease expired and another run "
             f"took over (fence {fence}, now {current}); it stopped without writing anything more"
         )
+
+
+class JournalDamaged(UsageError):
+    """The journal at ``path`` exists but cannot be trusted: empty, not a journal, a damaged
+    page, or an event that no longer matches the checksum chain (``seq``). Nothing ran."""
+
+    def __init__(self, path: str, problem: str, seq: int | None = None):
+        self.path = path
+        self.problem = problem
+        self.seq = seq
+        super().__init__(
+            f"cannot open the journal at {path}: it {problem}; nothing was run. atomicops "
+            "starts a new journal only where no file is, since a lost journal would have it run "
+            "everything again: restore this one from a backup, or give --state the right file"
+        )

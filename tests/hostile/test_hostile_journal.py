@@ -7,6 +7,8 @@ message and that nothing ran: no effect, no journal written, no process signalle
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -62,3 +64,193 @@ def test_sandbox_down_spares_a_pid_whose_start_time_was_not_recorded(
     assert f"pid {bystander.pid}" in proc.stderr and "not signalled" in proc.stderr, proc.stderr
     time.sleep(0.2)
     assert bystander.is_running() and bystander.status() != psutil.STATUS_ZOMBIE
+
+
+# -- a journal that existed is never taken for a new one -----------------------------------
+
+PLAN = Path(__file__).parent / "journal" / "effects.yaml"
+
+
+def apply(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli("apply", str(PLAN), "--var", f"effects={cwd / 'effects.log'}", *args, cwd=cwd)
+
+
+def effects(cwd: Path) -> list[str]:
+    log = cwd / "effects.log"
+    return log.read_text().split() if log.exists() else []
+
+
+@pytest.fixture
+def applied(tmp_path: Path) -> Path:
+    """A directory where the plan was applied once: its effect ran, its journal exists."""
+    proc = apply(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert effects(tmp_path) == ["do"]
+    return tmp_path
+
+
+def journal_of(cwd: Path) -> Path:
+    return cwd / ".atomicops" / "journal.db"
+
+
+def test_an_emptied_journal_is_refused_not_started_afresh(applied: Path) -> None:
+    journal = journal_of(applied)
+    os.truncate(journal, 0)  # truncate -s 0 journal.db
+
+    proc = apply(applied)
+
+    assert proc.returncode == 2, proc.stderr
+    assert str(journal) in proc.stderr and "is empty" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert effects(applied) == ["do"]  # the effect did not run again
+    assert journal.stat().st_size == 0  # and the journal was not rewritten
+
+
+def test_a_truncated_journal_is_refused(applied: Path) -> None:
+    journal = journal_of(applied)
+    os.truncate(journal, 4096)  # the first page only: the tables' pages are gone
+
+    proc = apply(applied)
+
+    assert proc.returncode == 2, proc.stderr
+    assert str(journal) in proc.stderr and "damaged" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert effects(applied) == ["do"]
+
+
+def test_a_corrupt_journal_page_is_refused(applied: Path) -> None:
+    journal = journal_of(applied)
+    conn = sqlite3.connect(journal)
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+    conn.close()
+    with open(journal, "r+b") as f:  # scribble over the events table's page, nothing else
+        f.seek((root - 1) * page_size)
+        f.write(b"\xa5" * page_size)
+
+    proc = cli("rollback", cwd=applied)
+
+    assert proc.returncode == 2, proc.stderr
+    assert str(journal) in proc.stderr and "damaged" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert effects(applied) == ["do"]  # no undo ran
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"atomicops: 1\n" * 400, b"SQLite format 3\x00" + b"\x00" * 100],
+    ids=["text", "a-torn-header"],
+)
+def test_a_file_that_is_not_a_journal_is_refused(tmp_path: Path, content: bytes) -> None:
+    journal = journal_of(tmp_path)
+    journal.parent.mkdir()
+    journal.write_bytes(content)
+
+    proc = apply(tmp_path)
+
+    assert proc.returncode == 2, proc.stderr
+    assert str(journal) in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert effects(tmp_path) == []
+    assert journal.read_bytes() == content
+
+
+def test_another_sqlite_database_is_not_made_into_a_journal(tmp_path: Path) -> None:
+    journal = journal_of(tmp_path)
+    journal.parent.mkdir()
+    other = sqlite3.connect(journal)
+    other.execute("CREATE TABLE customers (name TEXT)")
+    other.commit()
+    other.close()
+    before = journal.read_bytes()
+
+    proc = apply(tmp_path)
+
+    assert proc.returncode == 2, proc.stderr
+    assert "not an atomicops journal" in proc.stderr, proc.stderr
+    assert effects(tmp_path) == []
+    assert journal.read_bytes() == before
+
+
+def test_dot_atomicops_being_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / ".atomicops").write_text("not a directory\n")
+
+    proc = apply(tmp_path)
+
+    assert proc.returncode == 2, proc.stderr
+    assert str(tmp_path / ".atomicops") in proc.stderr and "not a directory" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert effects(tmp_path) == []
+    assert (tmp_path / ".atomicops").read_text() == "not a directory\n"
+
+
+def test_the_journal_being_a_directory_is_refused(tmp_path: Path) -> None:
+    journal_of(tmp_path).mkdir(parents=True)
+
+    proc = apply(tmp_path)
+
+    assert proc.returncode == 2, proc.stderr
+    assert str(journal_of(tmp_path)) in proc.stderr and "is a directory" in proc.stderr
+    assert effects(tmp_path) == []
+    assert list(journal_of(tmp_path).iterdir()) == []
+
+
+@pytest.mark.parametrize("target_exists", [False, True], ids=["dangling", "to-a-journal"])
+def test_a_symlinked_journal_is_refused(tmp_path: Path, target_exists: bool) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if target_exists:  # a real journal, applied once, reached through the link
+        assert apply(elsewhere).returncode == 0
+        (elsewhere / "effects.log").unlink()
+    target = journal_of(elsewhere)
+    work = tmp_path / "work"
+    journal_of(work).parent.mkdir(parents=True)
+    journal_of(work).symlink_to(target)
+
+    proc = apply(work)
+
+    assert proc.returncode == 2, proc.stderr
+    assert str(journal_of(work)) in proc.stderr and "symbolic link" in proc.stderr, proc.stderr
+    assert effects(work) == []
+    assert target.exists() == target_exists  # a dangling link did not create its target
+
+
+def tamper(journal: Path, sql: str) -> None:
+    """Change the journal behind atomicops's back, as someone with a sqlite3 shell can."""
+    conn = sqlite3.connect(journal)
+    conn.execute("DROP TRIGGER events_no_update")
+    conn.execute("DROP TRIGGER events_no_delete")
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+
+
+def test_an_edited_undo_is_detected_and_nothing_runs(applied: Path) -> None:
+    journal = journal_of(applied)
+    seq = sqlite3.connect(journal).execute(
+        "SELECT seq FROM events WHERE type = 'step_done'"
+    ).fetchone()[0]
+    tamper(
+        journal,
+        f"UPDATE events SET data = replace(data, 'echo undo', 'echo HIJACK') WHERE seq = {seq}",
+    )
+
+    proc = cli("rollback", cwd=applied)
+
+    assert proc.returncode == 2, proc.stderr
+    assert str(journal) in proc.stderr and f"event {seq}" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert effects(applied) == ["do"]  # neither the undo nor the hijack ran
+
+
+def test_a_deleted_event_is_detected(applied: Path) -> None:
+    journal = journal_of(applied)
+    seq = sqlite3.connect(journal).execute(
+        "SELECT seq FROM events WHERE type = 'step_done'"
+    ).fetchone()[0]
+    tamper(journal, f"DELETE FROM events WHERE seq = {seq}")
+
+    proc = cli("status", cwd=applied)
+
+    assert proc.returncode == 2, proc.stderr
+    assert str(journal) in proc.stderr and "event" in proc.stderr, proc.stderr
