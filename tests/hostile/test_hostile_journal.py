@@ -254,3 +254,84 @@ def test_a_deleted_event_is_detected(applied: Path) -> None:
 
     assert proc.returncode == 2, proc.stderr
     assert str(journal) in proc.stderr and "event" in proc.stderr, proc.stderr
+
+
+# -- unlock does not break a live run's lock without --force --------------------------------
+
+HOLD = """
+import socket, sys, time
+from atomicops.journal import open_store
+from atomicops.journal.store import LockHolder
+
+store = open_store(sys.argv[1])
+store.acquire_lock("prod", LockHolder("LIVE1", "run-live", int(sys.argv[2]) or __import__("os").getpid(),
+                                      socket.gethostname(), float(sys.argv[3]) or time.time(), "apply plan.yaml"))
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def held_by_a_live_run(tmp_path: Path) -> Iterator[tuple[Path, psutil.Process]]:
+    """An environment whose lock a live local process holds, as a running `apply` would."""
+    journal = journal_of(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(journal), "0", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield tmp_path, psutil.Process(proc.pid)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def lock_id_held(journal: Path) -> str | None:
+    row = sqlite3.connect(journal).execute("SELECT lock_id FROM locks WHERE env = 'prod'").fetchone()
+    return row[0] if row else None
+
+
+def test_unlock_refuses_to_break_a_live_local_holder(
+    held_by_a_live_run: tuple[Path, psutil.Process],
+) -> None:
+    cwd, holder = held_by_a_live_run
+
+    proc = cli("unlock", "--env", "prod", "--lock-id", "LIVE1", cwd=cwd)
+
+    assert proc.returncode == 4, proc.stderr
+    assert f"pid {holder.pid}" in proc.stderr and "run-live" in proc.stderr, proc.stderr
+    assert "still running" in proc.stderr and "--force" in proc.stderr, proc.stderr
+    assert lock_id_held(journal_of(cwd)) == "LIVE1"  # nothing was broken
+    assert holder.is_running()
+
+
+def test_unlock_force_breaks_a_live_holder_and_says_whose(
+    held_by_a_live_run: tuple[Path, psutil.Process],
+) -> None:
+    cwd, holder = held_by_a_live_run
+
+    proc = cli("unlock", "--env", "prod", "--lock-id", "LIVE1", "--force", cwd=cwd)
+
+    assert proc.returncode == 0, proc.stderr
+    assert "run-live" in proc.stdout and f"pid {holder.pid}" in proc.stdout, proc.stdout
+    assert lock_id_held(journal_of(cwd)) is None
+
+
+def test_unlock_breaks_a_lock_whose_pid_now_belongs_to_a_later_process(
+    tmp_path: Path, bystander: psutil.Process
+) -> None:
+    journal = journal_of(tmp_path)
+    # The holder took the lock a minute before the bystander started: the bystander merely
+    # reuses its pid, and the holder itself is gone.
+    took_lock = bystander.create_time() - 60
+    subprocess.run(
+        [sys.executable, "-c", HOLD.replace("time.sleep(120)", ""), str(journal),
+         str(bystander.pid), str(took_lock)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+    proc = cli("unlock", "--env", "prod", "--lock-id", "LIVE1", cwd=tmp_path)
+
+    assert proc.returncode == 0, proc.stderr
+    assert lock_id_held(journal) is None
+    assert bystander.is_running()

@@ -37,9 +37,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from atomicops.errors import JournalDamaged, Locked, StaleLease, UsageError
+from atomicops.errors import HolderAlive, JournalDamaged, Locked, StaleLease, UsageError
 from atomicops.journal.store import Event, LockHolder
-from atomicops.processes import pid_alive
+from atomicops.processes import pid_alive, running_since
 
 SCHEMA_VERSION = 3
 
@@ -224,7 +224,9 @@ class SqliteStore:
         with self._connection() as conn:
             return _read_lock(conn, env)
 
-    def break_lock(self, env: str, lock_id: str | None = None) -> LockHolder | None:
+    def break_lock(
+        self, env: str, lock_id: str | None = None, *, force: bool = False
+    ) -> LockHolder | None:
         with self._connection() as conn, _immediate(conn):
             current = _read_lock(conn, env)
             if current is None:
@@ -236,6 +238,8 @@ class SqliteStore:
                     f"environment {env!r} is locked by lock id {current.lock_id!r}, "
                     f"not {lock_id!r}; nothing was unlocked"
                 )
+            if not force and _running_here(current):
+                raise HolderAlive(env, current.as_dict())
             conn.execute("DELETE FROM locks WHERE env = ?", (env,))
             return current
 
@@ -553,6 +557,15 @@ def _write_lock(conn: sqlite3.Connection, env: str, holder: LockHolder) -> None:
             fence,
         ),
     )
+
+
+def _running_here(holder: LockHolder) -> bool:
+    """Whether the holder is provably still running: on this host, its pid alive and started
+    before it took the lock (so not a later process that reused the pid). A holder elsewhere,
+    or one with no recorded start, proves nothing and counts as not running."""
+    if holder.host != socket.gethostname() or holder.started <= 0:
+        return False
+    return running_since(holder.pid, holder.started)
 
 
 def _same_holder(current: LockHolder, holder: LockHolder) -> bool:
