@@ -21,7 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from atomicops.errors import EXIT_LOCKED, JournalDamaged, Locked, StaleLease, UsageError
+from atomicops.errors import (
+    EXIT_LOCKED,
+    HolderAlive,
+    JournalDamaged,
+    Locked,
+    StaleLease,
+    UsageError,
+)
 from atomicops.journal import Event, LockHolder, open_store
 from atomicops.journal.sqlite import SCHEMA_VERSION, SqliteStore
 
@@ -464,7 +471,7 @@ def test_only_one_of_many_contenders_wins(db_path: Path) -> None:
 
 
 def test_break_lock_returns_the_holder(store: SqliteStore) -> None:
-    h = holder()
+    h = holder(exited_pid())
     store.acquire_lock("prod", h)
     assert same(store.break_lock("prod"), h)
     assert store.read_lock("prod") is None
@@ -472,13 +479,30 @@ def test_break_lock_returns_the_holder(store: SqliteStore) -> None:
 
 
 def test_break_lock_by_id(store: SqliteStore) -> None:
-    h = holder()
+    h = holder(exited_pid())
     store.acquire_lock("prod", h)
     with pytest.raises(UsageError, match=h.lock_id):
         store.break_lock("prod", "stale-id")
     assert same(store.read_lock("prod"), h)
     assert same(store.break_lock("prod", h.lock_id), h)
     assert store.read_lock("prod") is None
+
+
+def test_break_lock_of_a_live_local_holder_needs_force(store: SqliteStore) -> None:
+    h = holder()  # this very process, which took the lock just now: alive
+    store.acquire_lock("prod", h)
+    with pytest.raises(HolderAlive, match=f"pid {h.pid}") as caught:
+        store.break_lock("prod", h.lock_id)
+    assert caught.value.exit_code == EXIT_LOCKED and caught.value.holder["run_id"] == h.run_id
+    assert same(store.read_lock("prod"), h)
+    assert same(store.break_lock("prod", h.lock_id, force=True), h)
+    assert store.read_lock("prod") is None
+
+
+def test_break_lock_of_a_holder_elsewhere_needs_no_force(store: SqliteStore) -> None:
+    h = holder(host="another-host.example")  # nothing here can tell whether it runs
+    store.acquire_lock("prod", h)
+    assert same(store.break_lock("prod", h.lock_id), h)
 
 
 # -- opening ------------------------------------------------------------------------------
