@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import psutil
+import psycopg
 import pytest
+
+from atomicops.sandbox.service import ServiceInfo
 
 CLI_TIMEOUT = 120
 
@@ -335,3 +343,66 @@ def test_unlock_breaks_a_lock_whose_pid_now_belongs_to_a_later_process(
     assert proc.returncode == 0, proc.stderr
     assert lock_id_held(journal) is None
     assert bystander.is_running()
+
+
+# -- the sandbox's PostgreSQL: no password-less superuser, no secret in its log --------------
+
+
+def test_the_sandbox_postgres_refuses_a_connection_without_its_password(
+    postgres_server: ServiceInfo,
+) -> None:
+    parts = urlsplit(postgres_server.url)
+    assert parts.password is None  # the URL (a plan var, journalled) carries no password
+    bare = f"postgresql://postgres@{parts.hostname}:{parts.port}/postgres"
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(bare, connect_timeout=5).close()
+    with psycopg.connect(postgres_server.url, connect_timeout=5) as conn:  # its URL still works
+        assert conn.execute("SELECT current_user").fetchone() == ("postgres",)
+    passfile = Path(parse_qs(parts.query)["passfile"][0])
+    assert stat.S_IMODE(passfile.stat().st_mode) == 0o600
+
+
+def test_the_sandbox_postgres_log_holds_no_statement_or_value(postgres_server: ServiceInfo) -> None:
+    canary = f"CANARY{uuid.uuid4().hex}"
+    with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+        for statement in (
+            f"SELECT '{canary}'::int",  # the error message quotes the value
+            f"CREATE ROLE \"x\" LOGIN PASSWORD '{canary}' INVALID_OPTION",  # the statement
+            f"DO $$ BEGIN RAISE EXCEPTION '{canary}'; END $$",
+        ):
+            with pytest.raises(psycopg.Error):
+                conn.execute(statement)
+    log = Path(postgres_server.log_file)
+    assert log.exists()
+    assert canary not in log.read_text(errors="replace")
+
+
+# -- what `sandbox up` writes is private -----------------------------------------------------
+
+
+def test_sandbox_up_keeps_its_directories_and_logs_private(tmp_path: Path) -> None:
+    # Not under pytest's tmp: run as root, the PostgreSQL user must pass through the parents
+    # (see tests/fixtures_postgres.server_dir); mkdtemp's directory is private to us anyway.
+    work = Path(tempfile.mkdtemp(prefix="atomicops-test-hostile-"))
+    root = work / ".atomicops" / "sandbox"
+    try:
+        proc = cli("sandbox", "up", cwd=work)
+        assert proc.returncode == 0, proc.stderr
+        state = json.loads((root / "state.json").read_text())
+
+        directories = [work / ".atomicops", root] + [Path(s["data_dir"]) for s in state["services"].values()]
+        files = [root / "state.json", root / "vars.yaml"] + [Path(s["log_file"]) for s in state["services"].values()]
+        # Run as root, the PostgreSQL server's own user must pass through the directories
+        # above its data directory: others get search (x) there, and nothing more.
+        passed_through = {work / ".atomicops", root} if os.geteuid() == 0 else set()
+        assert {str(d): oct(mode(d) & 0o077) for d in directories} == {
+            str(d): oct(0o001 if d in passed_through else 0) for d in directories
+        }
+        assert {str(f): oct(mode(f)) for f in files} == {str(f): "0o600" for f in files}
+    finally:
+        cli("sandbox", "down", cwd=work)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from atomicops.sandbox.service import ServiceInfo, is_ours, port_open, stop_pid
+from atomicops.sandbox.service import ServiceInfo, is_ours, port_open, private_dir, stop_pid
 
 DEFAULT_DIR = Path(".atomicops") / "sandbox"
 REGION = "us-east-1"
@@ -84,14 +84,14 @@ def load(root: Path | str = DEFAULT_DIR) -> SandboxState | None:
 
 def _save(state: SandboxState) -> None:
     root = Path(state.root)
-    root.mkdir(parents=True, exist_ok=True)
+    private_dir(root)
     doc = {"root": state.root, "vars_file": state.vars_file, "services": {n: i.as_dict() for n, i in state.services.items()}}
     _write_private(_state_file(root), json.dumps(doc, indent=2))
     _write_private(Path(state.vars_file), yaml.safe_dump(state.vars(), sort_keys=True))
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -115,6 +115,7 @@ def up(
     unknown = [s for s in wanted if s not in SERVICES]
     if unknown:
         raise ValueError(f"unknown sandbox service(s): {', '.join(unknown)} (have: {', '.join(SERVICES)})")
+    private_dir(root)
     state = load(root) or SandboxState(root=str(root), vars_file=str(root / "vars.yaml"))
     if vars_out is not None:
         state.vars_file = str(Path(vars_out).resolve())

@@ -8,7 +8,14 @@ import urllib.request
 from pathlib import Path
 
 from atomicops.processes import start_time
-from atomicops.sandbox.service import ServiceInfo, free_port, spawn, stop_pid, wait_until
+from atomicops.sandbox.service import (
+    ServiceInfo,
+    free_port,
+    private_dir,
+    spawn,
+    stop_pid,
+    wait_until,
+)
 
 
 def _answers(url: str) -> bool:
@@ -20,7 +27,7 @@ def _answers(url: str) -> bool:
 
 
 def start(data_dir: Path, *, port: int | None = None, timeout: float = 60.0) -> ServiceInfo:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log = data_dir / "moto.log"

