@@ -725,3 +725,23 @@ def test_a_removed_event_breaks_the_chain_at_the_next_one(db_path: Path) -> None
         with pytest.raises(JournalDamaged) as caught:
             s.events("e")
         assert caught.value.seq == 3
+
+
+def test_a_journal_deleted_while_its_log_remains_is_refused(db_path: Path) -> None:
+    # A process that dies without closing leaves the -wal file holding its last commits.
+    run_python(
+        """
+        import os, sys
+        from atomicops.journal.sqlite import SqliteStore
+        SqliteStore(sys.argv[1]).append("e", "r", "step_done", data={"id": "vpc-1"})
+        os._exit(0)
+        """,
+        str(db_path),
+    )
+    wal = db_path.with_name(db_path.name + "-wal")
+    assert wal.exists()
+    db_path.unlink()  # rm journal.db: the journal existed, and its log says so
+
+    with pytest.raises(JournalDamaged, match="write-ahead log"):
+        SqliteStore(db_path)
+    assert not db_path.exists()

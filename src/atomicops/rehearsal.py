@@ -135,8 +135,8 @@ def rehearse(
         report.operations = len(p.operations)
         report.steps = sum(len(op.steps) for op in p.operations)
         state = str(root / "rehearsal-journal.db")
-        if Path(state).exists():
-            Path(state).unlink()  # each rehearsal starts from an empty journal
+        for old in (state, f"{state}-wal", f"{state}-shm"):  # a killed rehearsal leaves all three
+            Path(old).unlink(missing_ok=True)  # each rehearsal starts from an empty journal
         report.state = state
         sv = sb.vars()
         take = lambda: inventory.take(
