@@ -109,7 +109,8 @@ class SqliteStore:
             # Asked before anything writes to the file: someone else's database is refused
             # exactly as it was found.
             _schema_version(conn, self.path)
-            conn.execute("PRAGMA journal_mode = WAL")  # already so, unless made by version 1
+            # Kept in the file, so a no-op unless someone switched the mode of this journal.
+            conn.execute("PRAGMA journal_mode = WAL")
             with _immediate(conn):
                 _upgrade(conn, self.path)
                 _create_schema(conn)
@@ -327,8 +328,8 @@ def _check_directory(directory: Path) -> None:
     except (FileExistsError, NotADirectoryError):
         blocker = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), directory)
         raise UsageError(
-            f"{blocker} is not a directory, but the journal {directory.name}/ should be there; "
-            "move that file away or give --state another path"
+            f"{blocker} is not a directory, but the journal's directory {directory} needs it "
+            "to be one; move that file away or give --state another path"
         ) from None
     except OSError as e:
         raise UsageError(f"cannot create the journal directory {directory}: {e.strerror or e}") from e
@@ -339,7 +340,9 @@ def _create_journal(path: Path) -> None:
 
     Built under a temporary name and hard-linked into place: link fails when ``path``
     exists, so of two processes creating it at once one wins and the other opens the
-    winner's, and nobody ever sees a half-made (empty) file at ``path``.
+    winner's, and nobody ever sees a half-made (empty) file at ``path``. SQLite gives the
+    -wal and -shm files the database file's mode, so 0600 here keeps outputs (resource ids,
+    hostnames, resolved undo actions) private in those too.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
     flags = os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
