@@ -266,14 +266,16 @@ def test_a_deleted_event_is_detected(applied: Path) -> None:
 
 # -- unlock does not break a live run's lock without --force --------------------------------
 
+# Takes the lock of environment "prod" in journal argv[1] for pid argv[2] (0: itself), taken
+# at argv[3] (0: now), then holds it as a running `apply` would.
 HOLD = """
-import socket, sys, time
+import os, socket, sys, time
 from atomicops.journal import open_store
 from atomicops.journal.store import LockHolder
 
-store = open_store(sys.argv[1])
-store.acquire_lock("prod", LockHolder("LIVE1", "run-live", int(sys.argv[2]) or __import__("os").getpid(),
-                                      socket.gethostname(), float(sys.argv[3]) or time.time(), "apply plan.yaml"))
+pid, taken = int(sys.argv[2]) or os.getpid(), float(sys.argv[3]) or time.time()
+holder = LockHolder("LIVE1", "run-live", pid, socket.gethostname(), taken, "apply plan.yaml")
+open_store(sys.argv[1]).acquire_lock("prod", holder)
 print("held", flush=True)
 time.sleep(120)
 """
