@@ -6,6 +6,7 @@ import json
 import shutil
 import socket
 import time
+from urllib.parse import urlsplit
 
 import psutil
 import psycopg
@@ -23,7 +24,7 @@ def execute(url: str, text: str, *, autocommit: bool = False) -> None:
 
 
 def db_name(url: str) -> str:
-    return url.rsplit("/", 1)[1]
+    return urlsplit(url).path.lstrip("/")  # the URL may go on: ?passfile=... (the sandbox's)
 
 
 SCHEMA = """

@@ -21,7 +21,14 @@ from typing import Any
 
 import pytest
 
-from atomicops.errors import EXIT_LOCKED, Locked, StaleLease, UsageError
+from atomicops.errors import (
+    EXIT_LOCKED,
+    HolderAlive,
+    JournalDamaged,
+    Locked,
+    StaleLease,
+    UsageError,
+)
 from atomicops.journal import Event, LockHolder, open_store
 from atomicops.journal.sqlite import SCHEMA_VERSION, SqliteStore
 
@@ -484,7 +491,7 @@ def test_only_one_of_many_contenders_wins(db_path: Path) -> None:
 
 
 def test_break_lock_returns_the_holder(store: SqliteStore) -> None:
-    h = holder()
+    h = holder(exited_pid())
     store.acquire_lock("prod", h)
     assert same(store.break_lock("prod"), h)
     assert store.read_lock("prod") is None
@@ -492,13 +499,30 @@ def test_break_lock_returns_the_holder(store: SqliteStore) -> None:
 
 
 def test_break_lock_by_id(store: SqliteStore) -> None:
-    h = holder()
+    h = holder(exited_pid())
     store.acquire_lock("prod", h)
     with pytest.raises(UsageError, match=h.lock_id):
         store.break_lock("prod", "stale-id")
     assert same(store.read_lock("prod"), h)
     assert same(store.break_lock("prod", h.lock_id), h)
     assert store.read_lock("prod") is None
+
+
+def test_break_lock_of_a_live_local_holder_needs_force(store: SqliteStore) -> None:
+    h = holder()  # this very process, which took the lock just now: alive
+    store.acquire_lock("prod", h)
+    with pytest.raises(HolderAlive, match=f"pid {h.pid}") as caught:
+        store.break_lock("prod", h.lock_id)
+    assert caught.value.exit_code == EXIT_LOCKED and caught.value.holder["run_id"] == h.run_id
+    assert same(store.read_lock("prod"), h)
+    assert same(store.break_lock("prod", h.lock_id, force=True), h)
+    assert store.read_lock("prod") is None
+
+
+def test_break_lock_of_a_holder_elsewhere_needs_no_force(store: SqliteStore) -> None:
+    h = holder(host="another-host.example")  # nothing here can tell whether it runs
+    store.acquire_lock("prod", h)
+    assert same(store.break_lock("prod", h.lock_id), h)
 
 
 # -- opening ------------------------------------------------------------------------------
@@ -649,3 +673,98 @@ def test_heartbeat_keeps_a_lease_alive(tmp_path: Path) -> None:
         assert store.heartbeat("prod", "a")
     with pytest.raises(Locked):
         store.acquire_lock("prod", LockHolder("b", "r2", os.getpid() + 1, socket.gethostname(), time.time()))
+
+
+# -- the checksum chain -------------------------------------------------------------------
+
+# The schema of version 2, the last without the chain, as journals written then have it.
+V2_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, env TEXT NOT NULL, run_id TEXT NOT NULL,
+    ts REAL NOT NULL, type TEXT NOT NULL, op TEXT, step TEXT, data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_env_seq ON events (env, seq);
+CREATE TRIGGER events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the atomicops journal is append-only'); END;
+CREATE TRIGGER events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the atomicops journal is append-only'); END;
+CREATE TABLE locks (
+    env TEXT PRIMARY KEY, lock_id TEXT NOT NULL, run_id TEXT NOT NULL, pid INTEGER NOT NULL,
+    host TEXT NOT NULL, started REAL NOT NULL, command TEXT NOT NULL DEFAULT '',
+    lease REAL NOT NULL DEFAULT 0, heartbeat REAL NOT NULL DEFAULT 0,
+    fence INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO meta VALUES ('schema_version', '2');
+"""
+
+
+def edit(path: Path, sql: str) -> None:
+    """What someone with a sqlite3 shell can do: set the triggers aside and change a row."""
+    raw = sqlite3.connect(path)
+    raw.execute("DROP TRIGGER events_no_update")
+    raw.execute("DROP TRIGGER events_no_delete")
+    raw.execute(sql)
+    raw.commit()
+    raw.close()
+
+
+def test_a_version_2_journal_is_chained_on_open_and_later_edits_are_caught(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(V2_SCHEMA)
+    for i in range(3):
+        raw.execute(
+            "INSERT INTO events (env, run_id, ts, type, op, step, data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ("e", "r", 1000.5 + i, "step_done", "op", f"s{i}", f'{{"undo": "echo {i}"}}'),
+        )
+    raw.commit()
+    raw.close()
+
+    with SqliteStore(path) as s:
+        assert [e.data for e in s.events("e")] == [{"undo": f"echo {i}"} for i in range(3)]
+        s.append("e", "r", "step_done", data={"undo": "echo 3"}, fence=fence(s, "e"))
+        assert [e.seq for e in s.events("e", after=2)] == [3, 4]
+    with SqliteStore(path) as s:  # upgraded once: reopening changes nothing
+        assert len(s.events("e")) == 4
+
+    edit(path, "UPDATE events SET data = '{\"undo\": \"echo HIJACK\"}' WHERE seq = 2")
+    with SqliteStore(path) as s, pytest.raises(JournalDamaged, match="event 2 ") as caught:
+        s.events("e")
+    assert caught.value.seq == 2 and caught.value.exit_code == 2
+
+
+def test_a_removed_event_breaks_the_chain_at_the_next_one(db_path: Path) -> None:
+    with SqliteStore(db_path) as s:
+        for i in range(4):
+            s.append("e", "r", "t", data={"i": i}, fence=fence(s, "e"))
+        s.append("other", "r", "t", fence=fence(s, "other"))
+    edit(db_path, "DELETE FROM events WHERE seq = 2")
+    with SqliteStore(db_path) as s:
+        assert len(s.events("other")) == 1  # each environment has its own chain
+        with pytest.raises(JournalDamaged) as caught:
+            s.events("e")
+        assert caught.value.seq == 3
+
+
+def test_a_journal_deleted_while_its_log_remains_is_refused(db_path: Path) -> None:
+    # A process that dies without closing leaves the -wal file holding its last commits.
+    run_python(
+        """
+        import os, sys
+        from atomicops.journal.sqlite import SqliteStore
+        from atomicops.journal.store import LockHolder
+        s = SqliteStore(sys.argv[1])
+        s.acquire_lock("e", LockHolder("l1", "r", os.getpid(), "h", 0.0, "apply", 30.0))
+        s.append("e", "r", "step_done", data={"id": "vpc-1"}, fence=s.read_lock("e").fence)
+        os._exit(0)
+        """,
+        str(db_path),
+    )
+    wal = db_path.with_name(db_path.name + "-wal")
+    assert wal.exists()
+    db_path.unlink()  # rm journal.db: the journal existed, and its log says so
+
+    with pytest.raises(JournalDamaged, match="write-ahead log"):
+        SqliteStore(db_path)
+    assert not db_path.exists()

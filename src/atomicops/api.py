@@ -521,8 +521,10 @@ def lock_holder(env: str = "default", state: str | JournalStore | None = None) -
     return _store(state).read_lock(env)
 
 
-def unlock(env: str = "default", state: str | JournalStore | None = None, lock_id: str | None = None) -> LockHolder | None:
-    return _store(state).break_lock(env, lock_id)
+def unlock(
+    env: str = "default", state: str | JournalStore | None = None, lock_id: str | None = None, force: bool = False
+) -> LockHolder | None:
+    return _store(state).break_lock(env, lock_id, force=force)
 
 
 def verify(

@@ -447,12 +447,14 @@ def verify(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: st
 
 @main.command()
 @click.option("--lock-id", default=None, help="The lock id that `unlock` (or `status`) shows; required to break the lock.")
+@click.option("--force", is_flag=True, help="Break the lock even though its holder is still running on this host.")
 @common
-def unlock(lock_id: str | None, env: str, state: str | None, as_json: bool) -> int:
+def unlock(lock_id: str | None, force: bool, env: str, state: str | None, as_json: bool) -> int:
     """Clear the environment's lock and show who held it.
 
     Without --lock-id it only shows the holder: breaking a lock needs the id it shows, so
-    nobody breaks a lock they have not looked at."""
+    nobody breaks a lock they have not looked at. A holder still running on this host keeps
+    its lock unless --force is given."""
     if lock_id is None:
         current = api.lock_holder(env=env, state=state)
         if current is None:
@@ -463,7 +465,7 @@ def unlock(lock_id: str | None, env: str, state: str | None, as_json: bool) -> i
             f"{current.command}, since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(current.started))}); "
             f"to break it: atomicops unlock --env {env} --lock-id {current.lock_id}"
         )
-    held = api.unlock(env=env, state=state, lock_id=lock_id)
+    held = api.unlock(env=env, state=state, lock_id=lock_id, force=force)
     if as_json:
         out.print_json(json.dumps({"released": held.as_dict() if held else None}))
     elif held:

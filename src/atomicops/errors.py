@@ -249,3 +249,35 @@ class PreflightFailed(AtomicOpsError):
             + "\n".join(f"  {p}" for p in problems)
             + "\nfix them and run the command again"
         )
+
+
+class JournalDamaged(UsageError):
+    """The journal at ``path`` exists but cannot be trusted: empty, not a journal, a damaged
+    page, or an event that no longer matches the checksum chain (``seq``). Nothing ran."""
+
+    def __init__(self, path: str, problem: str, seq: int | None = None):
+        self.path = path
+        self.problem = problem
+        self.seq = seq
+        super().__init__(
+            f"cannot open the journal at {path}: it {problem}; nothing was run. atomicops "
+            "starts a new journal only where no file is, since a lost journal would have it run "
+            "everything again: restore this one from a backup, or give --state the right file"
+        )
+
+
+class HolderAlive(Locked):
+    """``unlock`` was asked to break a lock whose holder is still running on this host."""
+
+    def __init__(self, env: str, holder: dict[str, Any]):
+        self.env = env
+        self.holder = holder
+        # Not Locked's message: this one says why unlock refused and what to do instead.
+        AtomicOpsError.__init__(
+            self,
+            f"environment {env!r} is held by run {holder['run_id']}, which is still running "
+            f"(pid {holder['pid']} on {holder['host']}, {holder['command'] or 'command unknown'}); "
+            "nothing was unlocked. Stop that run (Ctrl-C, or kill its pid) or wait for it to "
+            f"finish; `atomicops unlock --env {env} --lock-id {holder['lock_id']} --force` breaks "
+            "the lock anyway, and that run's further journal writes are then refused",
+        )

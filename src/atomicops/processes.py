@@ -1,9 +1,19 @@
-"""Whether a process on this host is still running: the journal lock asks it of a holder's
-pid, the sandbox of the servers it started."""
+"""Whether a process on this host is still running, and whether it is still the one we mean:
+the journal lock asks it of a holder's pid, the sandbox of the servers it started.
+
+A pid alone names a process only until it exits; the kernel then hands the number to the next
+process that starts. So every question about "that process" also compares start times.
+"""
 
 from __future__ import annotations
 
 import os
+
+import psutil
+
+# psutil derives a start time from the boot time, which /proc gives in whole seconds: two
+# readings of one process's start time may differ by up to a second.
+START_TIME_SLACK = 1.0
 
 
 def pid_alive(pid: int) -> bool:
@@ -30,3 +40,25 @@ def pid_alive(pid: int) -> bool:
     # The state follows the command name, which is in parentheses and may contain spaces.
     fields = stat.rpartition(b")")[2].split()
     return not (fields and fields[0] in (b"Z", b"X"))
+
+
+def start_time(pid: int) -> float:
+    """When process ``pid`` started, in seconds since the epoch (0.0 when there is none)."""
+    if pid <= 0:
+        return 0.0
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, OverflowError):
+        return 0.0
+
+
+def running_since(pid: int, moment: float) -> bool:
+    """Whether ``pid`` is alive and was already running at ``moment``.
+
+    A lock holder records when it took the lock; a process that reused its pid started
+    after that, so it fails this test and is not mistaken for the holder.
+    """
+    if not pid_alive(pid):
+        return False
+    started = start_time(pid)
+    return 0.0 < started <= moment + START_TIME_SLACK

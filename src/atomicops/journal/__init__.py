@@ -57,7 +57,11 @@ def open_store(state: str | None, *, base_dir: str = ".") -> JournalStore:
     Relative paths are taken from ``base_dir``.
     """
     if state is None:
-        return _open_sqlite(f"sqlite:///{Path(DEFAULT_STATE_DIR) / _DB_NAME}", base_dir)
+        from atomicops.journal.sqlite import SqliteStore
+
+        # The file itself, never "journal.db inside it" when a directory is in its place:
+        # the store refuses that directory instead of starting a new journal within it.
+        return SqliteStore(Path(base_dir) / DEFAULT_STATE_DIR / _DB_NAME)
     state = state.strip()
     if not state:
         raise UsageError("--state is empty; give a path or a URL")

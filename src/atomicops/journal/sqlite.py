@@ -7,15 +7,28 @@ which takes SQLite's write lock up front instead of failing on upgrade half-way 
 
 Events are append-only: the store offers no way to change or delete one, and triggers in the
 schema refuse it even to someone with a ``sqlite3`` shell, because state is derived from the
-log and an edited log is a lie about what was done to the environment.
+log and an edited log is a lie about what was done to the environment. Someone who drops
+those triggers can still edit a row, so each event also carries ``chain``: a SHA-256 over the
+previous event's chain (same environment) and its own stored content. Reading verifies it,
+and a mismatch is refused (:class:`~atomicops.errors.JournalDamaged` naming the seq) before
+anything acts on the events: an edited undo is never run. The chain is a checksum, not a
+signature: it catches an edit or a removed event, not someone who recomputes every later link.
+
+A journal file is created only where none exists, complete (schema and all) under a temporary
+name and then linked into place, so a file at the path is always a whole journal: one that is
+empty, is not a journal, or is damaged is refused, never started afresh (starting afresh would
+forget what the environment holds and run it all again).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import secrets
 import socket
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -24,11 +37,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from atomicops.errors import Locked, StaleLease, UsageError
+from atomicops.errors import HolderAlive, JournalDamaged, Locked, StaleLease, UsageError
 from atomicops.journal.store import Event, LockHolder
-from atomicops.processes import pid_alive
+from atomicops.processes import pid_alive, running_since
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Long enough to ride out another process's append or lock check (milliseconds of work),
 # short enough that a wedged peer surfaces as an error rather than a silent hang.
@@ -47,7 +60,8 @@ CREATE TABLE IF NOT EXISTS events (
     type   TEXT NOT NULL,
     op     TEXT,
     step   TEXT,
-    data   TEXT NOT NULL DEFAULT '{}'          -- JSON
+    data   TEXT NOT NULL DEFAULT '{}',         -- JSON
+    chain  TEXT NOT NULL DEFAULT ''            -- see _link
 );
 CREATE INDEX IF NOT EXISTS events_env_seq ON events (env, seq);
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
@@ -72,7 +86,7 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 """
 
-_EVENT_COLUMNS = "seq, env, run_id, ts, type, op, step, data"
+_EVENT_COLUMNS = "seq, env, run_id, ts, type, op, step, data, chain"
 _LOCK_COLUMNS = "lock_id, run_id, pid, host, started, command, lease, heartbeat, fence"
 
 
@@ -88,28 +102,21 @@ class SqliteStore:
         self.path = Path(path).absolute()
         self.url = f"sqlite:///{self.path}"
         self._mutex = threading.Lock()
-        _create_private_file(self.path)
+        if not _check_existing(self.path):
+            _create_journal(self.path)
+        conn = _connect(self.path)
         try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=BUSY_TIMEOUT_SECONDS,
-                check_same_thread=False,  # guarded by self._mutex instead
-                isolation_level=None,  # autocommit; transactions are explicit below
-            )
-        except sqlite3.Error as e:
-            raise UsageError(f"cannot open the journal at {self.path}: {e}") from e
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            # Asked before anything writes to the file: someone else's database is refused
+            # exactly as it was found.
+            _schema_version(conn, self.path)
+            # Kept in the file, so a no-op unless someone switched the mode of this journal.
             conn.execute("PRAGMA journal_mode = WAL")
-            # FULL: in WAL mode NORMAL may lose the last commits on power loss, and an
-            # append that returned must survive (an intent record we lose is an orphan).
-            conn.execute("PRAGMA synchronous = FULL")
             with _immediate(conn):
+                _upgrade(conn, self.path)
                 _create_schema(conn)
-                _check_schema_version(conn, self.path)
         except sqlite3.DatabaseError as e:
             conn.close()
-            raise UsageError(f"cannot open the journal at {self.path}: {e}") from e
+            raise _damaged_or_unusable(self.path, e) from e
         except BaseException:
             conn.close()
             raise
@@ -129,21 +136,21 @@ class SqliteStore:
         fence: int,
     ) -> Event:
         text = json.dumps(data or {}, sort_keys=True, default=str)
-        with self._connection() as conn:
+        # One write transaction (committed and, with synchronous=FULL, fsynced when it ends)
+        # for the fence check, the previous link of the chain and the insert: no new holder
+        # can take the lock, and no other append can slip in, between them.
+        with self._connection() as conn, _immediate(conn):
+            row = conn.execute("SELECT fence FROM locks WHERE env = ?", (env,)).fetchone()
+            if row is None or int(row[0]) != fence:
+                raise StaleLease(env, fence, int(row[0]) if row else None)
             # Stamped under the mutex so that, within a process, ts never goes back as seq rises.
             ts = time.time()
-            insert = (
-                "INSERT INTO events (env, run_id, ts, type, op, step, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)"
-            )
-            values = (env, run_id, ts, type, op, step, text)
-            # Only the lock's holder writes: the fence check and the insert in one write
-            # transaction, so no new holder can take the lock between them.
-            with _immediate(conn):
-                row = conn.execute("SELECT fence FROM locks WHERE env = ?", (env,)).fetchone()
-                if row is None or int(row[0]) != fence:
-                    raise StaleLease(env, fence, int(row[0]) if row else None)
-                seq = conn.execute(insert, values).lastrowid
+            chain = _link(_chain_before(conn, env, None), env, run_id, ts, type, op, step, text)
+            seq = conn.execute(
+                "INSERT INTO events (env, run_id, ts, type, op, step, data, chain)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (env, run_id, ts, type, op, step, text, chain),
+            ).lastrowid
         assert seq is not None
         # Return what a reader will get back (JSON round trip), not the caller's objects, so
         # the engine never acts on a value the journal could not reproduce after a crash.
@@ -151,11 +158,28 @@ class SqliteStore:
 
     def events(self, env: str, *, after: int = 0) -> list[Event]:
         with self._connection() as conn:
+            # Two reads, no transaction needed: an append between them only adds rows at the
+            # end, chained to the ones before.
+            previous = _chain_before(conn, env, after) if after > 0 else ""
             rows = conn.execute(
                 f"SELECT {_EVENT_COLUMNS} FROM events WHERE env = ? AND seq > ? ORDER BY seq",
                 (env, after),
             ).fetchall()
-        return [_event(row) for row in rows]
+        events = []
+        for row in rows:
+            seq, env_, run_id, ts, type_, op, step, text, chain = row
+            previous = _link(previous, env_, run_id, ts, type_, op, step, text)
+            if chain != previous:
+                raise JournalDamaged(
+                    str(self.path),
+                    f"was changed outside atomicops: event {seq} ({type_}"
+                    + (f" of {op}/{step}" if op else "")
+                    + ") does not match the checksum chain (it, or an event before it, was "
+                    "edited or removed)",
+                    seq=seq,
+                )
+            events.append(_event(row[:-1]))
+        return events
 
     def environments(self) -> list[str]:
         with self._connection() as conn:
@@ -200,7 +224,9 @@ class SqliteStore:
         with self._connection() as conn:
             return _read_lock(conn, env)
 
-    def break_lock(self, env: str, lock_id: str | None = None) -> LockHolder | None:
+    def break_lock(
+        self, env: str, lock_id: str | None = None, *, force: bool = False
+    ) -> LockHolder | None:
         with self._connection() as conn, _immediate(conn):
             current = _read_lock(conn, env)
             if current is None:
@@ -212,6 +238,8 @@ class SqliteStore:
                     f"environment {env!r} is locked by lock id {current.lock_id!r}, "
                     f"not {lock_id!r}; nothing was unlocked"
                 )
+            if not force and _running_here(current):
+                raise HolderAlive(env, current.as_dict())
             conn.execute("DELETE FROM locks WHERE env = ?", (env,))
             return current
 
@@ -242,25 +270,148 @@ class SqliteStore:
         with self._mutex:
             if self._conn is None:
                 raise RuntimeError(f"the journal store {self.url} is closed")
-            yield self._conn
+            try:
+                yield self._conn
+            except sqlite3.DatabaseError as e:
+                # A damaged page may be found long after opening, by whatever reads it first.
+                if _is_corruption(e):
+                    raise JournalDamaged(str(self.path), f"is damaged ({e})") from e
+                raise
 
 
 # -- helpers ------------------------------------------------------------------------------
 
 
-def _create_private_file(path: Path) -> None:
-    """Create the database file 0600 (and its directory 0700) before SQLite touches it.
+def _check_existing(path: Path) -> bool:
+    """Whether a journal file is at ``path``; raise when what is there is not one we may use.
 
-    SQLite creates the -wal and -shm files with the database file's mode, so getting this
-    one right keeps outputs (resource ids, hostnames, resolved undo actions) private too.
-    An existing file is left as it is: its owner chose its mode.
+    Refused: a symbolic link (it could point the journal, and SQLite's -wal and -shm files
+    beside it, anywhere), anything but a regular file, and an empty file (a journal that was
+    truncated: never a new one, since new journals are linked into place complete).
     """
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_directory(path.parent)
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if file.is_symlink():
+            raise UsageError(
+                f"the journal file {file} is a symbolic link; atomicops does not follow links "
+                "for its journal: point --state at the real file instead"
+            )
     try:
-        fd = os.open(path, os.O_CREAT | os.O_RDWR | getattr(os, "O_CLOEXEC", 0), 0o600)
+        st = path.stat()
+    except FileNotFoundError:
+        if Path(f"{path}-wal").exists():
+            raise JournalDamaged(
+                str(path),
+                f"is missing, but its write-ahead log {path}-wal is there (the journal was "
+                "deleted or moved while in use)",
+            ) from None
+        return False
     except OSError as e:
         raise UsageError(f"cannot open the journal at {path}: {e.strerror or e}") from e
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(
+            f"the journal path {path} is a directory, not a journal file; "
+            "move it away or give --state another path"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"the journal path {path} is not a regular file")
+    if st.st_size == 0:
+        raise JournalDamaged(str(path), "is empty (0 bytes): it was truncated")
+    return True
+
+
+def _check_directory(directory: Path) -> None:
+    """Make the journal's directory (0700) where missing; refuse a file in its place."""
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (directory, *directory.parents) if p.exists() and not p.is_dir()), directory)
+        raise UsageError(
+            f"{blocker} is not a directory, but the journal's directory {directory} needs it "
+            "to be one; move that file away or give --state another path"
+        ) from None
+    except OSError as e:
+        raise UsageError(f"cannot create the journal directory {directory}: {e.strerror or e}") from e
+
+
+def _create_journal(path: Path) -> None:
+    """Create a complete, empty journal at ``path`` (0600), unless another process just did.
+
+    Built under a temporary name and hard-linked into place: link fails when ``path``
+    exists, so of two processes creating it at once one wins and the other opens the
+    winner's, and nobody ever sees a half-made (empty) file at ``path``. SQLite gives the
+    -wal and -shm files the database file's mode, so 0600 here keeps outputs (resource ids,
+    hostnames, resolved undo actions) private in those too.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.new")
+    flags = os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except OSError as e:
+        raise UsageError(f"cannot create the journal at {path}: {e.strerror or e}") from e
     os.close(fd)
+    try:
+        conn = _connect(tmp)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")  # recorded in the file: every opener uses it
+            with _immediate(conn):
+                _create_schema(conn)
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
+        finally:
+            conn.close()  # checkpoints the WAL into the file, so the link carries everything
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first: use theirs
+        except OSError as e:
+            raise UsageError(f"cannot create the journal at {path}: {e.strerror or e}") from e
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """A connection to an existing database file; SQLite must not create one (mode=rw)."""
+    try:
+        conn = sqlite3.connect(
+            f"file:{_uri_path(path)}?mode=rw",
+            uri=True,
+            timeout=BUSY_TIMEOUT_SECONDS,
+            check_same_thread=False,  # guarded by SqliteStore._mutex instead
+            isolation_level=None,  # autocommit; transactions are explicit
+        )
+    except sqlite3.Error as e:
+        raise UsageError(f"cannot open the journal at {path}: {e}") from e
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        # FULL: in WAL mode NORMAL may lose the last commits on power loss, and an
+        # append that returned must survive (an intent record we lose is an orphan).
+        conn.execute("PRAGMA synchronous = FULL")
+    except sqlite3.DatabaseError as e:
+        conn.close()
+        raise _damaged_or_unusable(path, e) from e
+    return conn
+
+
+def _uri_path(path: Path) -> str:
+    # A URI filename: '%', '?' and '#' in the path would otherwise be taken as URI syntax.
+    return str(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+
+
+def _is_corruption(e: sqlite3.DatabaseError) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is None:
+        return type(e) is sqlite3.DatabaseError
+    return code & 0xFF in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _damaged_or_unusable(path: Path, e: sqlite3.DatabaseError) -> UsageError:
+    if _is_corruption(e):
+        return JournalDamaged(str(path), f"is damaged or not a database ({e})")
+    return UsageError(f"cannot open the journal at {path}: {e}")
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
@@ -274,25 +425,86 @@ def _create_schema(conn: sqlite3.Connection) -> None:
             buf = ""
 
 
-def _check_schema_version(conn: sqlite3.Connection, path: Path) -> None:
-    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The journal's schema version; refuse a database that is not a journal."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError:  # no meta table: someone else's database
+        row = None
     if row is None:
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        raise JournalDamaged(
+            str(path), "is not an atomicops journal (an SQLite database without its schema)"
         )
-        return
-    version = int(row[0])
+    return int(row[0])
+
+
+def _upgrade(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring an older journal up to this version (in the caller's write transaction)."""
+    # Read again inside the transaction: another process may have upgraded it meanwhile.
+    version = _schema_version(conn, path)
     if version == 1:
         # Version 2 added the lease and the fence to the lock.
         for column in ("lease REAL NOT NULL DEFAULT 0", "heartbeat REAL NOT NULL DEFAULT 0", "fence INTEGER NOT NULL DEFAULT 0"):
             conn.execute(f"ALTER TABLE locks ADD COLUMN {column}")
+    if version <= 2:
+        _add_chain(conn)
+    if version < SCHEMA_VERSION:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
-        return
     if version > SCHEMA_VERSION:
         raise UsageError(
             f"the journal at {path} has schema version {version}, newer than this atomicops "
             f"understands ({SCHEMA_VERSION}); upgrade atomicops to use it"
         )
+
+
+def _add_chain(conn: sqlite3.Connection) -> None:
+    """Version 3: chain the events written before it, once, in the upgrade's transaction.
+
+    The chain then vouches for those events as they were at the upgrade; the update trigger
+    is set aside for this one rewrite and comes back with the schema.
+    """
+    conn.execute("ALTER TABLE events ADD COLUMN chain TEXT NOT NULL DEFAULT ''")
+    conn.execute("DROP TRIGGER IF EXISTS events_no_update")
+    heads: dict[str, str] = {}
+    rows = conn.execute(
+        "SELECT seq, env, run_id, ts, type, op, step, data FROM events ORDER BY seq"
+    ).fetchall()
+    for seq, env, run_id, ts, type_, op, step, text in rows:
+        heads[env] = _link(heads.get(env, ""), env, run_id, ts, type_, op, step, text)
+        conn.execute("UPDATE events SET chain = ? WHERE seq = ?", (heads[env], seq))
+
+
+def _link(
+    previous: str,
+    env: str,
+    run_id: str,
+    ts: float,
+    type_: str,
+    op: str | None,
+    step: str | None,
+    text: str,
+) -> str:
+    """The chain value of one event: SHA-256 over the previous event's and its own content.
+
+    Over the stored text of ``data``, not a re-encoding of it, so the chain does not depend
+    on how values are encoded into that text.
+    """
+    content = json.dumps([env, run_id, ts, type_, op, step, text], separators=(",", ":"))
+    return hashlib.sha256(f"{previous}\n{content}".encode()).hexdigest()
+
+
+def _chain_before(conn: sqlite3.Connection, env: str, seq: int | None) -> str:
+    """The chain value of ``env``'s last event (up to ``seq``); "" before the first."""
+    if seq is None:
+        row = conn.execute(
+            "SELECT chain FROM events WHERE env = ? ORDER BY seq DESC LIMIT 1", (env,)
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT chain FROM events WHERE env = ? AND seq <= ? ORDER BY seq DESC LIMIT 1",
+            (env, seq),
+        ).fetchone()
+    return str(row[0]) if row else ""
 
 
 @contextmanager
@@ -347,6 +559,15 @@ def _write_lock(conn: sqlite3.Connection, env: str, holder: LockHolder) -> None:
             fence,
         ),
     )
+
+
+def _running_here(holder: LockHolder) -> bool:
+    """Whether the holder is provably still running: on this host, its pid alive and started
+    before it took the lock (so not a later process that reused the pid). A holder elsewhere,
+    or one with no recorded start, proves nothing and counts as not running."""
+    if holder.host != socket.gethostname() or holder.started <= 0:
+        return False
+    return running_since(holder.pid, holder.started)
 
 
 def _same_holder(current: LockHolder, holder: LockHolder) -> bool:

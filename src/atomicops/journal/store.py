@@ -103,8 +103,11 @@ class JournalStore(Protocol):
 
     def read_lock(self, env: str) -> LockHolder | None: ...
 
-    def break_lock(self, env: str, lock_id: str | None = None) -> LockHolder | None:
-        """Clear the lock regardless of its holder's liveness; return who held it."""
+    def break_lock(
+        self, env: str, lock_id: str | None = None, *, force: bool = False
+    ) -> LockHolder | None:
+        """Clear the lock and return who held it. Refuses (:class:`atomicops.errors.HolderAlive`)
+        when the holder is provably still running on this host, unless ``force``."""
         ...
 
     def close(self) -> None: ...

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from atomicops.sandbox.service import ServiceInfo, is_ours, port_open, process_start, stop_pid
+from atomicops.sandbox.service import ServiceInfo, is_ours, port_open, private_dir, stop_pid
 
 DEFAULT_DIR = Path(".atomicops") / "sandbox"
 REGION = "us-east-1"
@@ -84,14 +84,14 @@ def load(root: Path | str = DEFAULT_DIR) -> SandboxState | None:
 
 def _save(state: SandboxState) -> None:
     root = Path(state.root)
-    root.mkdir(parents=True, exist_ok=True)
+    private_dir(root)
     doc = {"root": state.root, "vars_file": state.vars_file, "services": {n: i.as_dict() for n, i in state.services.items()}}
     _write_private(_state_file(root), json.dumps(doc, indent=2))
     _write_private(Path(state.vars_file), yaml.safe_dump(state.vars(), sort_keys=True))
 
 
 def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(text)
@@ -115,6 +115,7 @@ def up(
     unknown = [s for s in wanted if s not in SERVICES]
     if unknown:
         raise ValueError(f"unknown sandbox service(s): {', '.join(unknown)} (have: {', '.join(SERVICES)})")
+    private_dir(root)
     state = load(root) or SandboxState(root=str(root), vars_file=str(root / "vars.yaml"))
     if vars_out is not None:
         state.vars_file = str(Path(vars_out).resolve())
@@ -125,18 +126,13 @@ def up(
                 progress(f"{name}: already up at {current.url}")
                 continue
             if current is not None:  # left over from a crashed sandbox: clear it first
-                if is_ours(current):
-                    stop_pid(current.pid)
+                stop_pid(current.pid, current.started_at)
                 shutil.rmtree(current.data_dir, ignore_errors=True)
             module = importlib.import_module(SERVICES[name][0])
             t0 = time.monotonic()
             started = module.start(root / name)
             state.started[name] = round(time.monotonic() - t0, 2)
-            state.services[name] = ServiceInfo(
-                name=name, url=started.url, pid=started.pid,
-                data_dir=str(started.data_dir), log_file=str(started.log_file),
-                started_at=process_start(started.pid),
-            )
+            state.services[name] = started
             _save(state)  # after each start, so a failure later still lets `down` find it
             progress(f"{name}: up at {started.url} in {state.started[name]:.1f}s")
     finally:
@@ -156,8 +152,13 @@ def down(root: Path | str = DEFAULT_DIR, *, progress: Callable[[str], None] = la
         if is_ours(info):
             module = importlib.import_module(SERVICES[name][0])
             module.stop(info)
-            stop_pid(info.pid)  # whatever the module did, the pid we recorded is gone after this
+            stop_pid(info.pid, info.started_at)  # whatever the module did, it is gone after this
             progress(f"{name}: stopped (pid {info.pid})")
+        elif not info.started_at:
+            progress(
+                f"{name}: pid {info.pid} has no start time recorded, so nothing proves it is the "
+                "server we started; not signalled (stop it by hand if it is)"
+            )
         else:
             progress(f"{name}: pid {info.pid} is no longer the server we started; not signalled")
         shutil.rmtree(info.data_dir, ignore_errors=True)

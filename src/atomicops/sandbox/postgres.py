@@ -4,7 +4,7 @@
 from atomicops.sandbox import postgres
 
 info = postgres.start(Path(".atomicops/sandbox/postgres"))   # initdb on first use
-info.url        # postgresql://postgres@127.0.0.1:PORT/postgres  (TCP, trust auth)
+info.url        # postgresql://postgres@127.0.0.1:PORT/postgres?passfile=...  (TCP, password)
 ...
 postgres.stop(info)             # later, from any process; remove_data=False keeps the data
 ```
@@ -32,8 +32,17 @@ their data directory elsewhere. As a normal user none of this happens.
 
 Start-up: ``initdb`` (first start only, about 1 s) then ``pg_ctl start`` (about 0.15 s).
 
-This is a sandbox server: ``trust`` authentication on 127.0.0.1, and ``fsync=off`` (the data
-does not have to survive a power cut, and it makes DDL-heavy rehearsals several times faster).
+This is a sandbox server, with ``fsync=off`` (the data does not have to survive a power cut,
+and it makes DDL-heavy rehearsals several times faster), but not an open one: anyone on the
+machine can reach 127.0.0.1, so the superuser has a generated password (``scram-sha-256``).
+The password is in no URL: plans receive the URL as ``vars.database_url``, and vars are
+journalled. It sits in a libpq password file in the data directory (0600, ``PASSFILE``) and
+the URL names that file (``?passfile=...``), which libpq, psql and pg_dump all read. Why not a
+unix socket in a private directory instead: socket paths are limited to about 100 bytes,
+which a project path plus ``.atomicops/sandbox/postgres`` can exceed, and plans must reach
+this server over TCP as they reach Aurora. The server log records no statement, no bind
+parameter and no client error (those may quote values, secrets included; the client gets
+them anyway): ``_SETTINGS``.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ import contextlib
 import importlib.util
 import os
 import pwd
+import secrets
 import shlex
 import shutil
 import signal
@@ -50,18 +60,21 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import psutil  # a dependency of pgserver
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from atomicops.sandbox.service import ServiceInfo, free_port
+from atomicops.processes import START_TIME_SLACK, start_time
+from atomicops.sandbox.service import ServiceInfo, free_port, private_dir
 
 SERVICE_NAME = "postgres"
 SUPERUSER = "postgres"
 SYSTEM_USER = "pgserver"  # the name pgserver itself uses, so both can share one user
 HOST = "127.0.0.1"
 LOG_NAME = "postgres.log"
+PASSFILE = "atomicops.pgpass"  # in the data directory, beside the data it protects
 
 # Server settings for a throwaway server; everything else is PostgreSQL's default.
 _SETTINGS = {
@@ -70,6 +83,15 @@ _SETTINGS = {
     "fsync": "off",
     "synchronous_commit": "off",
     "full_page_writes": "off",
+    # Nothing a client sent reaches the log: no statement (ever, or on error), no parameter,
+    # no client error or its DETAIL (ERROR ranks below LOG for log_min_messages).
+    "log_statement": "none",
+    "log_min_error_statement": "panic",
+    "log_min_duration_statement": "-1",
+    "log_parameter_max_length": "0",
+    "log_parameter_max_length_on_error": "0",
+    "log_error_verbosity": "terse",
+    "log_min_messages": "log",
 }
 
 
@@ -166,8 +188,15 @@ def _clean_env() -> dict[str, str]:
 # --------------------------------------------------------------------------- start
 
 
-def url_for(port: int, database: str = "postgres") -> str:
-    return f"postgresql://{SUPERUSER}@{HOST}:{port}/{database}"
+def url_for(port: int, database: str = "postgres", passfile: Path | None = None) -> str:
+    url = f"postgresql://{SUPERUSER}@{HOST}:{port}/{database}"
+    return f"{url}?passfile={quote(str(passfile), safe='/')}" if passfile else url
+
+
+def _passfile(data_dir: Path) -> Path | None:
+    # None for a data directory made before the server had a password (trust): it still works.
+    path = data_dir / PASSFILE
+    return path if path.exists() else None
 
 
 def _postmaster(data_dir: Path) -> tuple[int, int] | None:
@@ -188,12 +217,33 @@ def _log_tail(log_file: Path, lines: int = 30) -> str:
 
 
 def _initdb(data_dir: Path, user: pwd.struct_passwd | None) -> None:
+    password = secrets.token_hex(24)
+    # initdb reads the password from a file, as the service user: a private one beside the
+    # data directory (which must be empty for initdb), removed as soon as initdb has it.
+    pwfile = data_dir.parent / f".{data_dir.name}.pw.{secrets.token_hex(4)}"
+    fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        if user is not None:
+            os.fchown(fd, user.pw_uid, user.pw_gid)
+        os.write(fd, f"{password}\n".encode())
+        os.close(fd)
+        _run_initdb(data_dir, user, pwfile)
+    finally:
+        pwfile.unlink(missing_ok=True)
+    # The format libpq reads: host:port:database:user:password, '*' for any.
+    fd = os.open(data_dir / PASSFILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"*:*:*:{SUPERUSER}:{password}\n")
+
+
+def _run_initdb(data_dir: Path, user: pwd.struct_passwd | None, pwfile: Path) -> None:
     proc = subprocess.run(
         [
             str(bin_dir() / "initdb"),
             "-D", str(data_dir),
             "-U", SUPERUSER,
-            "--auth=trust",
+            "--auth=scram-sha-256",
+            f"--pwfile={pwfile}",
             "--encoding=UTF8",
             "--no-locale",  # C collation: no OS locale needed, byte order for ORDER BY text
             "--no-sync",  # a sandbox: skip the fsync of every new file (about half the time)
@@ -213,7 +263,9 @@ def _initdb(data_dir: Path, user: pwd.struct_passwd | None) -> None:
 
 
 def _info(url: str, pid: int, data_dir: Path) -> ServiceInfo:
-    return ServiceInfo(SERVICE_NAME, url, pid, str(data_dir), str(data_dir / LOG_NAME))
+    return ServiceInfo(
+        SERVICE_NAME, url, pid, str(data_dir), str(data_dir / LOG_NAME), started_at=start_time(pid)
+    )
 
 
 def start(data_dir: Path, *, port: int | None = None, timeout: float = 30.0) -> ServiceInfo:
@@ -228,10 +280,10 @@ def start(data_dir: Path, *, port: int | None = None, timeout: float = 30.0) -> 
     running = _postmaster(data_dir)
     if running is not None:
         pid, running_port = running
-        return _info(url_for(running_port), pid, data_dir)
+        return _info(url_for(running_port, passfile=_passfile(data_dir)), pid, data_dir)
 
     user = _service_user() if _is_root() else None
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     if user is not None:
         _grant_search(data_dir)
         _grant_search(bin_dir())
@@ -273,7 +325,7 @@ def start(data_dir: Path, *, port: int | None = None, timeout: float = 30.0) -> 
         found = _postmaster(data_dir)
         if proc.returncode == 0 and found is not None:
             pid, _ = found
-            url = url_for(chosen)
+            url = url_for(chosen, passfile=_passfile(data_dir))
             wait_ready(url, timeout)
             return _info(url, pid, data_dir)
         tail = _log_tail(log_file)
@@ -340,10 +392,17 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
 
 
 def _is_postmaster(info: ServiceInfo) -> psutil.Process | None:
-    """The process ``info.pid`` if it is still this server's postmaster (pids get reused)."""
+    """The process ``info.pid`` if it is still this server's postmaster (pids get reused).
+
+    Proven by the start time recorded when it started: without one, nothing is.
+    """
+    if not info.started_at:
+        return None
     try:
         proc = psutil.Process(info.pid)
         if proc.status() == psutil.STATUS_ZOMBIE or not proc.name().startswith("postgres"):
+            return None
+        if abs(proc.create_time() - info.started_at) >= START_TIME_SLACK:
             return None
         return proc
     except psutil.Error:

@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from atomicops.processes import pid_alive
+from atomicops.processes import START_TIME_SLACK, pid_alive
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,26 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def private_dir(path: Path) -> Path:
+    """Make ``path`` and each missing parent 0700; what exists keeps its mode.
+
+    Sandbox data, logs and the vars file are for this user alone (Path.mkdir gives the mode
+    only to the last directory, and the umask's, often 0755, to the parents it makes).
+    """
+    for directory in reversed([p for p in (path, *path.parents) if not p.exists()]):
+        directory.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
 def spawn(argv: Sequence[str], log_file: Path, env: Mapping[str, str] | None = None) -> int:
     """Start ``argv`` detached from this process (its own session), output to ``log_file``.
 
     Detached so that ``atomicops sandbox up`` can return while the server keeps running;
     ``down`` stops it later by pid.
     """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
+    private_dir(log_file.parent)
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "ab") as log:
         proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
@@ -65,34 +77,49 @@ def spawn(argv: Sequence[str], log_file: Path, env: Mapping[str, str] | None = N
     return proc.pid
 
 
-def process_start(pid: int) -> float:
-    """When process ``pid`` started (0.0 when there is no such process)."""
-    try:
-        return float(psutil.Process(pid).create_time())
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return 0.0
-
-
 def is_ours(info: ServiceInfo) -> bool:
-    """Whether the recorded pid is still the process we started (not a reused pid)."""
-    if not info.started_at:
-        return pid_alive(info.pid)
-    return abs(process_start(info.pid) - info.started_at) < 1.0
+    """Whether the recorded pid is still the process we started (not a reused pid).
+
+    Without a recorded start time nothing proves it, and the answer is no: a state file
+    from an older atomicops (or edited by hand) must not make us signal a stranger.
+    """
+    return _identified(info.pid, info.started_at) is not None
 
 
-def stop_pid(pid: int, *, timeout: float = 10.0) -> None:
-    """SIGTERM, wait, then SIGKILL; returns when the process is gone."""
+def _identified(pid: int, started_at: float) -> psutil.Process | None:
+    if not started_at or not pid_alive(pid):
+        return None
+    try:
+        proc = psutil.Process(pid)
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
+        return None
+    if abs(proc.create_time() - started_at) >= START_TIME_SLACK:
+        return None
+    return proc
+
+
+def stop_pid(pid: int, started_at: float, *, timeout: float = 10.0) -> bool:
+    """SIGTERM, wait, then SIGKILL; returns when the process is gone.
+
+    Only the process that started at ``started_at`` is signalled, and psutil checks that
+    again before each signal, so a pid taken over by another process meanwhile is left
+    alone. Returns False, having signalled nothing, when ``pid`` is not that process.
+    """
+    proc = _identified(pid, started_at)
+    if proc is None:
+        return False
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
+            proc.send_signal(sig)
+        except psutil.NoSuchProcess:
+            return True
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             _reap(pid)
             if not pid_alive(pid):
-                return
+                return True
             time.sleep(0.05)
+    return True
 
 
 def _reap(pid: int) -> None:
