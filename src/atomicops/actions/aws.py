@@ -34,9 +34,13 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectTimeoutError,
     DataNotFoundError,
+    EndpointConnectionError,
     HTTPClientError,
     ParamValidationError,
+    ProxyConnectionError,
+    SSLError,
     UnknownServiceError,
     WaiterError,
 )
@@ -82,6 +86,19 @@ THROTTLING_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
+
+# Failures that prove the request was never acted on: the connection was never made (so
+# nothing was sent), or the service answered that it refused it. Any other failure after
+# sending (a read timeout, a connection dropped before the answer, a 500 or 504) leaves
+# open whether the call took effect.
+NOT_SENT = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError, SSLError)
+REFUSED_STATUS = 503  # "ServiceUnavailable": AWS turned the request away
+
+# Calls that change nothing: a lost answer to one of them is safe to ask again.
+READ_VERBS = frozenset(
+    {"Describe", "List", "Get", "Head", "Search", "Lookup", "Query", "Scan", "Batch", "Check",
+     "Validate", "Simulate", "Estimate", "Preview", "Test"}
+)  # fmt: skip
 
 # Only calls that bring a resource into being get the atomicops tags. Update, List, Get,
 # Assume... also take ``Tags`` on some services, but there the member is a filter, a session
@@ -146,8 +163,13 @@ class AwsConnection:
             read_timeout=read_timeout,
             user_agent_extra="atomicops",
         )
+        # botocore's standard mode resends on a read timeout, a dropped connection and any
+        # 5xx, for every call: a CreateVpc whose answer was lost would be made twice. Calls
+        # that no token makes idempotent go through clients that send once; the engine
+        # decides what to do with a lost answer (engine/executor.py).
+        self.config_once = self.config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
         self.session = boto3.session.Session(profile_name=profile, region_name=region)
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, bool], Any] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -166,14 +188,17 @@ class AwsConnection:
         }
         return cls(spec.get("region"), spec.get("endpoint_url"), spec.get("profile"), **options)
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, *, resend: bool = True) -> Any:
+        """The service's client; ``resend=False``: one whose botocore never sends a call twice."""
         with self._lock:
-            client = self._clients.get(service)
+            client = self._clients.get((service, resend))
             if client is None:
                 client = self.session.client(
-                    service, endpoint_url=self.endpoint_url, config=self.config
+                    service,
+                    endpoint_url=self.endpoint_url,
+                    config=self.config if resend else self.config_once,
                 )
-                self._clients[service] = client
+                self._clients[(service, resend)] = client
             return client
 
     def close(self) -> None:
@@ -540,6 +565,30 @@ def param_report(error: ParamValidationError) -> str:
     return _REPORT_VALUE.sub("", str(error.kwargs.get("report", error)))
 
 
+def may_have_taken_effect(error: Exception) -> bool:
+    """Whether a failed call may still have done its work (see :data:`NOT_SENT`)."""
+    if isinstance(error, ClientError):
+        code = str(error.response.get("Error", {}).get("Code") or "")
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status >= 500 and status != REFUSED_STATUS and code not in THROTTLING_CODES
+    if isinstance(error, NOT_SENT):
+        return False
+    return isinstance(error, (BotoConnectionError, HTTPClientError))
+
+
+def sends_once(op_model: OperationModel, ctx: ActionContext) -> bool:
+    """A step's call that changes something and takes no idempotency token: sending it twice
+    may do it twice (CreateVpc, CreateRole, CreateTable...)."""
+    if ctx.idempotency_token is None:  # read-only steps, undos, checks
+        return False
+    verb = re.match(r"[A-Z][a-z]*", op_model.name)
+    if verb is not None and verb.group(0) in READ_VERBS:
+        return False
+    shape = op_model.input_shape
+    members = shape.members.values() if shape is not None else ()
+    return not any(m.metadata.get("idempotencyToken") for m in members)
+
+
 def translate_error(error: Exception, what: str, secrets: Iterable[str] = ()) -> ActionError:
     """An ActionError for a botocore failure of ``what`` (``service.operation``)."""
     if isinstance(error, ClientError):
@@ -650,10 +699,13 @@ class AwsKind(ActionKind):
             client = handle.client(service)
         except Exception as exc:  # noqa: BLE001 - translate_error re-raises what it cannot map
             raise translate_error(exc, what) from None
+        api_name = client.meta.method_to_api_mapping.get(operation)
+        once = api_name is not None and sends_once(client.meta.service_model.operation_model(api_name), ctx)
+        if once:
+            client = handle.client(service, resend=False)
 
         # method_to_api_mapping holds API calls only, so `ec2.close` or `s3.get_paginator`
         # can never be reached through a plan.
-        api_name = client.meta.method_to_api_mapping.get(operation)
         if api_name is None:
             raise ActionError(KIND, f"{what}: unknown operation", code="InvalidAction")
         op_model = client.meta.service_model.operation_model(api_name)
@@ -675,7 +727,9 @@ class AwsKind(ActionKind):
         try:
             response = getattr(client, operation)(**params)
         except Exception as exc:  # noqa: BLE001 - translate_error re-raises what it cannot map
-            raise translate_error(exc, what, secrets) from None
+            error = translate_error(exc, what, secrets)
+            error.ambiguous = once and may_have_taken_effect(exc)
+            raise error from None
         response.pop("ResponseMetadata", None)
         result = plain(response)
 

@@ -244,7 +244,9 @@ class NatsKind(ActionKind):
             return handle.publish(
                 args["subject"], args.get("data"), headers=args.get("headers"),
                 jetstream=args.get("jetstream"), stream=args.get("stream"),
-                msg_id=args.get("msg_id"), timeout=timeout,
+                # The step's token by default: a retried or resumed publish is stored once
+                # (within the stream's duplicate window).
+                msg_id=args.get("msg_id") or ctx.idempotency_token, timeout=timeout,
             )  # fmt: skip
         if verb == "request":
             return handle.request(

@@ -56,7 +56,10 @@ class Executor:
         progress: Any = None,
         resume_mark: Any = None,
         idempotency_token: str | None = None,
+        may_resend: Any = None,
     ) -> Any:
+        """``may_resend(error)`` is asked before resending a call whose answer was lost
+        (``error.ambiguous``); without it such a call is never sent again."""
         kind = self.kind_of(action)
         ctx = ActionContext(
             connections=self.connections,
@@ -79,6 +82,10 @@ class Executor:
                 return False
             if should_retry is not None and not should_retry(exc):
                 return False
+            if exc.ambiguous:
+                # A create with no idempotency token may have happened: a blind resend
+                # could make a second resource.
+                return may_resend is not None and bool(may_resend(exc))
             return policy.on == "any" or exc.transient
 
         for attempt in Retrying(
