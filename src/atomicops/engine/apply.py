@@ -162,7 +162,7 @@ class Applier:
         run.record("step_intent", op=op.id, step=step.name, action=journal_action, key=key, token=token)
         crashpoint("after_intent", key)
         started = time.time()
-        tags = {} if step.read_only else {"atomicops:env": run.env, "atomicops:op": op.id, "atomicops:step": key}
+        tags = {} if step.read_only else {"atomicops:env": run.env, "atomicops:op": op.id, "atomicops:step": key, "atomicops:run": run.id}
         prior = self.state.ops.get(op.id)
         resume_mark = None
         if prior and step.name in prior.steps and prior.steps[step.name].progress:
