@@ -565,6 +565,19 @@ def param_report(error: ParamValidationError) -> str:
     return _REPORT_VALUE.sub("", str(error.kwargs.get("report", error)))
 
 
+_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _readable(message: str, status: int) -> str:
+    """An answer that is no AWS error document (an HTML page from a proxy, a load balancer or
+    an emulator's crash) reaches botocore's message whole: keep one line of it."""
+    if not message.lstrip().startswith("<"):
+        return message
+    title = _TITLE.search(message)
+    summary = " ".join(title.group(1).split()) if title else f"HTTP {status}"
+    return f"{summary[:120]} (the endpoint answered with a web page, not an AWS error)"
+
+
 def may_have_taken_effect(error: Exception) -> bool:
     """Whether a failed call may still have done its work (see :data:`NOT_SENT`)."""
     if isinstance(error, ClientError):
@@ -595,7 +608,7 @@ def translate_error(error: Exception, what: str, secrets: Iterable[str] = ()) ->
         info = error.response.get("Error", {})
         code = str(info.get("Code") or "Unknown")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        message = _redact(str(info.get("Message") or code), secrets)
+        message = _redact(_readable(str(info.get("Message") or code), int(status)), secrets)
         return ActionError(
             KIND,
             f"{what}: {message}",
