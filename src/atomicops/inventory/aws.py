@@ -75,6 +75,10 @@ class ResourceType:
     """A member of the page holding a JSON document (a resource policy) that ``items`` reads."""
     absent: str | None = None
     """The error code meaning "none here" (a Lambda function without a resource policy)."""
+    tag_call: tuple[str, str, str, str] | None = None
+    """(method, parameter, value, tags): for APIs whose listing leaves tags out, the call per
+    item that reads them, ``parameter`` set to ``value`` (JMESPath over the item); without
+    tags ``inventory --orphans`` could not tell the item is ours."""
     made_by: tuple[str, ...] = ()
     """The calls (``service.method``) whose effect this type shows: every call a plan makes
     that creates or adds something must be named by some type (tests/test_inventory_coverage.py)."""
@@ -126,7 +130,8 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     R("dynamodb.tables", "dynamodb.list_tables", "TableNames", "@",
       made_by=("dynamodb.create_table",)),
     R("iam.roles", "iam.list_roles", "Roles", "RoleName", keep=_NOT_AWS_ROLE,
-      fields={"path": "Path"}, made_by=("iam.create_role",)),
+      fields={"path": "Path"}, tag_call=("list_role_tags", "RoleName", "RoleName", "Tags"),
+      made_by=("iam.create_role",)),
     R("iam.role_policy_attachments", "iam.list_attached_role_policies", "AttachedPolicies",
       "PolicyArn", parent="iam.roles", parent_params=_BY_ROLE,
       made_by=("iam.attach_role_policy",)),
@@ -143,6 +148,7 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     R("ecs.task_definitions", "ecs.list_task_definitions", "taskDefinitionArns", "@",
       params={"status": "ACTIVE"}, made_by=("ecs.register_task_definition",)),
     R("ecr.repositories", "ecr.describe_repositories", "repositories", "repositoryName",
+      tag_call=("list_tags_for_resource", "resourceArn", "repositoryArn", "tags"),
       made_by=("ecr.create_repository",)),
     R("ecr.images", "ecr.describe_images", "imageDetails", "imageDigest",
       fields={"image_tags": "imageTags"},
@@ -165,8 +171,11 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     R("rds.db_cluster_snapshots", "rds.describe_db_cluster_snapshots", "DBClusterSnapshots",
       "DBClusterSnapshotIdentifier", params={"SnapshotType": "manual"},
       made_by=("rds.create_db_cluster_snapshot",)),
-    R("sqs.queues", "sqs.list_queues", "QueueUrls", "@", made_by=("sqs.create_queue",)),
-    R("sns.topics", "sns.list_topics", "Topics", "TopicArn", made_by=("sns.create_topic",)),
+    R("sqs.queues", "sqs.list_queues", "QueueUrls", "@",
+      tag_call=("list_queue_tags", "QueueUrl", "@", "Tags"), made_by=("sqs.create_queue",)),
+    R("sns.topics", "sns.list_topics", "Topics", "TopicArn",
+      tag_call=("list_tags_for_resource", "ResourceArn", "TopicArn", "Tags"),
+      made_by=("sns.create_topic",)),
     R("sns.subscriptions", "sns.list_subscriptions", "Subscriptions", "SubscriptionArn",
       fields={"topic": "TopicArn", "protocol": "Protocol", "endpoint": "Endpoint"},
       made_by=("sns.subscribe",)),
@@ -183,6 +192,7 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
       "join('@', [Key, VersionId])", parent="s3.buckets", parent_params={"Bucket": "Name"},
       made_by=("s3.put_object", "s3.copy_object", "s3.upload_part")),
     R("lambda.functions", "lambda.list_functions", "Functions", "FunctionName",
+      tag_call=("list_tags", "Resource", "FunctionArn", "Tags"),
       made_by=("lambda.create_function",)),
     R("lambda.permissions", "lambda.get_policy", "Policy.Statement", "Sid",
       fields={"principal": "Principal", "action": "Action"}, document="Policy",
@@ -193,6 +203,7 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
       made_by=("cloudwatch.put_metric_alarm", "cloudwatch.put_composite_alarm")),
     R("events.rules", "events.list_rules", "Rules", "Name",
       fields={"bus": "EventBusName", "pattern": "EventPattern", "schedule": "ScheduleExpression"},
+      tag_call=("list_tags_for_resource", "ResourceARN", "Arn", "Tags"),
       made_by=("events.put_rule",)),
     R("events.targets", "events.list_targets_by_rule", "Targets", "Id",
       fields={"arn": "Arn"}, parent="events.rules", parent_params={"Rule": "Name"},
@@ -203,7 +214,8 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
       keep="KeyManager == 'CUSTOMER' && KeyState != 'PendingDeletion'"
            " && KeyState != 'PendingReplicaDeletion'",
       fields={"usage": "KeyUsage", "spec": "KeySpec"},
-      detail=("describe_key", "KeyId", "KeyMetadata"), made_by=("kms.create_key",)),
+      detail=("describe_key", "KeyId", "KeyMetadata"),
+      tag_call=("list_resource_tags", "KeyId", "KeyId", "Tags"), made_by=("kms.create_key",)),
     R("kms.aliases", "kms.list_aliases", "Aliases", "AliasName",
       keep="!starts_with(AliasName, 'alias/aws/')", fields={"key": "TargetKeyId"},
       made_by=("kms.create_alias",)),
@@ -301,14 +313,18 @@ def _tags(value: Any) -> dict[str, str] | None:
     return None
 
 
-def _entry(rtype: ResourceType, item: Any, prefix: str) -> Entry:
+def _entry(rtype: ResourceType, item: Any, prefix: str, client: Any) -> Entry:
     entry: Entry = {"id": prefix + str(_search(rtype.id, item))}
     for name, expr in rtype.fields.items():
         entry[name] = _canonical(_search(expr, item))
+    tags = None
     if rtype.tags:
         tags = _tags(_search(rtype.tags, item))
-        if tags is not None:
-            entry["tags"] = tags
+    elif rtype.tag_call:
+        method, param, value, path = rtype.tag_call
+        tags = _tags(_search(path, getattr(client, method)(**{param: _search(value, item)}))) or None
+    if tags is not None:
+        entry["tags"] = tags
     return entry
 
 
@@ -343,7 +359,7 @@ def _list(
                 vpcs = set(_search(rtype.vpcs, item) or ())
                 if vpcs and vpcs <= connect.default_vpcs():
                     continue
-            found.append((item, _entry(rtype, item, prefix)))
+            found.append((item, _entry(rtype, item, prefix, client)))
     return found
 
 
