@@ -48,6 +48,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
+from botocore.parsers import ResponseParserError
 from botocore.response import StreamingBody
 
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
@@ -571,7 +572,7 @@ _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 def _readable(message: str, status: int) -> str:
     """An answer that is no AWS error document (an HTML page from a proxy, a load balancer or
     an emulator's crash) reaches botocore's message whole: keep one line of it."""
-    if not message.lstrip().startswith("<"):
+    if not message.lstrip().startswith("<") and "<html" not in message.lower():
         return message
     title = _TITLE.search(message)
     summary = " ".join(title.group(1).split()) if title else f"HTTP {status}"
@@ -586,7 +587,8 @@ def may_have_taken_effect(error: Exception) -> bool:
         return status >= 500 and status != REFUSED_STATUS and code not in THROTTLING_CODES
     if isinstance(error, NOT_SENT):
         return False
-    return isinstance(error, (BotoConnectionError, HTTPClientError))
+    # An answer botocore could not read (a proxy's page for XML services) says nothing either.
+    return isinstance(error, (BotoConnectionError, HTTPClientError, ResponseParserError))
 
 
 def sends_once(op_model: OperationModel, ctx: ActionContext) -> bool:
@@ -626,6 +628,11 @@ def translate_error(error: Exception, what: str, secrets: Iterable[str] = ()) ->
         )
     if isinstance(error, ParamValidationError):
         return ActionError(KIND, f"{what}: {param_report(error)}", code="ParamValidation")
+    if isinstance(error, ResponseParserError):
+        return ActionError(
+            KIND, f"{what}: {_redact(_readable(str(error), 0), secrets)}", code="ResponseParserError",
+            transient=True,
+        )
     if isinstance(error, UnknownServiceError):
         return ActionError(KIND, f"{what}: unknown service", code="InvalidAction")
     if isinstance(error, BotoCoreError):
