@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
-import difflib
 import re
 import threading
 import time
@@ -52,6 +51,13 @@ from botocore.parsers import ResponseParserError
 from botocore.response import StreamingBody
 
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
+from atomicops.actions.common import (
+    positive_or_absent,
+    redact,
+    refuse_unknown_keys,
+    suggest,
+    unknown_keys,
+)
 from atomicops.actions.registry import register
 from atomicops.errors import ActionError
 from atomicops.plan.refs import is_reference
@@ -176,14 +182,7 @@ class AwsConnection:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> AwsConnection:
         """Build from a plan connection mapping (``{kind: aws, region: ..., ...}``)."""
-        unknown = sorted(set(spec) - CONNECTION_KEYS)
-        if unknown:
-            raise ActionError(
-                KIND,
-                f"unknown key(s) in aws connection: {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(CONNECTION_KEYS))}",
-                code="InvalidConnection",
-            )
+        refuse_unknown_keys(KIND, "aws connection", spec, CONNECTION_KEYS)
         options = {
             k: spec[k] for k in ("connect_timeout", "read_timeout", "max_attempts") if k in spec
         }
@@ -253,19 +252,6 @@ def _waiter_operation(service: str, waiter: str) -> str:
     )
 
 
-def _positive_or_absent(value: Any) -> bool:
-    if value is None or is_reference(value):
-        return True
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
-
-
-def _suggest(name: str, choices: Iterable[str]) -> str:
-    choices = list(choices)
-    same_case = [c for c in choices if c.lower() == name.lower()]
-    close = same_case or difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-
-
 def _names(choices: Iterable[str], limit: int = 20) -> str:
     choices = sorted(choices)
     shown = ", ".join(choices[:limit])
@@ -302,7 +288,7 @@ def _check_value(value: Any, shape: Shape, path: tuple[str | int, ...]) -> Itera
             if is_reference(key):
                 continue
             if key not in members:
-                hint = _suggest(str(key), members) or f"; valid: {_names(members)}"
+                hint = suggest(str(key), members) or f"; valid: {_names(members)}"
                 yield CheckIssue((*path, key), f"unknown parameter {key!r} in {shape.name}{hint}")
                 continue
             yield from _check_value(item, members[key], (*path, key))
@@ -357,10 +343,9 @@ def _check_wait(wait: Any, service: str) -> Iterator[CheckIssue]:
     if not isinstance(wait, Mapping):
         yield CheckIssue(("wait",), "wait must be a mapping: {waiter: NAME, params: {...}}")
         return
-    for key in sorted(set(wait) - WAIT_KEYS):
-        yield CheckIssue(("wait", key), f"unknown key {key!r} in wait{_suggest(key, WAIT_KEYS)}")
+    yield from unknown_keys(wait, WAIT_KEYS, "wait", ("wait",))
     for key in ("delay", "max_attempts"):
-        if not _positive_or_absent(wait.get(key)):
+        if not positive_or_absent(wait.get(key)):
             yield CheckIssue(("wait", key), f"{key} must be a positive number")
     name = wait.get("waiter")
     if name is None:
@@ -376,7 +361,7 @@ def _check_wait(wait: Any, service: str) -> Iterator[CheckIssue]:
             else f"{service} has no waiters"
         )
         yield CheckIssue(
-            ("wait", "waiter"), f"unknown waiter {name!r}{_suggest(str(name), waiters)} ({valid})"
+            ("wait", "waiter"), f"unknown waiter {name!r}{suggest(str(name), waiters)} ({valid})"
         )
         return
     yield from _check_params(
@@ -549,12 +534,6 @@ def _all_strings(value: Any, found: set[str]) -> None:
             _all_strings(item, found)
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
 # botocore's validation report quotes each bad value ("..., value: hunter2, type: <class...");
 # keep the names and types, drop the values.
 _REPORT_VALUE = re.compile(
@@ -610,7 +589,7 @@ def translate_error(error: Exception, what: str, secrets: Iterable[str] = ()) ->
         info = error.response.get("Error", {})
         code = str(info.get("Code") or "Unknown")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        message = _redact(_readable(str(info.get("Message") or code), int(status)), secrets)
+        message = redact(_readable(str(info.get("Message") or code), int(status)), secrets)
         return ActionError(
             KIND,
             f"{what}: {message}",
@@ -630,7 +609,7 @@ def translate_error(error: Exception, what: str, secrets: Iterable[str] = ()) ->
         return ActionError(KIND, f"{what}: {param_report(error)}", code="ParamValidation")
     if isinstance(error, ResponseParserError):
         return ActionError(
-            KIND, f"{what}: {_redact(_readable(str(error), 0), secrets)}", code="ResponseParserError",
+            KIND, f"{what}: {redact(_readable(str(error), 0), secrets)}", code="ResponseParserError",
             transient=True,
         )
     if isinstance(error, UnknownServiceError):
@@ -638,7 +617,7 @@ def translate_error(error: Exception, what: str, secrets: Iterable[str] = ()) ->
     if isinstance(error, BotoCoreError):
         # NoCredentialsError, NoRegionError, ProfileNotFound...: configuration, not data.
         return ActionError(
-            KIND, f"{what}: {_redact(str(error), secrets)}", code=type(error).__name__
+            KIND, f"{what}: {redact(str(error), secrets)}", code=type(error).__name__
         )
     raise error
 
@@ -664,12 +643,9 @@ class AwsKind(ActionKind):
 
     def check_connection(self, spec: Mapping[str, Any]) -> Iterator[CheckIssue]:
         """Static checks of a plan connection mapping of kind ``aws``."""
-        for key in sorted(set(spec) - CONNECTION_KEYS):
-            yield CheckIssue(
-                (key,), f"unknown key {key!r} in aws connection{_suggest(key, CONNECTION_KEYS)}"
-            )
+        yield from unknown_keys(spec, CONNECTION_KEYS, "aws connection")
         for key in ("connect_timeout", "read_timeout", "max_attempts"):
-            if not _positive_or_absent(spec.get(key)):
+            if not positive_or_absent(spec.get(key)):
                 yield CheckIssue((key,), f"{key} must be a positive number")
 
     # -- static checks
@@ -685,14 +661,14 @@ class AwsKind(ActionKind):
             return
         if service not in _services():
             yield CheckIssue(
-                (self.key,), f"unknown AWS service {service!r}{_suggest(service, _services())}"
+                (self.key,), f"unknown AWS service {service!r}{suggest(service, _services())}"
             )
             return
         operations = _operations(service)
         if operation not in operations:
             yield CheckIssue(
                 (self.key,),
-                f"unknown operation {operation!r} of {service}{_suggest(operation, operations)}",
+                f"unknown operation {operation!r} of {service}{suggest(operation, operations)}",
             )
             return
         connection = action.get("connection")

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from nats.js import api
 
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
+from atomicops.actions.common import positive_or_absent, suggest, unknown_keys
 from atomicops.actions.nats_connection import (  # noqa: F401 - names the handle's users import from here
     CONNECTION_KEYS,
     KIND,
@@ -37,7 +38,6 @@ from atomicops.actions.nats_connection import (  # noqa: F401 - names the handle
     _check_fields,
     _check_typed,
     _field_hints,
-    _suggest,
     _token,
     build_config,
     plain,
@@ -98,12 +98,6 @@ _ARG_TYPES: dict[str, Any] = {
 # --------------------------------------------------------------------------- static checks
 
 
-def _positive_or_absent(value: Any) -> bool:
-    if value is None or is_reference(value):
-        return True
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
-
-
 def parse_action(action: Mapping[str, Any]) -> tuple[str, Any]:
     """``(verb, args)`` of a nats action; ValueError with a readable reason if malformed.
     ``args`` is a mapping, or a ``${...}`` string before references are resolved."""
@@ -115,7 +109,7 @@ def parse_action(action: Mapping[str, Any]) -> tuple[str, Any]:
         )
     ((verb, args),) = body.items()
     if verb not in VERBS:
-        raise ValueError(f"unknown nats verb {verb!r}{_suggest(str(verb), VERBS)}")
+        raise ValueError(f"unknown nats verb {verb!r}{suggest(str(verb), VERBS)}")
     if args is None:
         args = {}
     if not isinstance(args, Mapping) and not is_reference(args):
@@ -135,14 +129,14 @@ def _check_args(verb: str, args: Mapping[str, Any]) -> Iterator[CheckIssue]:
             if is_reference(key):
                 continue
             if key not in names:
-                hint = _suggest(str(key), names) or f"; valid: {', '.join(sorted(names))}"
+                hint = suggest(str(key), names) or f"; valid: {', '.join(sorted(names))}"
                 yield CheckIssue((*path, key), f"unknown argument {key!r} of {verb}{hint}")
             elif key in _ARG_TYPES:
                 yield from _check_typed(value, _ARG_TYPES[key], (*path, key))
     missing = [r for r in spec.required if r not in args]
     if missing and not any(is_reference(k) for k in args):
         yield CheckIssue(path, f"{verb} needs {', '.join(missing)}")
-    if not _positive_or_absent(args.get("timeout")):
+    if not positive_or_absent(args.get("timeout")):
         yield CheckIssue((*path, "timeout"), "timeout must be a positive number of seconds")
     for key in ("name", "stream", "durable_name"):
         value = args.get(key)
@@ -186,12 +180,9 @@ class NatsKind(ActionKind):
 
     def check_connection(self, spec: Mapping[str, Any]) -> Iterator[CheckIssue]:
         """Static checks of a plan connection mapping of kind ``nats``."""
-        for key in sorted(set(spec) - CONNECTION_KEYS):
-            yield CheckIssue(
-                (key,), f"unknown key {key!r} in nats connection{_suggest(key, CONNECTION_KEYS)}"
-            )
+        yield from unknown_keys(spec, CONNECTION_KEYS, "nats connection")
         for key in ("connect_timeout", "request_timeout"):
-            if not _positive_or_absent(spec.get(key)):
+            if not positive_or_absent(spec.get(key)):
                 yield CheckIssue((key,), f"{key} must be a positive number of seconds")
         url = spec.get("url")
         if (

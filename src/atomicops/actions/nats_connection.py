@@ -15,7 +15,6 @@ import base64
 import concurrent.futures
 import dataclasses
 import datetime as dt
-import difflib
 import enum
 import json
 import threading
@@ -33,6 +32,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from atomicops.actions.base import CheckIssue
+from atomicops.actions.common import redact, refuse_unknown_keys, suggest
 from atomicops.errors import ActionError
 from atomicops.plan.refs import is_reference
 
@@ -190,13 +190,6 @@ def _str_headers(headers: Mapping[Any, Any] | None) -> dict[str, str] | None:
 # --------------------------------------------------------------------------- config fields
 
 
-def _suggest(name: str, choices: Iterable[str]) -> str:
-    choices = list(choices)
-    same_case = [c for c in choices if c.lower() == name.lower()]
-    close = same_case or difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-
-
 _HINTS: dict[type, dict[str, Any]] = {}
 
 
@@ -304,7 +297,7 @@ def _check_fields(
         if is_reference(key):
             continue
         if key not in hints:
-            hint = _suggest(str(key), hints) or f"; valid: {', '.join(sorted(hints))}"
+            hint = suggest(str(key), hints) or f"; valid: {', '.join(sorted(hints))}"
             yield CheckIssue((*path, key), f"unknown field {key!r} of {cls.__name__}{hint}")
             continue
         yield from _check_typed(item, hints[key], (*path, key))
@@ -341,12 +334,6 @@ def _convert(value: Any, hint: Any) -> Any:
 # --------------------------------------------------------------------------- errors
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
 def js_error_code(err_code: int | None, status: int | None) -> str:
     """The name of a JetStream API error (``10059`` -> ``StreamNotFound``)."""
     if err_code is not None:
@@ -369,7 +356,7 @@ def translate_error(error: BaseException, what: str, secrets: Iterable[str] = ()
         detail = f" (err_code {error.err_code})" if error.err_code is not None else ""
         return ActionError(
             KIND,
-            _redact(f"{what}: {description}{detail}", secrets),
+            redact(f"{what}: {description}{detail}", secrets),
             code=code,
             transient=status in TRANSIENT_STATUS or error.err_code in TRANSIENT_JS_ERRORS,
             result={"error": plain({"code": status, "err_code": error.err_code,
@@ -400,7 +387,7 @@ def translate_error(error: BaseException, what: str, secrets: Iterable[str] = ()
     ):
         return ActionError(
             KIND,
-            _redact(f"{what}: connection lost ({type(error).__name__})", secrets),
+            redact(f"{what}: connection lost ({type(error).__name__})", secrets),
             code="ConnectionError",
             transient=True,
         )
@@ -410,10 +397,10 @@ def translate_error(error: BaseException, what: str, secrets: Iterable[str] = ()
         return ActionError(KIND, f"{what}: message larger than the server's max_payload",
                            code="MaxPayload")  # fmt: skip
     if isinstance(error, (ValueError, TypeError)):
-        return ActionError(KIND, _redact(f"{what}: {error}", secrets), code="InvalidArgument")
+        return ActionError(KIND, redact(f"{what}: {error}", secrets), code="InvalidArgument")
     if isinstance(error, nats.errors.Error):
         name = type(error).__name__.removesuffix("Error") or "NatsError"
-        return ActionError(KIND, _redact(f"{what}: {error}", secrets), code=name)
+        return ActionError(KIND, redact(f"{what}: {error}", secrets), code=name)
     raise error
 
 
@@ -462,14 +449,7 @@ class NatsConnection:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> NatsConnection:
         """Build from a plan connection mapping (``{kind: nats, url: ..., ...}``)."""
-        unknown = sorted(set(spec) - CONNECTION_KEYS)
-        if unknown:
-            raise ActionError(
-                KIND,
-                f"unknown key(s) in nats connection: {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(CONNECTION_KEYS))}",
-                code="InvalidConnection",
-            )
+        refuse_unknown_keys(KIND, "nats connection", spec, CONNECTION_KEYS)
         options: dict[str, Any] = {
             k: spec[k]
             for k in ("user", "password", "token", "connect_timeout", "request_timeout", "name")
@@ -617,7 +597,7 @@ class NatsConnection:
                 reason += f": {text}"
         return ActionError(
             KIND,
-            _redact(f"cannot connect to NATS at {self.where}: {reason}", self._secrets),
+            redact(f"cannot connect to NATS at {self.where}: {reason}", self._secrets),
             code="ConnectionError",
             transient=True,
         )
