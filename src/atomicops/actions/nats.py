@@ -29,19 +29,13 @@ from nats.js import api
 
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
 from atomicops.actions.common import positive_or_absent, suggest, unknown_keys
-from atomicops.actions.nats_connection import (  # noqa: F401 - names the handle's users import from here
-    CONNECTION_KEYS,
-    KIND,
+from atomicops.actions.nats_config import _check_fields, _check_typed, _field_hints
+from atomicops.actions.nats_connection import CONNECTION_KEYS, NatsConnection
+from atomicops.actions.nats_errors import KIND
+from atomicops.actions.nats_reader import (  # noqa: F401 - names the handle's users import from here
     READER_PREFIX,
-    NatsConnection,
     StreamMessage,
-    _check_fields,
-    _check_typed,
-    _field_hints,
     _token,
-    build_config,
-    plain,
-    translate_error,
 )
 from atomicops.actions.registry import register
 from atomicops.errors import ActionError
