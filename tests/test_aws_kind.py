@@ -531,3 +531,15 @@ def test_clients_are_made_once_per_service_across_threads(aws_connection: dict[s
         assert made[0].meta.config.retries == {"mode": "standard", "total_max_attempts": 5}
     finally:
         handle.close()
+
+
+def test_an_error_page_instead_of_an_aws_error_becomes_one_short_line(ctx: ActionContext) -> None:
+    # moto 5.2.5 answers schedule_key_deletion given a key ARN with its HTML 500 page.
+    arn = call(ctx, "kms.create_key")["KeyMetadata"]["Arn"]
+    with pytest.raises(ActionError) as err:
+        call(ctx, "kms.schedule_key_deletion", KeyId=arn, PendingWindowInDays=7)
+    message = str(err.value)
+    assert "<" not in message and "\n" not in message
+    assert "500 Internal Server Error" in message and "kms.schedule_key_deletion" in message
+    key_id = call(ctx, "kms.describe_key", KeyId=arn)["KeyMetadata"]["KeyId"]
+    call(ctx, "kms.schedule_key_deletion", KeyId=key_id, PendingWindowInDays=7)

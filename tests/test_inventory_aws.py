@@ -143,9 +143,9 @@ def test_a_leftover_shows_in_the_diff_with_its_tags(
         change = inventory.diff(before, inventory.snapshot(handle))
         assert change == {
             "iam.policies": {"added": [{"id": policy, "name": role}]},
-            "iam.roles": {"added": [{"id": role, "path": "/"}]},
+            "iam.roles": {"added": [{"id": role, "path": "/", "tags": TAGS}]},
             "iam.role_policy_attachments": {"added": [{"id": f"{role}/{policy}"}]},
-            "sqs.queues": {"added": [{"id": url}]},
+            "sqs.queues": {"added": [{"id": url, "tags": TAGS}]},
         }
     finally:
         call(ctx, "sqs.delete_queue", QueueUrl=url)

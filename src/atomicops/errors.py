@@ -105,6 +105,10 @@ class ActionError(AtomicOpsError):
     applied: bool = False
     """The side effect took place although the action failed (a create whose waiter timed
     out): the engine journals it as done, so the operation's undo covers it."""
+    ambiguous: bool = False
+    """The request may have taken effect (its answer was lost: a read timeout, a connection
+    dropped after sending, a 5xx other than "unavailable") and sending it again could do it
+    twice: the engine asks the step's probe before any retry."""
 
     def __post_init__(self) -> None:
         super().__init__(str(self))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
-import difflib
 import re
 import threading
 import time
@@ -34,9 +33,13 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectTimeoutError,
     DataNotFoundError,
+    EndpointConnectionError,
     HTTPClientError,
     ParamValidationError,
+    ProxyConnectionError,
+    SSLError,
     UnknownServiceError,
     WaiterError,
 )
@@ -44,9 +47,17 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
+from botocore.parsers import ResponseParserError
 from botocore.response import StreamingBody
 
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
+from atomicops.actions.common import (
+    positive_or_absent,
+    redact,
+    refuse_unknown_keys,
+    suggest,
+    unknown_keys,
+)
 from atomicops.actions.registry import register
 from atomicops.errors import ActionError
 from atomicops.plan.refs import is_reference
@@ -82,6 +93,19 @@ THROTTLING_CODES = frozenset(
         "RequestTimeoutException",
     }
 )
+
+# Failures that prove the request was never acted on: the connection was never made (so
+# nothing was sent), or the service answered that it refused it. Any other failure after
+# sending (a read timeout, a connection dropped before the answer, a 500 or 504) leaves
+# open whether the call took effect.
+NOT_SENT = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError, SSLError)
+REFUSED_STATUS = 503  # "ServiceUnavailable": AWS turned the request away
+
+# Calls that change nothing: a lost answer to one of them is safe to ask again.
+READ_VERBS = frozenset(
+    {"Describe", "List", "Get", "Head", "Search", "Lookup", "Query", "Scan", "Batch", "Check",
+     "Validate", "Simulate", "Estimate", "Preview", "Test"}
+)  # fmt: skip
 
 # Only calls that bring a resource into being get the atomicops tags. Update, List, Get,
 # Assume... also take ``Tags`` on some services, but there the member is a filter, a session
@@ -146,34 +170,35 @@ class AwsConnection:
             read_timeout=read_timeout,
             user_agent_extra="atomicops",
         )
+        # botocore's standard mode resends on a read timeout, a dropped connection and any
+        # 5xx, for every call: a CreateVpc whose answer was lost would be made twice. Calls
+        # that no token makes idempotent go through clients that send once; the engine
+        # decides what to do with a lost answer (engine/executor.py).
+        self.config_once = self.config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
         self.session = boto3.session.Session(profile_name=profile, region_name=region)
-        self._clients: dict[str, Any] = {}
+        self._clients: dict[tuple[str, bool], Any] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> AwsConnection:
         """Build from a plan connection mapping (``{kind: aws, region: ..., ...}``)."""
-        unknown = sorted(set(spec) - CONNECTION_KEYS)
-        if unknown:
-            raise ActionError(
-                KIND,
-                f"unknown key(s) in aws connection: {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(CONNECTION_KEYS))}",
-                code="InvalidConnection",
-            )
+        refuse_unknown_keys(KIND, "aws connection", spec, CONNECTION_KEYS)
         options = {
             k: spec[k] for k in ("connect_timeout", "read_timeout", "max_attempts") if k in spec
         }
         return cls(spec.get("region"), spec.get("endpoint_url"), spec.get("profile"), **options)
 
-    def client(self, service: str) -> Any:
+    def client(self, service: str, *, resend: bool = True) -> Any:
+        """The service's client; ``resend=False``: one whose botocore never sends a call twice."""
         with self._lock:
-            client = self._clients.get(service)
+            client = self._clients.get((service, resend))
             if client is None:
                 client = self.session.client(
-                    service, endpoint_url=self.endpoint_url, config=self.config
+                    service,
+                    endpoint_url=self.endpoint_url,
+                    config=self.config if resend else self.config_once,
                 )
-                self._clients[service] = client
+                self._clients[(service, resend)] = client
             return client
 
     def close(self) -> None:
@@ -227,19 +252,6 @@ def _waiter_operation(service: str, waiter: str) -> str:
     )
 
 
-def _positive_or_absent(value: Any) -> bool:
-    if value is None or is_reference(value):
-        return True
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
-
-
-def _suggest(name: str, choices: Iterable[str]) -> str:
-    choices = list(choices)
-    same_case = [c for c in choices if c.lower() == name.lower()]
-    close = same_case or difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-
-
 def _names(choices: Iterable[str], limit: int = 20) -> str:
     choices = sorted(choices)
     shown = ", ".join(choices[:limit])
@@ -276,7 +288,7 @@ def _check_value(value: Any, shape: Shape, path: tuple[str | int, ...]) -> Itera
             if is_reference(key):
                 continue
             if key not in members:
-                hint = _suggest(str(key), members) or f"; valid: {_names(members)}"
+                hint = suggest(str(key), members) or f"; valid: {_names(members)}"
                 yield CheckIssue((*path, key), f"unknown parameter {key!r} in {shape.name}{hint}")
                 continue
             yield from _check_value(item, members[key], (*path, key))
@@ -331,10 +343,9 @@ def _check_wait(wait: Any, service: str) -> Iterator[CheckIssue]:
     if not isinstance(wait, Mapping):
         yield CheckIssue(("wait",), "wait must be a mapping: {waiter: NAME, params: {...}}")
         return
-    for key in sorted(set(wait) - WAIT_KEYS):
-        yield CheckIssue(("wait", key), f"unknown key {key!r} in wait{_suggest(key, WAIT_KEYS)}")
+    yield from unknown_keys(wait, WAIT_KEYS, "wait", ("wait",))
     for key in ("delay", "max_attempts"):
-        if not _positive_or_absent(wait.get(key)):
+        if not positive_or_absent(wait.get(key)):
             yield CheckIssue(("wait", key), f"{key} must be a positive number")
     name = wait.get("waiter")
     if name is None:
@@ -350,7 +361,7 @@ def _check_wait(wait: Any, service: str) -> Iterator[CheckIssue]:
             else f"{service} has no waiters"
         )
         yield CheckIssue(
-            ("wait", "waiter"), f"unknown waiter {name!r}{_suggest(str(name), waiters)} ({valid})"
+            ("wait", "waiter"), f"unknown waiter {name!r}{suggest(str(name), waiters)} ({valid})"
         )
         return
     yield from _check_params(
@@ -523,12 +534,6 @@ def _all_strings(value: Any, found: set[str]) -> None:
             _all_strings(item, found)
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
 # botocore's validation report quotes each bad value ("..., value: hunter2, type: <class...");
 # keep the names and types, drop the values.
 _REPORT_VALUE = re.compile(
@@ -540,13 +545,51 @@ def param_report(error: ParamValidationError) -> str:
     return _REPORT_VALUE.sub("", str(error.kwargs.get("report", error)))
 
 
+_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def _readable(message: str, status: int) -> str:
+    """An answer that is no AWS error document (an HTML page from a proxy, a load balancer or
+    an emulator's crash) reaches botocore's message whole: keep one line of it."""
+    if not message.lstrip().startswith("<") and "<html" not in message.lower():
+        return message
+    title = _TITLE.search(message)
+    summary = " ".join(title.group(1).split()) if title else f"HTTP {status}"
+    return f"{summary[:120]} (the endpoint answered with a web page, not an AWS error)"
+
+
+def may_have_taken_effect(error: Exception) -> bool:
+    """Whether a failed call may still have done its work (see :data:`NOT_SENT`)."""
+    if isinstance(error, ClientError):
+        code = str(error.response.get("Error", {}).get("Code") or "")
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status >= 500 and status != REFUSED_STATUS and code not in THROTTLING_CODES
+    if isinstance(error, NOT_SENT):
+        return False
+    # An answer botocore could not read (a proxy's page for XML services) says nothing either.
+    return isinstance(error, (BotoConnectionError, HTTPClientError, ResponseParserError))
+
+
+def sends_once(op_model: OperationModel, ctx: ActionContext) -> bool:
+    """A step's call that changes something and takes no idempotency token: sending it twice
+    may do it twice (CreateVpc, CreateRole, CreateTable...)."""
+    if ctx.idempotency_token is None:  # read-only steps, undos, checks
+        return False
+    verb = re.match(r"[A-Z][a-z]*", op_model.name)
+    if verb is not None and verb.group(0) in READ_VERBS:
+        return False
+    shape = op_model.input_shape
+    members = shape.members.values() if shape is not None else ()
+    return not any(m.metadata.get("idempotencyToken") for m in members)
+
+
 def translate_error(error: Exception, what: str, secrets: Iterable[str] = ()) -> ActionError:
     """An ActionError for a botocore failure of ``what`` (``service.operation``)."""
     if isinstance(error, ClientError):
         info = error.response.get("Error", {})
         code = str(info.get("Code") or "Unknown")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        message = _redact(str(info.get("Message") or code), secrets)
+        message = redact(_readable(str(info.get("Message") or code), int(status)), secrets)
         return ActionError(
             KIND,
             f"{what}: {message}",
@@ -564,12 +607,17 @@ def translate_error(error: Exception, what: str, secrets: Iterable[str] = ()) ->
         )
     if isinstance(error, ParamValidationError):
         return ActionError(KIND, f"{what}: {param_report(error)}", code="ParamValidation")
+    if isinstance(error, ResponseParserError):
+        return ActionError(
+            KIND, f"{what}: {redact(_readable(str(error), 0), secrets)}", code="ResponseParserError",
+            transient=True,
+        )
     if isinstance(error, UnknownServiceError):
         return ActionError(KIND, f"{what}: unknown service", code="InvalidAction")
     if isinstance(error, BotoCoreError):
         # NoCredentialsError, NoRegionError, ProfileNotFound...: configuration, not data.
         return ActionError(
-            KIND, f"{what}: {_redact(str(error), secrets)}", code=type(error).__name__
+            KIND, f"{what}: {redact(str(error), secrets)}", code=type(error).__name__
         )
     raise error
 
@@ -595,12 +643,9 @@ class AwsKind(ActionKind):
 
     def check_connection(self, spec: Mapping[str, Any]) -> Iterator[CheckIssue]:
         """Static checks of a plan connection mapping of kind ``aws``."""
-        for key in sorted(set(spec) - CONNECTION_KEYS):
-            yield CheckIssue(
-                (key,), f"unknown key {key!r} in aws connection{_suggest(key, CONNECTION_KEYS)}"
-            )
+        yield from unknown_keys(spec, CONNECTION_KEYS, "aws connection")
         for key in ("connect_timeout", "read_timeout", "max_attempts"):
-            if not _positive_or_absent(spec.get(key)):
+            if not positive_or_absent(spec.get(key)):
                 yield CheckIssue((key,), f"{key} must be a positive number")
 
     # -- static checks
@@ -616,14 +661,14 @@ class AwsKind(ActionKind):
             return
         if service not in _services():
             yield CheckIssue(
-                (self.key,), f"unknown AWS service {service!r}{_suggest(service, _services())}"
+                (self.key,), f"unknown AWS service {service!r}{suggest(service, _services())}"
             )
             return
         operations = _operations(service)
         if operation not in operations:
             yield CheckIssue(
                 (self.key,),
-                f"unknown operation {operation!r} of {service}{_suggest(operation, operations)}",
+                f"unknown operation {operation!r} of {service}{suggest(operation, operations)}",
             )
             return
         connection = action.get("connection")
@@ -650,10 +695,13 @@ class AwsKind(ActionKind):
             client = handle.client(service)
         except Exception as exc:  # noqa: BLE001 - translate_error re-raises what it cannot map
             raise translate_error(exc, what) from None
+        api_name = client.meta.method_to_api_mapping.get(operation)
+        once = api_name is not None and sends_once(client.meta.service_model.operation_model(api_name), ctx)
+        if once:
+            client = handle.client(service, resend=False)
 
         # method_to_api_mapping holds API calls only, so `ec2.close` or `s3.get_paginator`
         # can never be reached through a plan.
-        api_name = client.meta.method_to_api_mapping.get(operation)
         if api_name is None:
             raise ActionError(KIND, f"{what}: unknown operation", code="InvalidAction")
         op_model = client.meta.service_model.operation_model(api_name)
@@ -675,7 +723,9 @@ class AwsKind(ActionKind):
         try:
             response = getattr(client, operation)(**params)
         except Exception as exc:  # noqa: BLE001 - translate_error re-raises what it cannot map
-            raise translate_error(exc, what, secrets) from None
+            error = translate_error(exc, what, secrets)
+            error.ambiguous = once and may_have_taken_effect(exc)
+            raise error from None
         response.pop("ResponseMetadata", None)
         result = plain(response)
 

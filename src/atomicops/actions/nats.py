@@ -29,20 +29,14 @@ from urllib.parse import urlsplit
 from nats.js import api
 
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
-from atomicops.actions.nats_connection import (  # noqa: F401 - names the handle's users import from here
-    CONNECTION_KEYS,
-    KIND,
+from atomicops.actions.common import positive_or_absent, suggest, unknown_keys
+from atomicops.actions.nats_config import _check_fields, _check_typed, _field_hints, plain
+from atomicops.actions.nats_connection import CONNECTION_KEYS, NatsConnection
+from atomicops.actions.nats_errors import KIND
+from atomicops.actions.nats_reader import (  # noqa: F401 - names the handle's users import from here
     READER_PREFIX,
-    NatsConnection,
     StreamMessage,
-    _check_fields,
-    _check_typed,
-    _field_hints,
-    _suggest,
     _token,
-    build_config,
-    plain,
-    translate_error,
 )
 from atomicops.actions.registry import register
 from atomicops.errors import ActionError
@@ -100,12 +94,6 @@ _ARG_TYPES: dict[str, Any] = {
 # --------------------------------------------------------------------------- static checks
 
 
-def _positive_or_absent(value: Any) -> bool:
-    if value is None or is_reference(value):
-        return True
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
-
-
 def parse_action(action: Mapping[str, Any]) -> tuple[str, Any]:
     """``(verb, args)`` of a nats action; ValueError with a readable reason if malformed.
     ``args`` is a mapping, or a ``${...}`` string before references are resolved."""
@@ -117,7 +105,7 @@ def parse_action(action: Mapping[str, Any]) -> tuple[str, Any]:
         )
     ((verb, args),) = body.items()
     if verb not in VERBS:
-        raise ValueError(f"unknown nats verb {verb!r}{_suggest(str(verb), VERBS)}")
+        raise ValueError(f"unknown nats verb {verb!r}{suggest(str(verb), VERBS)}")
     if args is None:
         args = {}
     if not isinstance(args, Mapping) and not is_reference(args):
@@ -137,14 +125,14 @@ def _check_args(verb: str, args: Mapping[str, Any]) -> Iterator[CheckIssue]:
             if is_reference(key):
                 continue
             if key not in names:
-                hint = _suggest(str(key), names) or f"; valid: {', '.join(sorted(names))}"
+                hint = suggest(str(key), names) or f"; valid: {', '.join(sorted(names))}"
                 yield CheckIssue((*path, key), f"unknown argument {key!r} of {verb}{hint}")
             elif key in _ARG_TYPES:
                 yield from _check_typed(value, _ARG_TYPES[key], (*path, key))
     missing = [r for r in spec.required if r not in args]
     if missing and not any(is_reference(k) for k in args):
         yield CheckIssue(path, f"{verb} needs {', '.join(missing)}")
-    if not _positive_or_absent(args.get("timeout")):
+    if not positive_or_absent(args.get("timeout")):
         yield CheckIssue((*path, "timeout"), "timeout must be a positive number of seconds")
     for key in ("name", "stream", "durable_name"):
         value = args.get(key)
@@ -188,12 +176,9 @@ class NatsKind(ActionKind):
 
     def check_connection(self, spec: Mapping[str, Any]) -> Iterator[CheckIssue]:
         """Static checks of a plan connection mapping of kind ``nats``."""
-        for key in sorted(set(spec) - CONNECTION_KEYS):
-            yield CheckIssue(
-                (key,), f"unknown key {key!r} in nats connection{_suggest(key, CONNECTION_KEYS)}"
-            )
+        yield from unknown_keys(spec, CONNECTION_KEYS, "nats connection")
         for key in ("connect_timeout", "request_timeout"):
-            if not _positive_or_absent(spec.get(key)):
+            if not positive_or_absent(spec.get(key)):
                 yield CheckIssue((key,), f"{key} must be a positive number of seconds")
         url = spec.get("url")
         if (
@@ -246,7 +231,9 @@ class NatsKind(ActionKind):
             return handle.publish(
                 args["subject"], args.get("data"), headers=args.get("headers"),
                 jetstream=args.get("jetstream"), stream=args.get("stream"),
-                msg_id=args.get("msg_id"), timeout=timeout,
+                # The step's token by default: a retried or resumed publish is stored once
+                # (within the stream's duplicate window).
+                msg_id=args.get("msg_id") or ctx.idempotency_token, timeout=timeout,
             )  # fmt: skip
         if verb == "request":
             return handle.request(

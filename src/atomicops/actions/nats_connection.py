@@ -11,32 +11,30 @@ step never hangs on a silent server. Results are plain JSON-safe data. The ``nat
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
-import dataclasses
-import datetime as dt
-import difflib
-import enum
-import json
 import threading
-import types
-import typing
-import uuid
-from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.js import api
 
-from atomicops.actions.base import CheckIssue
+from atomicops.actions.common import redact, refuse_unknown_keys
+from atomicops.actions.nats_config import _reply, build_config, encode_data, plain
+from atomicops.actions.nats_errors import KIND, translate_error
+from atomicops.actions.nats_reader import (
+    StreamMessage,
+    _api,
+    _captured,
+    _list,
+    _Reader,
+    _token,
+)
 from atomicops.errors import ActionError
-from atomicops.plan.refs import is_reference
 
-KIND = "nats"
 T = TypeVar("T")
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -47,374 +45,11 @@ DEFAULT_REQUEST_TIMEOUT = 10.0
 GRACE = 1.0
 CLOSE_TIMEOUT = 5.0
 
-# iter_stream reads through an ephemeral consumer named with this prefix. It is deleted when
-# the iteration ends; should the process die first, the server drops it after this idle time.
-READER_PREFIX = "atomicops-read-"
-READER_IDLE_SECONDS = 30.0
-
-JS_API = "$JS.API"
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 CONNECTION_KEYS = frozenset(
     {"kind", "url", "user", "password", "token", "connect_timeout", "request_timeout", "name"}
 )
-
-# The JetStream error codes (server/errors.json) a plan is likely to meet, by the name the
-# engine matches ``undo_ok_errors`` against: ``StreamNotFound`` fits the default
-# ``*NotFound*``. Codes not listed become ``JetStream<err_code>``.
-JS_ERRORS: dict[int, str] = {
-    10002: "AccountResourcesExceeded",
-    10003: "BadRequest",
-    10004: "ClusterIncomplete",
-    10008: "ClusterNotAvailable",
-    10009: "ClusterNotLeader",
-    10012: "ConsumerCreateFailed",
-    10013: "ConsumerNameInUse",
-    10014: "ConsumerNotFound",
-    10023: "InsufficientResources",
-    10025: "InvalidJSON",
-    10026: "MaximumConsumersLimit",
-    10027: "MaximumStreamsLimit",
-    10028: "MemoryResourcesExceeded",
-    10035: "AccountNotFound",
-    10037: "NoMessageFound",
-    10039: "JetStreamNotEnabledForAccount",
-    10043: "SequenceNotFound",
-    10047: "StorageResourcesExceeded",
-    10049: "StreamCreateFailed",
-    10050: "StreamDeleteFailed",
-    10052: "StreamInvalidConfig",
-    10053: "StreamLimits",
-    10054: "MessageExceedsMaximum",
-    10056: "StreamNameMismatch",
-    10058: "StreamNameInUse",
-    10059: "StreamNotFound",
-    10060: "ExpectedStreamMismatch",
-    10065: "StreamSubjectOverlap",
-    10069: "StreamUpdateFailed",
-    10070: "WrongLastMsgID",
-    10071: "WrongLastSequence",
-    10074: "ReplicasNotSupported",
-    10076: "JetStreamNotEnabled",
-    10077: "StreamStoreFailed",
-    10093: "ConsumerFilterNotSubset",
-    10094: "ConsumerInvalidPolicy",
-    10103: "ConsumerBadDurableName",
-    10105: "ConsumerExistingActive",
-    10109: "StreamSealed",
-    10110: "StreamPurgeFailed",
-    10118: "StreamOffline",
-    10119: "ConsumerOffline",
-    10148: "ConsumerAlreadyExists",
-    10149: "ConsumerDoesNotExist",
-    10158: "DuplicateMessageConflict",
-    10164: "WrongLastSequence",
-    10167: "TooManyRequests",
-}
-# HTTP-like status codes of JetStream API errors that say "try again later".
-TRANSIENT_STATUS = frozenset({408, 429, 503})
-TRANSIENT_JS_ERRORS = frozenset({10008, 10009, 10004})
-
-
-class StreamMessage(NamedTuple):
-    """One stored message, as :meth:`NatsConnection.iter_stream` yields it."""
-
-    seq: int
-    subject: str
-    data: bytes
-    headers: dict[str, str] | None
-
-
-# --------------------------------------------------------------------------- plain data
-
-
-def plain(value: Any) -> Any:
-    """A JSON-safe copy of a nats-py result: dataclasses as dicts without ``None`` members,
-    enums as their values, datetimes as ISO 8601, bytes as text (or base64 when binary)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {}
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            if item is not None:
-                out[f.name] = plain(item)
-        return out
-    if isinstance(value, enum.Enum):
-        return plain(value.value)
-    if isinstance(value, Mapping):
-        return {str(plain(k)): plain(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [plain(v) for v in value]
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray)):
-        try:
-            return bytes(value).decode("utf-8")
-        except UnicodeDecodeError:
-            return base64.b64encode(bytes(value)).decode("ascii")
-    return value
-
-
-def encode_data(data: Any) -> bytes:
-    """A message payload: text as UTF-8, mappings/lists/numbers as compact JSON."""
-    if data is None:
-        return b""
-    if isinstance(data, (bytes, bytearray)):
-        return bytes(data)
-    if isinstance(data, str):
-        return data.encode("utf-8")
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
-def _reply(msg: Msg) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    try:
-        out["data"] = msg.data.decode("utf-8")
-    except UnicodeDecodeError:
-        out["data"] = base64.b64encode(msg.data).decode("ascii")
-        out["data_encoding"] = "base64"
-    try:
-        out["json"] = json.loads(msg.data) if msg.data else None
-    except ValueError:
-        out["json"] = None
-    if msg.headers:
-        out["headers"] = plain(msg.headers)
-    return out
-
-
-def _str_headers(headers: Mapping[Any, Any] | None) -> dict[str, str] | None:
-    if not headers:
-        return None
-    return {str(plain(k)): str(v) for k, v in headers.items()}
-
-
-# --------------------------------------------------------------------------- config fields
-
-
-def _suggest(name: str, choices: Iterable[str]) -> str:
-    choices = list(choices)
-    same_case = [c for c in choices if c.lower() == name.lower()]
-    close = same_case or difflib.get_close_matches(name, choices, n=3, cutoff=0.6)
-    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _field_hints(cls: type) -> dict[str, Any]:
-    """Field name -> resolved type of a nats-py config dataclass (its module uses string
-    annotations, so they are resolved against that module). Cached: they never change."""
-    hints = _HINTS.get(cls)
-    if hints is None:
-        resolved = typing.get_type_hints(cls)
-        hints = _HINTS[cls] = {f.name: resolved[f.name] for f in dataclasses.fields(cls)}
-    return hints
-
-
-def _required_fields(cls: type) -> list[str]:
-    return [
-        f.name
-        for f in dataclasses.fields(cls)
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-
-
-def _unwrap_optional(hint: Any) -> Any:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return hint
-
-
-def _type_name(hint: Any) -> str:
-    hint = _unwrap_optional(hint)
-    origin = typing.get_origin(hint)
-    if origin in (list, typing.List):  # noqa: UP006 - nats-py's hints use typing.List
-        return f"list of {_type_name(typing.get_args(hint)[0])}"
-    if origin in (dict, typing.Dict):  # noqa: UP006
-        return "mapping"
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return "one of " + ", ".join(repr(e.value) for e in hint)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return f"mapping ({hint.__name__})"
-    if hint is float:
-        return "number"
-    if hint is dt.datetime:
-        return "ISO 8601 time"
-    return getattr(hint, "__name__", str(hint))
-
-
-def _check_typed(value: Any, hint: Any, path: tuple[str | int, ...]) -> Iterator[CheckIssue]:
-    """Walk a literal value against a nats-py type hint; references (``${...}``) are opaque."""
-    if is_reference(value):
-        return
-    if value is None:
-        yield CheckIssue(path, "null is not a valid value; leave the key out instead")
-        return
-    hint = _unwrap_optional(hint)
-    origin = typing.get_origin(hint)
-    wrong = CheckIssue(path, f"expected {_type_name(hint)}, got {type(value).__name__}")
-    if hint is Any:
-        return
-    if origin in (list, typing.List):  # noqa: UP006
-        if not isinstance(value, (list, tuple)):
-            yield wrong
-            return
-        (item_hint,) = typing.get_args(hint) or (Any,)
-        for index, item in enumerate(value):
-            yield from _check_typed(item, item_hint, (*path, index))
-    elif origin in (dict, typing.Dict):  # noqa: UP006
-        if not isinstance(value, Mapping):
-            yield wrong
-            return
-        args = typing.get_args(hint)
-        for key, item in value.items():
-            yield from _check_typed(item, args[1] if len(args) == 2 else Any, (*path, key))
-    elif isinstance(hint, type) and issubclass(hint, enum.Enum):
-        if value not in {e.value for e in hint}:
-            yield CheckIssue(path, f"{value!r} is not {_type_name(hint)}")
-    elif isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        if not isinstance(value, Mapping):
-            yield wrong
-            return
-        yield from _check_fields(value, hint, path, required=_required_fields(hint))
-    elif hint is bool:
-        if not isinstance(value, bool):
-            yield wrong
-    elif hint in (int, float):
-        allowed = (int,) if hint is int else (int, float)
-        if isinstance(value, bool) or not isinstance(value, allowed):
-            yield wrong
-    elif (hint is str and not isinstance(value, str)) or (
-        hint is dt.datetime and not isinstance(value, (str, dt.datetime))
-    ):
-        yield wrong
-
-
-def _check_fields(
-    value: Mapping[str, Any],
-    cls: type,
-    path: tuple[str | int, ...],
-    *,
-    required: Iterable[str] = (),
-    extra: Mapping[str, Any] | None = None,
-) -> Iterator[CheckIssue]:
-    hints = {**_field_hints(cls), **(extra or {})}
-    for key, item in value.items():
-        if is_reference(key):
-            continue
-        if key not in hints:
-            hint = _suggest(str(key), hints) or f"; valid: {', '.join(sorted(hints))}"
-            yield CheckIssue((*path, key), f"unknown field {key!r} of {cls.__name__}{hint}")
-            continue
-        yield from _check_typed(item, hints[key], (*path, key))
-    missing = [r for r in required if r not in value]
-    if missing and not any(is_reference(k) for k in value):
-        yield CheckIssue(path, f"missing required field(s) of {cls.__name__}: {', '.join(missing)}")
-
-
-def build_config(cls: type[api.Base], values: Mapping[str, Any]) -> Any:
-    """A nats-py config dataclass from plain data: enums from their values, nested configs
-    (placement, sources, subject transforms...) from mappings. ValueError/TypeError if bad."""
-    hints = _field_hints(cls)
-    unknown = sorted(set(values) - set(hints))
-    if unknown:
-        raise TypeError(f"unknown field(s) of {cls.__name__}: {', '.join(unknown)}")
-    return cls(**{k: _convert(v, hints[k]) for k, v in values.items()})
-
-
-def _convert(value: Any, hint: Any) -> Any:
-    hint = _unwrap_optional(hint)
-    origin = typing.get_origin(hint)
-    if value is None:
-        return None
-    if origin in (list, typing.List) and isinstance(value, (list, tuple)):  # noqa: UP006
-        (item_hint,) = typing.get_args(hint) or (Any,)
-        return [_convert(v, item_hint) for v in value]
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return hint(value)
-    if isinstance(hint, type) and issubclass(hint, api.Base) and isinstance(value, Mapping):
-        return build_config(hint, value)
-    return value
-
-
-# --------------------------------------------------------------------------- errors
-
-
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
-
-
-def js_error_code(err_code: int | None, status: int | None) -> str:
-    """The name of a JetStream API error (``10059`` -> ``StreamNotFound``)."""
-    if err_code is not None:
-        return JS_ERRORS.get(err_code, f"JetStream{err_code}")
-    if status == 404:
-        return "NotFound"
-    if status == 503:
-        return "JetStreamUnavailable"
-    return f"JetStreamStatus{status}" if status else "JetStreamError"
-
-
-def translate_error(error: BaseException, what: str, secrets: Iterable[str] = ()) -> ActionError:
-    """An ActionError for a nats-py failure of ``what`` (``stream_info ORDERS``)."""
-    if isinstance(error, ActionError):
-        return error
-    if isinstance(error, nats.js.errors.APIError):
-        status = error.code
-        code = js_error_code(error.err_code, status)
-        description = error.description or code
-        detail = f" (err_code {error.err_code})" if error.err_code is not None else ""
-        return ActionError(
-            KIND,
-            _redact(f"{what}: {description}{detail}", secrets),
-            code=code,
-            transient=status in TRANSIENT_STATUS or error.err_code in TRANSIENT_JS_ERRORS,
-            result={"error": plain({"code": status, "err_code": error.err_code,
-                                    "description": error.description})},
-        )  # fmt: skip
-    if isinstance(error, nats.js.errors.NoStreamResponseError):
-        return ActionError(
-            KIND, f"{what}: no stream captures the subject (no JetStream responder)",
-            code="NoResponders",
-        )  # fmt: skip
-    if isinstance(error, nats.errors.NoRespondersError):
-        return ActionError(KIND, f"{what}: nothing subscribes to the subject", code="NoResponders")
-    if isinstance(error, (TimeoutError, asyncio.TimeoutError, nats.errors.TimeoutError)):
-        return ActionError(KIND, f"{what}: no answer in time", code="Timeout", transient=True)
-    if isinstance(error, nats.errors.AuthorizationError):
-        return ActionError(KIND, f"{what}: authorization violation", code="AuthorizationError")
-    if isinstance(
-        error,
-        (
-            nats.errors.ConnectionClosedError,
-            nats.errors.NoServersError,
-            nats.errors.StaleConnectionError,
-            nats.errors.ConnectionReconnectingError,
-            nats.errors.ConnectionDrainingError,
-            ConnectionError,
-            OSError,
-        ),
-    ):
-        return ActionError(
-            KIND,
-            _redact(f"{what}: connection lost ({type(error).__name__})", secrets),
-            code="ConnectionError",
-            transient=True,
-        )
-    if isinstance(error, nats.errors.BadSubjectError):
-        return ActionError(KIND, f"{what}: invalid subject", code="InvalidSubject")
-    if isinstance(error, nats.errors.MaxPayloadError):
-        return ActionError(KIND, f"{what}: message larger than the server's max_payload",
-                           code="MaxPayload")  # fmt: skip
-    if isinstance(error, (ValueError, TypeError)):
-        return ActionError(KIND, _redact(f"{what}: {error}", secrets), code="InvalidArgument")
-    if isinstance(error, nats.errors.Error):
-        name = type(error).__name__.removesuffix("Error") or "NatsError"
-        return ActionError(KIND, _redact(f"{what}: {error}", secrets), code=name)
-    raise error
 
 
 # --------------------------------------------------------------------------- connection
@@ -462,14 +97,7 @@ class NatsConnection:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> NatsConnection:
         """Build from a plan connection mapping (``{kind: nats, url: ..., ...}``)."""
-        unknown = sorted(set(spec) - CONNECTION_KEYS)
-        if unknown:
-            raise ActionError(
-                KIND,
-                f"unknown key(s) in nats connection: {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(CONNECTION_KEYS))}",
-                code="InvalidConnection",
-            )
+        refuse_unknown_keys(KIND, "nats connection", spec, CONNECTION_KEYS)
         options: dict[str, Any] = {
             k: spec[k]
             for k in ("user", "password", "token", "connect_timeout", "request_timeout", "name")
@@ -617,7 +245,7 @@ class NatsConnection:
                 reason += f": {text}"
         return ActionError(
             KIND,
-            _redact(f"cannot connect to NATS at {self.where}: {reason}", self._secrets),
+            redact(f"cannot connect to NATS at {self.where}: {reason}", self._secrets),
             code="ConnectionError",
             transient=True,
         )
@@ -902,122 +530,7 @@ class NatsConnection:
         return self.request_timeout if timeout is None else float(timeout)
 
 
+
 async def _nothing(nc: Client) -> None:
     return None
 
-
-def _token(name: str) -> str:
-    """A stream or consumer name as one subject token; anything else would address a
-    different API subject (``a.b`` -> STREAM.INFO.a.b), so it is refused here."""
-    if not name or any(c in name for c in ". *>\t\r\n"):
-        raise ValueError(f"invalid name {name!r}: no '.', '*', '>' or whitespace allowed")
-    return name
-
-
-async def _api(
-    nc: Client, subject: str, payload: Mapping[str, Any] | None, timeout: float
-) -> dict[str, Any]:
-    """One JetStream API request; raises nats-py's APIError subclasses on an error reply."""
-    data = json.dumps(payload).encode() if payload is not None else b""
-    try:
-        msg = await nc.request(f"{JS_API}.{subject}", data, timeout=timeout)
-    except nats.errors.NoRespondersError:
-        raise nats.js.errors.ServiceUnavailableError(
-            code=503, description="no JetStream answered (is JetStream enabled on the server?)"
-        ) from None
-    resp = json.loads(msg.data)
-    if "error" in resp:
-        nats.js.errors.APIError.from_error(resp["error"])
-    return dict(resp)
-
-
-async def _list(nc: Client, subject: str, key: str, timeout: float) -> list[dict[str, Any]]:
-    """Every page of a JetStream list API (they answer ``limit`` items at a time)."""
-    items: list[dict[str, Any]] = []
-    while True:
-        resp = await _api(nc, subject, {"offset": len(items)}, timeout)
-        page = resp.get(key) or []
-        items.extend(page)
-        if not page or len(items) >= int(resp.get("total", 0)):
-            return items
-
-
-async def _captured(nc: Client, subject: str, timeout: float) -> bool:
-    """Whether some stream stores messages published to ``subject``."""
-    try:
-        resp = await _api(nc, "STREAM.NAMES", {"subject": subject}, timeout)
-    except nats.js.errors.ServiceUnavailableError:
-        return False  # no JetStream at all: a core publish is all there is
-    return bool(resp.get("streams"))
-
-
-class _Reader:
-    """An ephemeral pull consumer read with ``no_wait`` requests on a private inbox.
-
-    nats-py's ``fetch`` falls back to a long-poll when a batch comes up short; reading with
-    ``no_wait`` only, the server answers each request at once (messages, then a 404 status
-    when it runs out), so a read never waits for messages that will not come.
-    """
-
-    def __init__(self, stream: str, start_seq: int) -> None:
-        self.stream = _token(stream)
-        self.position = start_seq
-        self.name = ""
-        self.inbox = ""
-        self.sub: Any = None
-
-    async def open(self, nc: Client, timeout: float) -> None:
-        self.name = READER_PREFIX + uuid.uuid4().hex
-        self.inbox = nc.new_inbox()
-        self.sub = await nc.subscribe(self.inbox)
-        config = api.ConsumerConfig(
-            name=self.name,
-            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            opt_start_seq=self.position,
-            ack_policy=api.AckPolicy.NONE,
-            inactive_threshold=READER_IDLE_SECONDS,
-            mem_storage=True,
-            num_replicas=1,
-        )
-        await nc.jsm(timeout=timeout).add_consumer(self.stream, config=config)
-
-    async def next_batch(
-        self, nc: Client, size: int, timeout: float
-    ) -> tuple[list[StreamMessage], bool]:
-        """Up to ``size`` messages; ``True`` when the stream had no more."""
-        request = json.dumps({"batch": size, "no_wait": True}).encode()
-        await nc.publish(
-            f"{JS_API}.CONSUMER.MSG.NEXT.{self.stream}.{self.name}", request, reply=self.inbox
-        )
-        out: list[StreamMessage] = []
-        while len(out) < size:
-            msg = await self.sub.next_msg(timeout=timeout)
-            if not msg.reply:
-                # A status from the server, not a stored message (those carry their
-                # metadata in a $JS.ACK reply subject, whatever the ack policy).
-                status = str(msg.headers.get("Status")) if msg.headers else ""
-                if status in ("404", "408"):  # no (more) messages
-                    return out, True
-                if status == "100":  # heartbeat / flow control
-                    continue
-                description = msg.headers.get("Description") if msg.headers else None
-                code = int(status) if status.isdigit() else None
-                raise nats.js.errors.APIError(code=code, description=description)
-            meta = msg.metadata
-            headers = _str_headers(msg.headers)
-            out.append(StreamMessage(meta.sequence.stream, msg.subject, msg.data, headers))
-            self.position = meta.sequence.stream + 1
-            if meta.num_pending == 0:
-                return out, True
-        return out, False
-
-    async def close(self, nc: Client) -> None:
-        try:
-            if self.sub is not None:
-                await self.sub.unsubscribe()
-        finally:
-            if self.name:
-                try:
-                    await _api(nc, f"CONSUMER.DELETE.{self.stream}.{self.name}", None, 5.0)
-                except nats.js.errors.NotFoundError:
-                    pass  # already gone (stream deleted, or the server timed it out)

@@ -60,13 +60,13 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
+from atomicops.actions.common import positive_or_absent
 from atomicops.actions.registry import register
 from atomicops.actions.sql_connection import (  # noqa: F401 - names the handle's users import from here
     _PLACEHOLDER,
     CONNECTION_KEYS,
     KIND,
     PostgresConnection,
-    _positive_or_absent,
     bind,
     connect_error,
     plain,
@@ -352,7 +352,7 @@ class SqlKind(ActionKind):
             except psycopg.Error:
                 yield CheckIssue(("dsn",), "dsn is not a valid PostgreSQL connection string")
         for key in ("connect_timeout", "statement_timeout"):
-            if not _positive_or_absent(spec.get(key)):
+            if not positive_or_absent(spec.get(key)):
                 yield CheckIssue((key,), f"{key} must be a positive number")
 
     # -- static checks

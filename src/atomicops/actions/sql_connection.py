@@ -22,8 +22,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 
+from atomicops.actions.common import refuse_unknown_keys
 from atomicops.errors import ActionError
-from atomicops.plan.refs import is_reference
 
 KIND = "sql"
 
@@ -111,12 +111,6 @@ def scrub(text: str, *passwords: str | None) -> str:
     return _KV_PASSWORD.sub(r"\1***", text)
 
 
-def _positive_or_absent(value: Any) -> bool:
-    if value is None or is_reference(value):
-        return True
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
-
-
 class PostgresConnection:
     """The handle a plan connection of ``kind: postgres`` opens: a small pool of sessions.
 
@@ -152,14 +146,7 @@ class PostgresConnection:
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> PostgresConnection:
-        unknown = sorted(set(spec) - CONNECTION_KEYS)
-        if unknown:
-            raise ActionError(
-                KIND,
-                f"unknown key(s) in postgres connection: {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(CONNECTION_KEYS))}",
-                code="InvalidConnection",
-            )
+        refuse_unknown_keys(KIND, "postgres connection", spec, CONNECTION_KEYS)
         dsn = spec.get("dsn")
         if not isinstance(dsn, str) or not dsn:
             raise ActionError(KIND, "a postgres connection needs a dsn", code="InvalidConnection")

@@ -171,19 +171,34 @@ class Applier:
         run.record("step_intent", op=op.id, step=step.name, action=journal_action, key=key, token=token)
         crashpoint("after_intent", key)
         started = time.time()
-        tags = {} if step.read_only else {"atomicops:env": run.env, "atomicops:op": op.id, "atomicops:step": key}
+        tags = {} if step.read_only else {"atomicops:env": run.env, "atomicops:op": op.id, "atomicops:step": key, "atomicops:run": run.id}
         prior = self.state.ops.get(op.id)
         resume_mark = None
         if prior and step.name in prior.steps and prior.steps[step.name].progress:
             resume_mark = (prior.steps[step.name].progress or {}).get("mark")
+        lost: list[Any] = []  # the probe's answers about calls whose answer was lost
+
+        def may_resend(exc: ActionError) -> bool:
+            # Only a probe that proves ownership can say a lost create did not happen.
+            if step.probe is None or not proves_ownership(step):
+                return False
+            lost.append(probe(rt, step, self_outputs, key, op.id))
+            return lost[-1].found is False
+
         try:
             result = rt.executor.execute(
                 action, op=op.id, step_key=key, tags=tags, retry=step.retry, timeout=step.timeout,
                 progress=self._progress(op.id, step.name), resume_mark=resume_mark,
-                idempotency_token=None if step.read_only else token,
+                idempotency_token=None if step.read_only else token, may_resend=may_resend,
             )
         except ActionError as exc:
             message = run.redactor.text(str(exc))
+            if exc.ambiguous:
+                message += " (the call may have taken effect; `atomicops inventory --orphans` lists what carries the step's tag)"
+            if exc.ambiguous and lost and lost[-1].found:
+                # The call did its work and only its answer was lost: settled as a resume
+                # would settle it, by the probe's outputs.
+                return self.record_done(op, step, lost[-1].outputs, self_outputs, started, time.time(), settled_by="probe")
             if exc.applied:
                 # The effect took place (a create whose wait failed): journal it as done so
                 # the operation's undo takes it back, then fail the step.

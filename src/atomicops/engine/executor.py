@@ -63,9 +63,12 @@ class Executor:
         resume_mark: Any = None,
         idempotency_token: str | None = None,
         cancel: threading.Event | None = None,
+        may_resend: Any = None,
     ) -> Any:
         """``cancel`` is what the action sees as ``ctx.cancel``: the run's ``stop`` unless
-        given (undo passes ``abort``, so the first Ctrl-C does not cancel the way back)."""
+        given (undo passes ``abort``, so the first Ctrl-C does not cancel the way back).
+        ``may_resend(error)`` is asked before resending a call whose answer was lost
+        (``error.ambiguous``); without it such a call is never sent again."""
         kind = self.kind_of(action)
         ctx = ActionContext(
             connections=self.connections,
@@ -91,6 +94,10 @@ class Executor:
                 return False
             if ctx.cancel.is_set():
                 return False
+            if exc.ambiguous:
+                # A create with no idempotency token may have happened: a blind resend
+                # could make a second resource.
+                return may_resend is not None and bool(may_resend(exc))
             return policy.on == "any" or exc.transient
 
         for attempt in Retrying(

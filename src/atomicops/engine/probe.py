@@ -8,7 +8,7 @@ no answer at all.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from atomicops.engine.executor import extract_outputs
@@ -54,9 +54,12 @@ def proves_ownership(step: Step, op: Operation | None = None) -> bool:
     return any(r.namespace == "self" and r.path[0] in created for r in named)
 
 
-def probe(rt: Runtime, step: Step, self_outputs: dict[str, Any], key: str, op_id: str) -> ProbeAnswer:
+def probe(
+    rt: Runtime, step: Step, self_outputs: dict[str, Any], key: str, op_id: str, *, run_id: str | None = None
+) -> ProbeAnswer:
+    """``run_id``: the run whose intent is settled (``${step.run}``); the current run if None."""
     assert step.probe is not None
-    scope = rt.scope.with_self(self_outputs, key)
+    scope = replace(rt.scope.with_self(self_outputs, key), step_run=run_id)
     action = {k: v for k, v in step.probe.items() if k not in ("outputs", "expect")}
     try:
         result = rt.executor.execute(scope.exec_form(action, rt.secrets), op=op_id)

@@ -68,7 +68,7 @@ def _settle_do(applier: Applier, op_state: OpState, st: StepState) -> bool:
         return False
     key = step_key(run.env, op.id, step.name)
     self_outputs = outputs_before(op, op_state, step)
-    answer = probe(rt, step, self_outputs, key, op.id)
+    answer = probe(rt, step, self_outputs, key, op.id, run_id=st.run_id)
     if answer.found is None:
         run.record("step_uncertain", op=op.id, step=step.name, reason=run.redactor.text(answer.why))
         return False

@@ -24,6 +24,7 @@ class Scope:
     ops_outputs: Callable[[str], Mapping[str, Any]] = lambda op: {}
     self_outputs: Mapping[str, Any] | None = None
     step_key: str | None = None
+    step_run: str | None = None  # the run of the step's intent, when settling an earlier run's
 
     def with_self(self, outputs: Mapping[str, Any], step_key: str | None = None) -> Scope:
         return replace(self, self_outputs=dict(outputs), step_key=step_key)
@@ -48,7 +49,7 @@ class Scope:
             if ns == "step":
                 if self.step_key is None:
                     raise ReferenceError_(ref.text, "not inside a step")
-                return self.step_key
+                return self.step_key if path[0] == "key" else self.step_run or self.run_id
             if ns == "run":
                 return self.run_id
             if ns == "env":

@@ -68,6 +68,20 @@ class ResourceType:
     """(method, parameter, items): when a list call returns bare ids, the call that turns a
     page of them into items (``keep`` then sees the status: a deleted ECS cluster stays
     listed as INACTIVE for a while)."""
+    detail: tuple[str, str, str] | None = None
+    """(method, parameter, result): like ``describe`` for APIs that describe one item per
+    call (``kms.describe_key``): called with each item's ``id``."""
+    document: str | None = None
+    """A member of the page holding a JSON document (a resource policy) that ``items`` reads."""
+    absent: str | None = None
+    """The error code meaning "none here" (a Lambda function without a resource policy)."""
+    tag_call: tuple[str, str, str, str] | None = None
+    """(method, parameter, value, tags): for APIs whose listing leaves tags out, the call per
+    item that reads them, ``parameter`` set to ``value`` (JMESPath over the item); without
+    tags ``inventory --orphans`` could not tell the item is ours."""
+    made_by: tuple[str, ...] = ()
+    """The calls (``service.method``) whose effect this type shows: every call a plan makes
+    that creates or adds something must be named by some type (tests/test_inventory_coverage.py)."""
 
 
 _INGRESS = (
@@ -86,71 +100,132 @@ _BY_ROLE = {"RoleName": "RoleName"}
 R = ResourceType
 RESOURCE_TYPES: tuple[ResourceType, ...] = (
     R("ec2.vpcs", "ec2.describe_vpcs", "Vpcs", "VpcId", keep="!IsDefault",
-      fields={"cidr": "CidrBlock"}, tags="Tags"),
+      fields={"cidr": "CidrBlock"}, tags="Tags", made_by=("ec2.create_vpc",)),
     R("ec2.subnets", "ec2.describe_subnets", "Subnets", "SubnetId", keep="!DefaultForAz",
-      fields={"vpc": "VpcId", "cidr": "CidrBlock", "az": "AvailabilityZone"}, tags="Tags"),
+      fields={"vpc": "VpcId", "cidr": "CidrBlock", "az": "AvailabilityZone"}, tags="Tags",
+      made_by=("ec2.create_subnet",)),
     R("ec2.security_groups", "ec2.describe_security_groups", "SecurityGroups", "GroupId",
       keep="GroupName != 'default'",
-      fields={"name": "GroupName", "vpc": "VpcId", "ingress": _INGRESS}, tags="Tags"),
+      fields={"name": "GroupName", "vpc": "VpcId", "ingress": _INGRESS}, tags="Tags",
+      made_by=("ec2.create_security_group", "ec2.authorize_security_group_ingress")),
     R("ec2.internet_gateways", "ec2.describe_internet_gateways", "InternetGateways",
       "InternetGatewayId", fields={"vpcs": "Attachments[].VpcId"}, tags="Tags",
-      vpcs="Attachments[].VpcId"),
+      vpcs="Attachments[].VpcId",
+      made_by=("ec2.create_internet_gateway", "ec2.attach_internet_gateway")),
     R("ec2.route_tables", "ec2.describe_route_tables", "RouteTables", "RouteTableId",
-      keep="!(Associations[?Main])", fields={"vpc": "VpcId", "routes": _ROUTES}, tags="Tags"),
+      keep="!(Associations[?Main])",
+      fields={"vpc": "VpcId", "routes": _ROUTES, "subnets": "Associations[?!Main].SubnetId"},
+      tags="Tags",
+      made_by=("ec2.create_route_table", "ec2.create_route", "ec2.associate_route_table")),
+    R("ec2.vpc_endpoints", "ec2.describe_vpc_endpoints", "VpcEndpoints", "VpcEndpointId",
+      keep="State != 'deleted' && State != 'Deleted'",
+      fields={"vpc": "VpcId", "service": "ServiceName", "type": "VpcEndpointType"},
+      tags="Tags", made_by=("ec2.create_vpc_endpoint",)),
     R("ec2.nat_gateways", "ec2.describe_nat_gateways", "NatGateways", "NatGatewayId",
       keep="State != 'deleted' && State != 'failed'",
-      fields={"vpc": "VpcId", "subnet": "SubnetId"}, tags="Tags"),
+      fields={"vpc": "VpcId", "subnet": "SubnetId"}, tags="Tags",
+      made_by=("ec2.create_nat_gateway",)),
     R("ec2.addresses", "ec2.describe_addresses", "Addresses", "AllocationId || PublicIp",
-      tags="Tags"),
-    R("dynamodb.tables", "dynamodb.list_tables", "TableNames", "@"),
+      tags="Tags", made_by=("ec2.allocate_address",)),
+    R("dynamodb.tables", "dynamodb.list_tables", "TableNames", "@",
+      made_by=("dynamodb.create_table",)),
     R("iam.roles", "iam.list_roles", "Roles", "RoleName", keep=_NOT_AWS_ROLE,
-      fields={"path": "Path"}),
+      fields={"path": "Path"}, tag_call=("list_role_tags", "RoleName", "RoleName", "Tags"),
+      made_by=("iam.create_role",)),
     R("iam.role_policy_attachments", "iam.list_attached_role_policies", "AttachedPolicies",
-      "PolicyArn", parent="iam.roles", parent_params=_BY_ROLE),
+      "PolicyArn", parent="iam.roles", parent_params=_BY_ROLE,
+      made_by=("iam.attach_role_policy",)),
     R("iam.role_inline_policies", "iam.list_role_policies", "PolicyNames", "@",
-      parent="iam.roles", parent_params=_BY_ROLE),
+      parent="iam.roles", parent_params=_BY_ROLE, made_by=("iam.put_role_policy",)),
     R("iam.policies", "iam.list_policies", "Policies", "Arn", params={"Scope": "Local"},
-      fields={"name": "PolicyName"}),
+      fields={"name": "PolicyName"}, made_by=("iam.create_policy",)),
     R("ecs.clusters", "ecs.list_clusters", "clusterArns", "clusterArn", keep="status != 'INACTIVE'",
-      describe=("describe_clusters", "clusters", "clusters")),
+      describe=("describe_clusters", "clusters", "clusters"), made_by=("ecs.create_cluster",)),
     R("ecs.services", "ecs.list_services", "serviceArns", "serviceArn", keep="status != 'INACTIVE'",
       describe=("describe_services", "services", "services"),
-      parent="ecs.clusters", parent_params={"cluster": "clusterArn"}),
+      parent="ecs.clusters", parent_params={"cluster": "clusterArn"},
+      made_by=("ecs.create_service",)),
     R("ecs.task_definitions", "ecs.list_task_definitions", "taskDefinitionArns", "@",
-      params={"status": "ACTIVE"}),
-    R("ecr.repositories", "ecr.describe_repositories", "repositories", "repositoryName"),
+      params={"status": "ACTIVE"}, made_by=("ecs.register_task_definition",)),
+    R("ecr.repositories", "ecr.describe_repositories", "repositories", "repositoryName",
+      tag_call=("list_tags_for_resource", "resourceArn", "repositoryArn", "tags"),
+      made_by=("ecr.create_repository",)),
     R("ecr.images", "ecr.describe_images", "imageDetails", "imageDigest",
       fields={"image_tags": "imageTags"},
-      parent="ecr.repositories", parent_params={"repositoryName": "repositoryName"}),
-    R("logs.log_groups", "logs.describe_log_groups", "logGroups", "logGroupName"),
+      parent="ecr.repositories", parent_params={"repositoryName": "repositoryName"},
+      made_by=("ecr.put_image",)),
+    R("logs.log_groups", "logs.describe_log_groups", "logGroups", "logGroupName",
+      made_by=("logs.create_log_group",)),
     R("secretsmanager.secrets", "secretsmanager.list_secrets", "SecretList", "Name",
-      tags="Tags"),
+      tags="Tags", made_by=("secretsmanager.create_secret",)),
     R("ssm.parameters", "ssm.describe_parameters", "Parameters", "Name",
-      fields={"type": "Type"}),
+      fields={"type": "Type"}, made_by=("ssm.put_parameter",)),
     R("rds.db_clusters", "rds.describe_db_clusters", "DBClusters", "DBClusterIdentifier",
-      fields={"engine": "Engine"}, tags="TagList"),
+      fields={"engine": "Engine"}, tags="TagList", made_by=("rds.create_db_cluster",)),
     R("rds.db_instances", "rds.describe_db_instances", "DBInstances", "DBInstanceIdentifier",
-      fields={"engine": "Engine", "cluster": "DBClusterIdentifier"}, tags="TagList"),
+      fields={"engine": "Engine", "cluster": "DBClusterIdentifier"}, tags="TagList",
+      made_by=("rds.create_db_instance",)),
     R("rds.db_subnet_groups", "rds.describe_db_subnet_groups", "DBSubnetGroups",
-      "DBSubnetGroupName", keep="DBSubnetGroupName != 'default'", fields={"vpc": "VpcId"}),
+      "DBSubnetGroupName", keep="DBSubnetGroupName != 'default'", fields={"vpc": "VpcId"},
+      made_by=("rds.create_db_subnet_group",)),
     R("rds.db_cluster_snapshots", "rds.describe_db_cluster_snapshots", "DBClusterSnapshots",
-      "DBClusterSnapshotIdentifier", params={"SnapshotType": "manual"}),
-    R("sqs.queues", "sqs.list_queues", "QueueUrls", "@"),
-    R("sns.topics", "sns.list_topics", "Topics", "TopicArn"),
+      "DBClusterSnapshotIdentifier", params={"SnapshotType": "manual"},
+      made_by=("rds.create_db_cluster_snapshot",)),
+    R("sqs.queues", "sqs.list_queues", "QueueUrls", "@",
+      tag_call=("list_queue_tags", "QueueUrl", "@", "Tags"), made_by=("sqs.create_queue",)),
+    R("sns.topics", "sns.list_topics", "Topics", "TopicArn",
+      tag_call=("list_tags_for_resource", "ResourceArn", "TopicArn", "Tags"),
+      made_by=("sns.create_topic",)),
+    R("sns.subscriptions", "sns.list_subscriptions", "Subscriptions", "SubscriptionArn",
+      fields={"topic": "TopicArn", "protocol": "Protocol", "endpoint": "Endpoint"},
+      made_by=("sns.subscribe",)),
     R("backup.plans", "backup.list_backup_plans", "BackupPlansList", "BackupPlanId",
-      fields={"name": "BackupPlanName"}),
+      fields={"name": "BackupPlanName"}, made_by=("backup.create_backup_plan",)),
     R("backup.vaults", "backup.list_backup_vaults", "BackupVaultList", "BackupVaultName",
-      keep="BackupVaultName != 'Default' && BackupVaultName != 'aws/efs/automatic-backup-vault'"),
+      keep="BackupVaultName != 'Default' && BackupVaultName != 'aws/efs/automatic-backup-vault'",
+      made_by=("backup.create_backup_vault",)),
     R("logs.metric_filters", "logs.describe_metric_filters", "metricFilters",
-      "join('/', [logGroupName, filterName])"),
-    R("s3.buckets", "s3.list_buckets", "Buckets", "Name"),
-    R("lambda.functions", "lambda.list_functions", "Functions", "FunctionName"),
+      "join('/', [logGroupName, filterName])", made_by=("logs.put_metric_filter",)),
+    R("s3.buckets", "s3.list_buckets", "Buckets", "Name", made_by=("s3.create_bucket",)),
+    # Every version and delete marker: in a versioned bucket a deleted object leaves both.
+    R("s3.object_versions", "s3.list_object_versions", "[Versions, DeleteMarkers][]",
+      "join('@', [Key, VersionId])", parent="s3.buckets", parent_params={"Bucket": "Name"},
+      made_by=("s3.put_object", "s3.copy_object", "s3.upload_part")),
+    R("lambda.functions", "lambda.list_functions", "Functions", "FunctionName",
+      tag_call=("list_tags", "Resource", "FunctionArn", "Tags"),
+      made_by=("lambda.create_function",)),
+    R("lambda.permissions", "lambda.get_policy", "Policy.Statement", "Sid",
+      fields={"principal": "Principal", "action": "Action"}, document="Policy",
+      absent="ResourceNotFoundException", parent="lambda.functions",
+      parent_params={"FunctionName": "FunctionName"}, made_by=("lambda.add_permission",)),
     R("cloudwatch.alarms", "cloudwatch.describe_alarms", "[MetricAlarms, CompositeAlarms][]",
-      "AlarmName", params={"AlarmTypes": ["MetricAlarm", "CompositeAlarm"]}),
+      "AlarmName", params={"AlarmTypes": ["MetricAlarm", "CompositeAlarm"]},
+      made_by=("cloudwatch.put_metric_alarm", "cloudwatch.put_composite_alarm")),
+    R("events.rules", "events.list_rules", "Rules", "Name",
+      fields={"bus": "EventBusName", "pattern": "EventPattern", "schedule": "ScheduleExpression"},
+      tag_call=("list_tags_for_resource", "ResourceARN", "Arn", "Tags"),
+      made_by=("events.put_rule",)),
+    R("events.targets", "events.list_targets_by_rule", "Targets", "Id",
+      fields={"arn": "Arn"}, parent="events.rules", parent_params={"Rule": "Name"},
+      made_by=("events.put_targets",)),
+    # A key scheduled for deletion is gone for the diff: our undo schedules it (KMS keeps a
+    # key at least 7 days), and nothing can use it any more. AWS's own keys are not ours.
+    R("kms.keys", "kms.list_keys", "Keys", "KeyId",
+      keep="KeyManager == 'CUSTOMER' && KeyState != 'PendingDeletion'"
+           " && KeyState != 'PendingReplicaDeletion'",
+      fields={"usage": "KeyUsage", "spec": "KeySpec"},
+      detail=("describe_key", "KeyId", "KeyMetadata"),
+      tag_call=("list_resource_tags", "KeyId", "KeyId", "Tags"), made_by=("kms.create_key",)),
+    R("kms.aliases", "kms.list_aliases", "Aliases", "AliasName",
+      keep="!starts_with(AliasName, 'alias/aws/')", fields={"key": "TargetKeyId"},
+      made_by=("kms.create_alias",)),
     R("servicediscovery.namespaces", "servicediscovery.list_namespaces", "Namespaces", "Id",
-      fields={"name": "Name", "type": "Type"}),
+      fields={"name": "Name", "type": "Type"},
+      made_by=("servicediscovery.create_private_dns_namespace",
+               "servicediscovery.create_public_dns_namespace",
+               "servicediscovery.create_http_namespace")),
     R("servicediscovery.services", "servicediscovery.list_services", "Services", "Id",
-      fields={"name": "Name"}),
+      fields={"name": "Name"}, made_by=("servicediscovery.create_service",)),
 )  # fmt: skip
 del R
 
@@ -238,14 +313,18 @@ def _tags(value: Any) -> dict[str, str] | None:
     return None
 
 
-def _entry(rtype: ResourceType, item: Any, prefix: str) -> Entry:
+def _entry(rtype: ResourceType, item: Any, prefix: str, client: Any) -> Entry:
     entry: Entry = {"id": prefix + str(_search(rtype.id, item))}
     for name, expr in rtype.fields.items():
         entry[name] = _canonical(_search(expr, item))
+    tags = None
     if rtype.tags:
         tags = _tags(_search(rtype.tags, item))
-        if tags is not None:
-            entry["tags"] = tags
+    elif rtype.tag_call:
+        method, param, value, path = rtype.tag_call
+        tags = _tags(_search(path, getattr(client, method)(**{param: _search(value, item)}))) or None
+    if tags is not None:
+        entry["tags"] = tags
     return entry
 
 
@@ -257,11 +336,22 @@ def _list(
     client = connect(service)
     prefix = "/".join(str(v) for v in extra.values()) + "/" if extra else ""
     found: list[tuple[Any, Entry]] = []
-    for page in _pages(client, method, {**rtype.params, **extra}):
+    try:
+        pages = list(_pages(client, method, {**rtype.params, **extra}))
+    except ClientError as exc:
+        if rtype.absent and exc.response.get("Error", {}).get("Code") == rtype.absent:
+            return found
+        raise
+    for page in pages:
+        if rtype.document and isinstance(page.get(rtype.document), str):
+            page = {**page, rtype.document: json.loads(page[rtype.document])}
         items = _search(rtype.items, page) or []
         if rtype.describe and items:
             detail, param, path = rtype.describe
             items = _search(path, getattr(client, detail)(**extra, **{param: items})) or []
+        if rtype.detail:
+            one, param, path = rtype.detail
+            items = [_search(path, getattr(client, one)(**{param: _search(rtype.id, i)})) for i in items]
         for item in items:
             if rtype.keep and not _search(rtype.keep, item):
                 continue
@@ -269,7 +359,7 @@ def _list(
                 vpcs = set(_search(rtype.vpcs, item) or ())
                 if vpcs and vpcs <= connect.default_vpcs():
                     continue
-            found.append((item, _entry(rtype, item, prefix)))
+            found.append((item, _entry(rtype, item, prefix, client)))
     return found
 
 

@@ -6,7 +6,8 @@ is formatted into it (scalars as text, mappings and lists as JSON). ``$${`` is a
 ``${``.
 
 Namespaces: ``vars.NAME[.path]``, ``secrets.NAME``, ``ops.OP.OUTPUT[.path]``,
-``self.OUTPUT[.path]``, ``step.key``, ``run.id``, ``env``.
+``self.OUTPUT[.path]``, ``step.key``, ``step.run`` (the run of the step's intent),
+``run.id``, ``env``.
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ def parse(text: str) -> Ref:
         raise RefSyntaxError(f"${{{text}}} is incomplete")
     if ns == "secrets" and len(rest) != 1:
         raise RefSyntaxError("a secret is referenced whole: ${secrets.NAME}")
-    if ns == "step" and rest != ("key",):
-        raise RefSyntaxError("the step namespace has only ${step.key}")
+    if ns == "step" and rest not in (("key",), ("run",)):
+        raise RefSyntaxError("the step namespace has only ${step.key} and ${step.run}")
     if ns == "run" and rest != ("id",):
         raise RefSyntaxError("the run namespace has only ${run.id}")
     if ns == "env" and rest:
