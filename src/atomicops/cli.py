@@ -23,6 +23,7 @@ from rich.table import Table
 
 from atomicops import api, inventory, rehearsal, sandbox
 from atomicops.engine.observer import Silent
+from atomicops.engine.scope import shown
 from atomicops.errors import EXIT_FAILED, EXIT_INVALID, AtomicOpsError, PlanInvalid, UsageError
 from atomicops.journal.store import Event
 from atomicops.plan.loader import parse_var, read_vars_file
@@ -49,7 +50,7 @@ class Progress:
             self.c.print(f"{s} [bold]▶ {ev.op}[/bold] [dim]{escape(str(d.get('title', '')))}[/dim]")
         elif ev.type == "step_done":
             took = (d.get("finished") or 0) - (d.get("started") or 0)
-            outs = " ".join(f"{k}={_short(v)}" for k, v in (d.get("outputs") or {}).items())
+            outs = " ".join(f"{k}={_short(v)}" for k, v in shown(d.get("outputs") or {}).items())
             self.c.print(f"{s}   [green]✓[/green] {escape(where)} [dim]{took:.2f}s {escape(outs)}[/dim]")
         elif ev.type == "step_progress":
             total = f"/{d['total']}" if d.get("total") else ""
@@ -315,7 +316,7 @@ def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], 
 @common
 def status(env: str, state: str | None, as_json: bool) -> int:
     """Every operation's state, outputs (secrets redacted) and timings; who holds the lock."""
-    doc = api.status(env=env, state=state)
+    doc = shown(api.status(env=env, state=state))  # a sealed secret in an output, masked
     if as_json:
         out.print_json(json.dumps(doc, default=str))
         return 0

@@ -23,6 +23,7 @@ from atomicops.engine.probe import probe, proves_ownership
 from atomicops.engine.rollback import RollbackReport, rollback_ops, undo_step
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import Runtime
+from atomicops.engine.scope import sealed
 from atomicops.errors import ActionError, AtomicOpsError, ExpectFailed, StepFailed, UndoFailed
 from atomicops.graph import walk
 from atomicops.journal.state import EnvState, StepState
@@ -154,7 +155,7 @@ class Applier:
         key = step_key(run.env, op.id, step.name)
         scope = rt.scope.with_self(self_outputs, key)
         try:
-            journal_action = scope.journal_form(step.do)
+            journal_action = scope.sealed_form(step.do, rt.secrets)
             action = scope.exec_form(step.do, rt.secrets)
         except AtomicOpsError as exc:
             raise StepFailed(op.id, step.name, run.redactor.text(str(exc))) from None
@@ -222,11 +223,14 @@ class Applier:
         """
         run, rt = self.run, self.rt
         key = step_key(run.env, op.id, step.name)
+        # Outputs are kept sealed, in memory as in the journal: a secret value in one is a
+        # reference, and `${self...}`/`${ops...}` open it again (engine/scope.py).
+        outputs = sealed(outputs, rt.secrets)
         self_outputs.update(outputs)
         undo, undo_error = None, None
         if step.undo is not None:
             try:
-                undo = rt.scope.with_self(self_outputs, key).journal_form(step.undo)
+                undo = rt.scope.with_self(self_outputs, key).sealed_form(step.undo, rt.secrets)
             except AtomicOpsError as exc:
                 undo_error = str(exc)
         state = StepState(

@@ -47,6 +47,11 @@ class Secrets:
     def __contains__(self, name: str) -> bool:
         return name in self._specs
 
+    def known(self) -> dict[str, str]:
+        """Name -> value of every secret resolved so far (what a sealed form can refer to)."""
+        with self._lock:
+            return dict(self._values)
+
     def value(self, name: str) -> str:
         with self._lock:
             if name not in self._values:
