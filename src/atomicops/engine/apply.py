@@ -294,9 +294,9 @@ class Applier:
             try:
                 _, mismatches = self.rt.executor.check(scope.exec_form(check, self.rt.secrets))
             except ActionError as exc:
-                failures.append(f"{check.get('name') or 'check'}: {exc}")
+                failures.append(self.run.redactor.text(f"{check.get('name') or 'check'}: {exc}"))
                 continue
-            failures += [str(m) for m in mismatches]
+            failures += [self.run.redactor.text(str(m)) for m in mismatches]
         if failures:
             raise StepFailed(op.id, "verify", ExpectFailed(failures))
 
@@ -307,12 +307,14 @@ class Applier:
             try:
                 _, mismatches = self.rt.executor.check(self.rt.scope.exec_form(check, self.rt.secrets))
             except AtomicOpsError as exc:
-                failures.append(f"{name}: {self.run.redactor.text(str(exc))}")
-                self.report.verify.append({"check": name, "ok": False, "error": str(exc)})
+                error = self.run.redactor.text(str(exc))
+                failures.append(f"{name}: {error}")
+                self.report.verify.append({"check": name, "ok": False, "error": error})
                 continue
             ok = not mismatches
-            self.report.verify.append({"check": name, "ok": ok, "mismatches": [str(m) for m in mismatches]})
-            failures += [f"{name}: {m}" for m in mismatches]
+            shown = [self.run.redactor.text(str(m)) for m in mismatches]
+            self.report.verify.append({"check": name, "ok": ok, "mismatches": shown})
+            failures += [f"{name}: {m}" for m in shown]
         return failures
 
     def rollback_this_run(self) -> RollbackReport:

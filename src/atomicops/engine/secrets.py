@@ -62,6 +62,7 @@ class Secrets:
                     )
                 self._values[name] = value
                 self.redactor.add(value)
+                _PROCESS.add(value)
             return self._values[name]
 
     def _produce(self, name: str, spec: SecretSpec) -> str:
@@ -102,13 +103,15 @@ class Redactor:
     def __init__(self) -> None:
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
-        if value and value not in self._values:
-            self._values.add(value)
-            # Longest first, so a secret that contains another is replaced whole.
-            alts = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(v) for v in alts))
+        with self._lock:
+            if value and value not in self._values:
+                self._values.add(value)
+                # Longest first, so a secret that contains another is replaced whole.
+                alts = sorted(self._values, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(v) for v in alts))
 
     def text(self, text: str) -> str:
         if self._pattern is None:
@@ -125,3 +128,13 @@ class Redactor:
         if isinstance(value, (list, tuple)):
             return [self.data(v) for v in value]
         return value
+
+
+# Every secret value this process has resolved, whichever run resolved it. The CLI passes all
+# it prints through it last: the API hands back reports and raises errors after the run (and
+# its own redactor) is gone, and a value a library echoed may be in any of them.
+_PROCESS = Redactor()
+
+
+def process_redactor() -> Redactor:
+    return _PROCESS
