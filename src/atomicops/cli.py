@@ -438,7 +438,7 @@ def unlock(lock_id: str | None, env: str, state: str | None, as_json: bool) -> i
             if as_json:
                 _emit({"locked": False})
             else:
-                out.print(f"environment {_data(env)!r} is not locked")
+                out.print(f"environment {_data(repr(env))} is not locked")
             return 0
         raise UsageError(
             f"environment {env!r} is locked by run {current.run_id} (pid {current.pid} on {current.host}, "

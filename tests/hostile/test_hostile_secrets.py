@@ -118,3 +118,32 @@ def test_a_secret_inside_an_output_is_journalled_as_a_reference_not_a_mask(tmp_p
     assert (tmp_path / "later.out").read_text() == f"db-{canary}-1"
     history = cli(["history", "--json"], tmp_path, canary)
     assert_no_canary(canary, [applied, status, text_status, rolled, history], tmp_path)
+
+
+MARKUP_PLAN = """
+atomicops: 1
+name: hostile-markup
+operations:
+  - id: a
+    title: "[bold]title[/] :x:"
+    steps:
+      - name: s
+        do: {run: ["printf", "%s", "[/oops] [red]x :x:"]}
+        outputs: {said: stdout}
+        undo: {run: ["true"]}
+"""
+
+
+def test_rich_markup_and_emoji_codes_in_data_are_printed_as_text(tmp_path, canary):
+    (tmp_path / "plan.yaml").write_text(MARKUP_PLAN)
+    applied = cli(["apply", "plan.yaml", "--env", "[/bogus]"], tmp_path, canary)
+    assert applied.returncode == 0, applied.stderr
+    assert "'[/bogus]'" in applied.stderr and "[bold]title[/] :x:" in applied.stderr
+    status = cli(["status", "--env", "[/bogus]"], tmp_path, canary)
+    assert status.returncode == 0, status.stderr
+    assert "[/oops] [red]x :x:" in status.stdout and "❌" not in status.stdout
+    assert "not locked" in cli(["unlock", "--env", "[/bogus]"], tmp_path, canary).stdout  # no lock row left
+    history = cli(["history", "--env", "[/bogus]"], tmp_path, canary)
+    assert history.returncode == 0 and "[/oops]" in history.stdout
+    rolled = cli(["rollback", "--env", "[/bogus]"], tmp_path, canary)
+    assert rolled.returncode == 0, rolled.stderr
