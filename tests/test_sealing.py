@@ -28,7 +28,7 @@ def test_the_plans_references_are_sealed_and_only_they_are_opened(secrets):
                       "E": "$${secrets.pw} $${HOME}"}}
     journalled = scope.sealed_form(action, secrets)
     assert VALUE not in json.dumps(journalled)
-    assert journalled["env"]["DSN"] == {"$sealed": ["postgres://u:", {"secret": "pw"}, "@h/db"]}
+    assert journalled["env"]["DSN"] == {"$sealed": ["postgres://u:", {"secret": "pw", "uri": True}, "@h/db"]}
     opened = secrets_only(json.loads(json.dumps(journalled)), secrets)  # through the journal's JSON
     assert opened == {"env": {"DSN": f"postgres://u:{VALUE}@h/db", "T": "${secrets.pw}", "F": forged,
                               "E": "${secrets.pw} ${HOME}"}}
@@ -59,3 +59,15 @@ def test_data_round_trips_through_the_journal_unchanged(data):
     secrets = Secrets({})
     journalled = json.loads(json.dumps(sealed(data, secrets)))
     assert secrets_only(journalled, secrets) == data
+
+
+def test_a_secret_in_a_connection_uri_is_percent_encoded_in_both_forms(monkeypatch):
+    monkeypatch.setenv("SEAL_PW", "p@ss:w/rd 1234")
+    secrets = Secrets({"pw": SecretSpec(env="SEAL_PW")})
+    scope = Scope(env="e", run_id="r")
+    action = {"dsn": "postgresql://u:${secrets.pw}@h/db", "other": "x:${secrets.pw}", "whole": "${secrets.pw}"}
+    executed = scope.exec_form(action, secrets)
+    assert executed == {"dsn": "postgresql://u:p%40ss%3Aw%2Frd%201234@h/db", "other": "x:p@ss:w/rd 1234",
+                        "whole": "p@ss:w/rd 1234"}
+    assert type(executed["whole"]) is str
+    assert secrets_only(scope.sealed_form(action, secrets), secrets) == executed

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from atomicops import api, inventory, rehearsal, sandbox
+from atomicops import api, clipping, inventory, rehearsal, sandbox
 from atomicops.engine.observer import Silent
 from atomicops.engine.scope import shown
 from atomicops.engine.secrets import process_redactor
@@ -85,7 +85,7 @@ class Progress:
 
 def _short(v: Any) -> str:
     text = v if isinstance(v, str) else json.dumps(v, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return clipping.head(process_redactor().text(text), 40)  # masked first: a cut hides no fragment
 
 
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -147,10 +147,11 @@ def _emit(doc: Any, exit_code: int = 0) -> None:
     click.echo(json.dumps(clean, indent=2))
 
 
-def _data(value: Any) -> str:
-    """Data (names, outputs, errors) for a rich markup template: masked, then escaped so
-    that `[/x]` in it is text, not markup."""
-    return escape(process_redactor().text(str(value)))
+def _data(value: Any, limit: int | None = None) -> str:
+    """Data (names, outputs, errors) for a rich markup template: masked, cut to ``limit``,
+    then escaped so that `[/x]` in it is text, not markup."""
+    text = process_redactor().text(str(value))
+    return escape(clipping.head(text, limit) if limit else text)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -613,7 +614,7 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     table.add_row("verify", f"{len(report.verify) - len(failed)}/{len(report.verify)} checks passed")
     table.add_row("undone", str(len(report.undone)))
     table.add_row("leak check", "[green]clean: the environment equals the one before apply[/green]" if not report.leaks
-                  else "[red]LEAKS[/red]: " + _data(json.dumps(report.leaks, default=str)[:500]))
+                  else "[red]LEAKS[/red]: " + _data(json.dumps(report.leaks, default=str), limit=500))
     table.add_row("timings", _data(", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())))
     if report.sandbox_kept:
         table.add_row("sandbox", f"kept up; journal: {_data(report.state)}")

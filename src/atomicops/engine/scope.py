@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import quote
 
 from atomicops.engine.secrets import REDACTED, Secrets
 from atomicops.errors import ReferenceError_
@@ -55,7 +56,7 @@ class Scope:
         def opened(outputs: Mapping[str, Any]) -> Any:
             if secrets is None:
                 return outputs
-            return unsealed(outputs, secret_text or secrets.value)
+            return unsealed(outputs, secret_text or _value_of(secrets))
 
         def look(ref: refs.Ref) -> Any:
             ns, path = ref.namespace, ref.path
@@ -64,7 +65,7 @@ class Scope:
                     raise refs.Keep
                 if path[0] not in secrets:
                     raise ReferenceError_(ref.text, "unknown secret")
-                return (secret_text or secrets.value)(path[0])
+                return (secret_text or _value_of(secrets))(path[0])
             if ns == "vars":
                 return refs.dig(self.vars, path, ref)
             if ns == "ops":
@@ -95,15 +96,31 @@ class Scope:
         """``value`` resolved for the journal: secrets as ``$sealed`` markers (module doc)."""
         # A placeholder no data can contain: it carries a fresh random nonce.
         nonce = uuid.uuid4().hex
-        resolved = refs.resolve(value, self.lookup(secrets, lambda name: f"<{nonce}:{name}>"))
+        resolved = refs.resolve(value, self.lookup(secrets, lambda name: _Placeholder(f"~{nonce}.{name}~")))
         return sealed(resolved, secrets, nonce)
+
+
+def _value_of(secrets: Secrets) -> Callable[[str], str]:
+    return lambda name: refs.Sensitive(secrets.value(name))
+
+
+class _Placeholder(refs.Sensitive):
+    """Stands in for a secret while a sealed form is made; remembers a URI encoding."""
+
+    def in_uri(self) -> str:
+        return self[:-1] + ".uri~"
+
+
+class _Mask(refs.Sensitive):
+    def in_uri(self) -> str:
+        return self
 
 
 def sealed(value: Any, secrets: Secrets, nonce: str | None = None) -> Any:
     """``value`` (data, or resolved with placeholders of ``nonce``) in its journal form: every
     placeholder and every known secret value becomes a ``$sealed`` reference."""
     names = {v: n for n, v in secrets.known().items()}
-    alts = [re.escape(f"<{nonce}:") + r"(?P<ref>[^>]+)>"] if nonce else []
+    alts = [re.escape(f"~{nonce}.") + r"(?P<ref>[A-Za-z0-9_-]+)(?P<uri>\.uri)?~"] if nonce else []
     if names:  # longest first, so a secret that contains another is sealed whole
         alts.append("(?P<value>" + "|".join(re.escape(v) for v in sorted(names, key=len, reverse=True)) + ")")
     pattern = re.compile("|".join(alts)) if alts else None
@@ -115,7 +132,10 @@ def sealed(value: Any, secrets: Secrets, nonce: str | None = None) -> Any:
             if m.start() > pos:
                 parts.append(s[pos:m.start()])
             ref = m.groupdict().get("ref")
-            parts.append({"secret": ref if ref is not None else names[m.group("value")]})
+            if ref is None:
+                parts.append({"secret": names[m.group("value")]})
+            else:
+                parts.append({"secret": ref, "uri": True} if m.group("uri") else {"secret": ref})
             pos = m.end()
         if not parts:
             return {DATA: s} if "${secrets." in s else s
@@ -145,7 +165,7 @@ def unsealed(value: Any, secret_text: Callable[[str], str], *, legacy: bool = Fa
     """
     if isinstance(value, Mapping):
         if set(value) == {SEALED} and isinstance(value[SEALED], list):
-            return "".join(p if isinstance(p, str) else secret_text(str(p["secret"])) for p in value[SEALED])
+            return "".join(p if isinstance(p, str) else _opened(p, secret_text) for p in value[SEALED])
         if set(value) == {DATA}:
             inner = value[DATA]
             if isinstance(inner, Mapping):
@@ -157,6 +177,13 @@ def unsealed(value: Any, secret_text: Callable[[str], str], *, legacy: bool = Fa
     if legacy and isinstance(value, str) and "${" in value:
         return _LEGACY_REF.sub(lambda m: _legacy(m, secret_text), value)
     return value
+
+
+def _opened(part: Mapping[str, Any], secret_text: Callable[[str], str]) -> str:
+    text = secret_text(str(part["secret"]))
+    if not part.get("uri"):
+        return text
+    return text.in_uri() if isinstance(text, refs.Sensitive) else quote(text, safe="")
 
 
 def _legacy(ref: re.Match[str], secret_text: Callable[[str], str]) -> str:
@@ -180,4 +207,4 @@ def secrets_only(action: Any, secrets: Secrets) -> Any:
 
 def shown(value: Any) -> Any:
     """A journalled value as people see it: each sealed secret masked."""
-    return unsealed(value, lambda name: REDACTED)
+    return unsealed(value, lambda name: _Mask(REDACTED))
