@@ -147,3 +147,57 @@ def test_rich_markup_and_emoji_codes_in_data_are_printed_as_text(tmp_path, canar
     assert history.returncode == 0 and "[/oops]" in history.stdout
     rolled = cli(["rollback", "--env", "[/bogus]"], tmp_path, canary)
     assert rolled.returncode == 0, rolled.stderr
+
+
+DSN_PLAN = """
+atomicops: 1
+name: hostile-dsn
+secrets:
+  pw: {env: HOSTILE_TOKEN}
+connections:
+  db: {kind: postgres, dsn: "postgresql://u:${secrets.pw}@127.0.0.1:1/app"}
+operations:
+  - id: a
+    steps:
+      - {name: s, read_only: true, do: {sql: "select 1", connection: db}}
+"""
+
+
+@pytest.mark.parametrize("shape", ["{a}:@/{b}", "{a}@x:1/{b}"])
+def test_a_password_with_url_delimiters_is_encoded_into_a_dsn(tmp_path, canary, shape):
+    password = shape.format(a=canary[:20], b=canary[20:])
+    (tmp_path / "plan.yaml").write_text(DSN_PLAN)
+    res = cli(["apply", "plan.yaml"], tmp_path, password)
+    assert res.returncode == 1, res.stderr
+    # The DSN parsed as written: the host is 127.0.0.1, not a piece of the password.
+    assert "127.0.0.1:1/app" in res.stderr and "Connection refused" in res.stderr
+    for piece in (canary[:20], canary[20:]):
+        assert piece not in res.stdout + res.stderr
+        for path in (tmp_path / ".atomicops").rglob("*"):
+            assert piece.encode() not in path.read_bytes()
+
+
+WEAK_PLAN = """
+atomicops: 1
+name: hostile-weak
+secrets:
+  pw: {env: HOSTILE_TOKEN}
+operations:
+  - id: a
+    steps:
+      - {name: s, do: {run: ["true"], env: {P: "${secrets.pw}"}}, undo: {run: ["true"]}}
+"""
+
+
+@pytest.mark.parametrize(
+    "value, why",
+    [("postgres", "too common"), ("Password", "too common"), ("abc123", "shorter than 8")],
+)
+def test_a_secret_too_short_or_too_common_to_mask_is_refused_before_anything_runs(tmp_path, value, why):
+    (tmp_path / "plan.yaml").write_text(WEAK_PLAN)
+    for command in ("validate", "apply"):
+        res = cli([command, "plan.yaml", "--json"], tmp_path, value)
+        assert res.returncode == 2, res.stdout
+        doc = json.loads(res.stdout)
+        assert doc["problems"][0]["key"] == "secrets.pw" and why in doc["problems"][0]["message"]
+    assert not (tmp_path / ".atomicops").exists()  # nothing ran, no journal
