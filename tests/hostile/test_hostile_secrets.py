@@ -123,12 +123,14 @@ def test_a_secret_inside_an_output_is_journalled_as_a_reference_not_a_mask(tmp_p
 MARKUP_PLAN = """
 atomicops: 1
 name: hostile-markup
+secrets:
+  tok: {env: HOSTILE_TOKEN}
 operations:
   - id: a
     title: "[bold]title[/] :x:"
     steps:
       - name: s
-        do: {run: ["printf", "%s", "[/oops] [red]x :x:"]}
+        do: {run: ["sh", "-c", "printf '%s' '[/oops] [red]x :x:'; echo \\"[/$T]\\" >&2"], env: {T: "${secrets.tok}"}}
         outputs: {said: stdout}
         undo: {run: ["true"]}
 """
@@ -147,6 +149,7 @@ def test_rich_markup_and_emoji_codes_in_data_are_printed_as_text(tmp_path, canar
     assert history.returncode == 0 and "[/oops]" in history.stdout
     rolled = cli(["rollback", "--env", "[/bogus]"], tmp_path, canary)
     assert rolled.returncode == 0, rolled.stderr
+    assert_no_canary(canary, [applied, status, history, rolled], tmp_path)
 
 
 DSN_PLAN = """
