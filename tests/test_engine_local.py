@@ -76,10 +76,12 @@ def test_secret_values_never_reach_the_journal_or_errors(tmp_path, monkeypatch):
     assert "bad ***" in str(exc.value)  # the library echoed the value; the sink redacted it
     hist = api.history(state=str(state))
     intent = next(e for e in hist if e["type"] == "step_intent")
-    assert intent["data"]["action"]["env"] == {"T": "${secrets.token}"}
+    sealed = {"$sealed": [{"secret": "token"}]}  # a reference by name; data cannot forge it
+    assert intent["data"]["action"]["env"] == {"T": sealed}
     done = next(e for e in hist if e["type"] == "step_done")
-    assert done["data"]["outputs"]["said"] == "token=***\n"
-    assert done["data"]["undo"]["env"] == {"T": "${secrets.token}"}
+    # The secret's value in an output is journalled as a reference to it, not masked.
+    assert done["data"]["outputs"]["said"] == {"$sealed": ["token=", {"secret": "token"}, "\n"]}
+    assert done["data"]["undo"]["env"] == {"T": sealed}
     for f in state.parent.iterdir():
         assert canary.encode() not in f.read_bytes(), f
     assert canary not in json.dumps(api.status(state=str(state)))

@@ -4,6 +4,7 @@ crash, resume, --debug, --json, history, status): zero occurrences in any file u
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -94,3 +95,47 @@ def test_a_generated_secret_is_generated_once_and_read_back(tmp_path, canary, mo
     assert outputs
     rb = run_cli(["rollback"], tmp_path, canary)
     assert rb.returncode == 0, rb.stderr  # the undo's hash check passed: same value read back
+
+
+# A plan whose checks see the secret: `echoes` fails and prints it on stderr, `observes`
+# reads it back and does not find what it expects (its mismatch shows the observed value).
+CHECKS_SEE_THE_SECRET = r"""
+atomicops: 1
+name: checks-see-the-secret
+secrets:
+  token: {env: ATOMICOPS_CANARY}
+operations:
+  - id: a
+    steps:
+      - {name: s, do: {run: ["true"]}, undo: {run: ["true"]}}
+    verify:
+      - {name: observes-op, run: ["sh", "-c", "printf '{\"t\": \"%s\"}' \"$T\""], env: {T: "${secrets.token}"}, expect: {"json.t": other}}
+verify:
+  - {name: echoes, run: ["sh", "-c", "echo \"cannot use $T\" >&2; exit 1"], env: {T: "${secrets.token}"}}
+  - {name: observes, run: ["sh", "-c", "printf '{\"t\": \"%s\"}' \"$T\""], env: {T: "${secrets.token}"}, expect: {"json.t": other}}
+"""
+
+
+def test_failing_checks_that_see_a_secret_never_print_it(tmp_path, canary):
+    (tmp_path / "plan.yaml").write_text(CHECKS_SEE_THE_SECRET)
+    (tmp_path / "plan-verify.yaml").write_text(CHECKS_SEE_THE_SECRET.replace("expect: {\"json.t\": other}}\nverify:", "}\nverify:"))
+    seen = []
+    for args, code in [
+        (["apply", "plan.yaml", "--json"], 1),  # the op's own verify fails: rolled back
+        (["apply", "plan.yaml"], 1),
+        (["apply", "plan-verify.yaml", "--json"], 1),  # the plan's verify fails after apply
+        (["apply", "plan-verify.yaml"], 1),
+    ]:
+        res = run_cli(args, tmp_path, canary)
+        assert res.returncode == code, res.stderr
+        seen += [res.stdout, res.stderr]
+    doc = json.loads(seen[4])
+    assert doc["report"]["verify"][0]["error"] == "run [Exit1]: run: sh -c echo \"cannot use $T\" >&2; exit 1 exited 1: cannot use ***"
+    assert doc["report"]["verify"][1]["mismatches"] == ["json.t: expected other, got ***"]
+    assert run_cli(["apply", "plan-verify.yaml", "--on-failure", "keep"], tmp_path, canary).returncode == 1
+    for args in (["verify", "plan-verify.yaml", "--json"], ["verify", "plan-verify.yaml"]):
+        res = run_cli(args, tmp_path, canary)
+        assert res.returncode == 1, res.stderr
+        seen += [res.stdout, res.stderr]
+    assert "got ***" in seen[-2]
+    assert_nowhere(canary, seen, tmp_path / ".atomicops")

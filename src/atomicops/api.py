@@ -552,7 +552,8 @@ def verify(
         for name, check, scope in checks:
             try:
                 _, mismatches = rt.executor.check(scope.exec_form(check, rt.secrets))
-                results.append({"check": name, "ok": not mismatches, "mismatches": [str(m) for m in mismatches]})
+                results.append({"check": name, "ok": not mismatches,
+                                "mismatches": [rt.secrets.redactor.text(str(m)) for m in mismatches]})
             except Exception as exc:  # noqa: BLE001 - every check is reported, none aborts the rest
                 results.append({"check": name, "ok": False, "error": rt.secrets.redactor.text(str(exc))})
     finally:

@@ -15,6 +15,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +24,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from atomicops import api, inventory, rehearsal, sandbox
+from atomicops import api, clipping, inventory, rehearsal, sandbox
 from atomicops.engine.cancel import Cancellation
 from atomicops.engine.observer import Silent
+from atomicops.engine.scope import shown
+from atomicops.engine.secrets import process_redactor
 from atomicops.errors import EXIT_FAILED, EXIT_INVALID, AtomicOpsError, PlanInvalid, UsageError
 from atomicops.journal.store import Event
 from atomicops.plan.loader import parse_var, read_vars_file
 from atomicops.plan.picture import to_dot, to_mermaid
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No emoji codes: `:x:` in a name or an output is text. Data goes into markup through _data.
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 class Progress:
@@ -49,42 +53,42 @@ class Progress:
         d, s = ev.data, self._stamp()
         where = f"{ev.op}/{ev.step}" if ev.step else (ev.op or "")
         if ev.type == "op_started":
-            self.c.print(f"{s} [bold]▶ {ev.op}[/bold] [dim]{escape(str(d.get('title', '')))}[/dim]")
+            self.c.print(f"{s} [bold]▶ {_data(ev.op)}[/bold] [dim]{_data(d.get('title', ''))}[/dim]")
         elif ev.type == "step_done":
             took = (d.get("finished") or 0) - (d.get("started") or 0)
-            outs = " ".join(f"{k}={_short(v)}" for k, v in (d.get("outputs") or {}).items())
-            self.c.print(f"{s}   [green]✓[/green] {escape(where)} [dim]{took:.2f}s {escape(outs)}[/dim]")
+            outs = " ".join(f"{k}={_short(v)}" for k, v in shown(d.get("outputs") or {}).items())
+            self.c.print(f"{s}   [green]✓[/green] {_data(where)} [dim]{took:.2f}s {_data(outs)}[/dim]")
         elif ev.type == "step_progress":
             total = f"/{d['total']}" if d.get("total") else ""
-            self.c.print(f"{s}   [dim]… {escape(where)} {d.get('done')}{total} {escape(str(d.get('note') or ''))}[/dim]")
+            self.c.print(f"{s}   [dim]… {_data(where)} {_data(d.get('done'))}{_data(total)} {_data(d.get('note') or '')}[/dim]")
         elif ev.type == "step_failed":
-            self.c.print(f"{s}   [red]✗ {escape(where)}: {escape(str(d.get('error')))}[/red]")
+            self.c.print(f"{s}   [red]✗ {_data(where)}: {_data(d.get('error'))}[/red]")
         elif ev.type == "op_applied":
-            self.c.print(f"{s} [green]✓ {ev.op} applied[/green]")
+            self.c.print(f"{s} [green]✓ {_data(ev.op)} applied[/green]")
         elif ev.type == "op_failed":
-            self.c.print(f"{s} [red]✗ {ev.op} failed; its done steps were undone[/red]")
+            self.c.print(f"{s} [red]✗ {_data(ev.op)} failed; its done steps were undone[/red]")
         elif ev.type == "undo_done":
             gone = " (already gone)" if d.get("already_gone") else ""
-            self.c.print(f"{s}   [yellow]↶[/yellow] {where} undone{gone}")
+            self.c.print(f"{s}   [yellow]↶[/yellow] {_data(where)} undone{gone}")
         elif ev.type == "undo_failed":
-            self.c.print(f"{s}   [red]✗ undo {escape(where)}: {escape(str(d.get('error')))}[/red]")
+            self.c.print(f"{s}   [red]✗ undo {_data(where)}: {_data(d.get('error'))}[/red]")
         elif ev.type == "undo_skipped":
-            self.c.print(f"{s}   [yellow]![/yellow] {escape(where)} is irreversible, left as is: {escape(str(d.get('reason')))}")
+            self.c.print(f"{s}   [yellow]![/yellow] {_data(where)} is irreversible, left as is: {_data(d.get('reason'))}")
         elif ev.type == "op_undone":
-            self.c.print(f"{s} [yellow]↶ {ev.op} rolled back[/yellow]")
+            self.c.print(f"{s} [yellow]↶ {_data(ev.op)} rolled back[/yellow]")
         elif ev.type == "run_started":
-            self.c.print(f"{s} [bold]{d.get('command')}[/bold] run {ev.run_id} on environment {ev.env!r}")
+            self.c.print(f"{s} [bold]{_data(d.get('command'))}[/bold] run {_data(ev.run_id)} on environment {_data(repr(ev.env))}")
         elif ev.type == "run_finished":
-            self.c.print(f"{s} run {ev.run_id}: {d.get('outcome')}")
+            self.c.print(f"{s} run {_data(ev.run_id)}: {_data(d.get('outcome'))}")
 
     def note(self, text: str, *, level: str = "info") -> None:
         style = {"warning": "yellow", "error": "red"}.get(level, "cyan")
-        self.c.print(f"{self._stamp()} [{style}]{escape(text)}[/{style}]")
+        self.c.print(f"{self._stamp()} [{style}]{_data(text)}[/{style}]")
 
 
 def _short(v: Any) -> str:
     text = v if isinstance(v, str) else json.dumps(v, default=str)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return clipping.head(process_redactor().text(text), 40)  # masked first: a cut hides no fragment
 
 
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -122,23 +126,43 @@ def common(fn: Callable[..., Any]) -> Callable[..., Any]:
 def _print_error(exc: BaseException, as_json: bool, internal: bool = False) -> None:
     code = getattr(exc, "exit_code", EXIT_FAILED)
     if as_json:
-        doc: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__, "exit_code": code}
+        doc: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__}
         if isinstance(exc, PlanInvalid):
             doc["problems"] = [p.as_dict() for p in exc.problems]
         report = getattr(exc, "report", None)
         if report is not None:
             doc["report"] = _jsonable(report)
-        out.print_json(json.dumps(doc, default=str))
+        _emit(doc, code)
         return
     prefix = "internal error (run with --debug for the traceback): " if internal else ""
-    err.print(f"[red]atomicops: {escape(prefix + str(exc))}[/red]", markup=True, highlight=False)
+    err.print(f"[red]atomicops: {_data(prefix + str(exc))}[/red]")
+
+
+def _emit(doc: Any, exit_code: int = 0) -> None:
+    """Print one JSON document: the only way --json output leaves the process.
+
+    Every secret value this process resolved is masked here, whatever carried it (a report,
+    an error a library raised, a check's observed value): one boundary for all of them.
+    """
+    clean = process_redactor().data(json.loads(json.dumps(doc, default=str)))
+    if isinstance(clean, dict):
+        clean["exit_code"] = exit_code
+    click.echo(json.dumps(clean, indent=2))
+
+
+def _data(value: Any, limit: int | None = None) -> str:
+    """Data (names, outputs, errors) for a rich markup template: masked, cut to ``limit``,
+    then escaped so that `[/x]` in it is text, not markup."""
+    text = process_redactor().text(str(value))
+    return escape(clipping.head(text, limit) if limit else text)
 
 
 def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "__dataclass_fields__"):
-        from dataclasses import asdict
-
-        return {k: _jsonable(v) for k, v in asdict(obj).items()}
+    # Field by field, not dataclasses.asdict: asdict deep-copies, and copying an exception
+    # rebuilds it from its message (StepFailed has three arguments; ExpectFailed would join
+    # the characters of the message).
+    if is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: _jsonable(getattr(obj, f.name)) for f in fields(obj)}
     if isinstance(obj, (list, tuple)):
         return [_jsonable(v) for v in obj]
     if isinstance(obj, dict):
@@ -190,7 +214,24 @@ def plan_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Commands(click.Group):
+    """Mistakes the option parser finds come before any command runs: with --json they are
+    one JSON document too (exit 2), like every other way a command ends."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        if "--json" not in argv:
+            return super().main(argv, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            _print_error(UsageError(exc.format_message()), as_json=True)
+            sys.exit(EXIT_INVALID)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="atomicops")
 def main() -> None:
     """Run a migration runbook as a graph of atomic, reversible operations.
@@ -217,12 +258,12 @@ def validate(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: 
     p = loaded.plan
     steps = sum(len(op.steps) for op in p.operations)
     if as_json:
-        out.print_json(json.dumps({"valid": True, "plan": p.name, "operations": len(p.operations), "steps": steps,
-                                   "warnings": [w.as_dict() for w in loaded.warnings]}))
+        _emit({"valid": True, "plan": p.name, "operations": len(p.operations), "steps": steps,
+               "warnings": [w.as_dict() for w in loaded.warnings]})
         return 0
     for w in loaded.warnings:
-        err.print(f"[yellow]{w}[/yellow]")
-    out.print(f"[green]valid[/green]: plan {p.name!r}, {len(p.operations)} operations, {steps} steps, "
+        err.print(f"[yellow]{_data(w)}[/yellow]")
+    out.print(f"[green]valid[/green]: plan {_data(repr(p.name))}, {len(p.operations)} operations, {steps} steps, "
               f"{len(p.phases)} phase(s); {len(loaded.warnings)} warning(s)")
     return 0
 
@@ -238,32 +279,32 @@ def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: 
     """
     view = api.plan_view(plan, env=env, state=state, vars=vars, vars_files=vars_files)
     if as_json:
-        out.print_json(json.dumps(view))
+        _emit(view)
         return 0
-    out.print(f"[bold]plan {view['plan']}[/bold] on environment {env!r}")
+    out.print(f"[bold]plan {_data(view['plan'])}[/bold] on environment {_data(repr(env))}")
     out.print("\n[bold]forward[/bold] (phases in order; operations in a wave run in parallel)")
     n = 0
     for ph in view["forward"]:
         out.print(f"  phase [cyan]{ph['phase']}[/cyan]")
         for wave in ph["waves"]:
             n += 1
-            out.print(f"    wave {n}: " + ", ".join(f"{o} [dim]({view['changes'][o]})[/dim]" for o in wave))
+            out.print(f"    wave {n}: " + ", ".join(f"{_data(o)} [dim]({_data(view['changes'][o])})[/dim]" for o in wave))
     out.print("\n[bold]rollback[/bold] (reverse)")
     n = 0
     for ph in view["rollback"]:
         out.print(f"  phase [cyan]{ph['phase']}[/cyan]")
         for wave in ph["waves"]:
             n += 1
-            out.print(f"    wave {n}: " + ", ".join(wave))
-    for o, fields in view["diffs"].items():
-        out.print(f"\n[bold]{o}[/bold] changed since it was applied (kept as applied):")
-        for f in fields:
-            out.print(f"  {f['path']}: {json.dumps(f['old'], default=str)} -> {json.dumps(f['new'], default=str)}", markup=False)
+            out.print(f"    wave {n}: " + _data(", ".join(wave)))
+    for o, changed in view["diffs"].items():
+        out.print(f"\n[bold]{_data(o)}[/bold] changed since it was applied (kept as applied):")
+        for f in changed:
+            out.print(f"  {_data(f['path'])}: {_data(json.dumps(f['old'], default=str))} -> {_data(json.dumps(f['new'], default=str))}")
     extra = [o for o in view["changes"] if "no longer in the plan" in view["changes"][o]]
     for o in extra:
-        out.print(f"[yellow]{o}: {view['changes'][o]}[/yellow]")
+        out.print(f"[yellow]{_data(o)}: {_data(view['changes'][o])}[/yellow]")
     for w in view["warnings"]:
-        err.print(f"[yellow]{w}[/yellow]")
+        err.print(f"[yellow]{_data(w)}[/yellow]")
     return 0
 
 
@@ -302,7 +343,7 @@ def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phas
         report = api.apply(plan, env=env, state=state, vars=vars, vars_files=vars_files, parallelism=parallelism,
                            on_failure=on_failure, phase=phase, targets=targets, observer=observer, cancel=cancel)
     if as_json:
-        out.print_json(json.dumps(_jsonable(report), default=str))
+        _emit(_jsonable(report))
         return 0
     out.print(f"[green]done[/green]: {len(report.applied)} operation(s) applied, {len(report.unchanged)} already applied")
     return 0
@@ -324,12 +365,12 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, pa
         report = api.rollback(env=env, state=state, targets=targets, skip=skip, parallelism=parallelism,
                               observer=observer, cancel=cancel)
     if as_json:
-        out.print_json(json.dumps(_jsonable(report)))
+        _emit(_jsonable(report))
         return 0
     out.print(f"[green]rolled back[/green]: {len(report.undone)} operation(s)"
-              + (f"; left applied: {', '.join(report.left)}" if report.left else ""))
+              + (f"; left applied: {_data(', '.join(report.left))}" if report.left else ""))
     for item in report.irreversible:
-        out.print(f"[yellow]irreversible, left as is: {item}[/yellow]")
+        out.print(f"[yellow]irreversible, left as is: {_data(item)}[/yellow]")
     return 0
 
 
@@ -346,7 +387,7 @@ def resume(do_rollback: bool, plan: str | None, parallelism: int, env: str, stat
         report = api.resume(env=env, state=state, rollback=do_rollback, plan=plan, parallelism=parallelism,
                             observer=observer, cancel=cancel)
     if as_json:
-        out.print_json(json.dumps(_jsonable(report), default=str))
+        _emit(_jsonable(report))
     elif hasattr(report, "applied"):
         out.print(f"[green]resumed[/green]: {len(report.applied)} operation(s) applied")
     else:
@@ -366,9 +407,9 @@ def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], 
         raise click.UsageError("say --applied (with --output NAME=VALUE for its outputs) or --not-applied")
     api.resolve(op, step, applied=applied, outputs=dict(parse_var(o) for o in outputs), env=env, state=state)
     if as_json:
-        out.print_json(json.dumps({"resolved": f"{op}/{step}", "applied": applied}))
+        _emit({"resolved": f"{op}/{step}", "applied": applied})
     else:
-        out.print(f"{op}/{step} settled as {'applied' if applied else 'not applied'}; run `atomicops resume` to continue")
+        out.print(f"{_data(op)}/{_data(step)} settled as {'applied' if applied else 'not applied'}; run `atomicops resume` to continue")
     return 0
 
 
@@ -376,23 +417,23 @@ def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], 
 @common
 def status(env: str, state: str | None, as_json: bool) -> int:
     """Every operation's state, outputs (secrets redacted) and timings; who holds the lock."""
-    doc = api.status(env=env, state=state)
+    doc = shown(api.status(env=env, state=state))  # a sealed secret in an output, masked
     if as_json:
-        out.print_json(json.dumps(doc, default=str))
+        _emit(doc)
         return 0
-    table = Table(title=f"environment {env!r} ({doc['state']})", show_lines=False)
+    table = Table(title=f"environment {_data(repr(env))} ({_data(doc['state'])})", show_lines=False)
     for col in ("operation", "phase", "status", "took", "outputs"):
         table.add_column(col)
     for op in doc["operations"]:
         took = f"{op['duration']:.1f}s" if op["duration"] else ""
         outs = ", ".join(f"{k}={_short(v)}" for k, v in op["outputs"].items())
-        table.add_row(op["id"], op["phase"], op["status"], took, outs)
+        table.add_row(*(_data(cell) for cell in (op["id"], op["phase"], op["status"], took, outs)))
     out.print(table)
     if doc["lock"]:
         lk = doc["lock"]
-        out.print(f"locked by run {lk['run_id']} (pid {lk['pid']} on {lk['host']}, lock id {lk['lock_id']})")
+        out.print(_data(f"locked by run {lk['run_id']} (pid {lk['pid']} on {lk['host']}, lock id {lk['lock_id']})"))
     if doc["in_flight"]:
-        out.print(f"[red]in flight (interrupted): {', '.join(doc['in_flight'])}[/red]")
+        out.print(f"[red]in flight (interrupted): {_data(', '.join(doc['in_flight']))}[/red]")
     return 0
 
 
@@ -403,13 +444,13 @@ def history(limit: int | None, env: str, state: str | None, as_json: bool) -> in
     """The audit trail: every journal event of the environment, oldest first."""
     events = api.history(env=env, state=state, limit=limit)
     if as_json:
-        out.print_json(json.dumps(events, default=str))
+        _emit(events)
         return 0
     for ev in events:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["ts"]))
         where = "/".join(x for x in (ev["op"], ev["step"]) if x)
         detail = {k: v for k, v in ev["data"].items() if k in ("error", "reason", "outcome", "command", "already_gone", "outputs") and v}
-        out.print(f"{ev['seq']:>6} {when} {ev['run']} {ev['type']:<13} {escape(where)} {escape(_short(detail)) if detail else ''}")
+        out.print(f"{ev['seq']:>6} {when} {_data(ev['run'])} {_data(ev['type']):<13} {_data(where)} {_data(_short(detail)) if detail else ''}")
     return 0
 
 
@@ -422,7 +463,7 @@ def graph(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], fmt: str
     loaded = api.validate(plan, vars=vars, vars_files=vars_files)
     text = to_mermaid(loaded) if fmt == "mermaid" else to_dot(loaded)
     if as_json:
-        out.print_json(json.dumps({"format": fmt, "graph": text}))
+        _emit({"format": fmt, "graph": text})
     else:
         click.echo(text)
     return 0
@@ -436,12 +477,12 @@ def verify(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: st
     results = api.verify(plan, env=env, state=state, vars=vars, vars_files=vars_files)
     failed = [r for r in results if not r["ok"]]
     if as_json:
-        out.print_json(json.dumps({"results": results, "ok": not failed}))
+        _emit({"results": results, "ok": not failed}, EXIT_FAILED if failed else 0)
     else:
         for r in results:
             mark = "[green]✓[/green]" if r["ok"] else "[red]✗[/red]"
             why = r.get("error") or "; ".join(r.get("mismatches") or [])
-            out.print(f"{mark} {r['check']} {why}")
+            out.print(f"{mark} {_data(r['check'])} {_data(why)}")
     return EXIT_FAILED if failed else 0
 
 
@@ -458,7 +499,10 @@ def unlock(lock_id: str | None, force: bool, env: str, state: str | None, as_jso
     if lock_id is None:
         current = api.lock_holder(env=env, state=state)
         if current is None:
-            out.print(f"environment {env!r} is not locked")
+            if as_json:
+                _emit({"locked": False})
+            else:
+                out.print(f"environment {_data(repr(env))} is not locked")
             return 0
         raise UsageError(
             f"environment {env!r} is locked by run {current.run_id} (pid {current.pid} on {current.host}, "
@@ -467,12 +511,12 @@ def unlock(lock_id: str | None, force: bool, env: str, state: str | None, as_jso
         )
     held = api.unlock(env=env, state=state, lock_id=lock_id, force=force)
     if as_json:
-        out.print_json(json.dumps({"released": held.as_dict() if held else None}))
+        _emit({"released": held.as_dict() if held else None})
     elif held:
-        out.print(f"released the lock of run {held.run_id} (pid {held.pid} on {held.host}, "
-                  f"{held.command}, since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(held.started))})")
+        out.print(_data(f"released the lock of run {held.run_id} (pid {held.pid} on {held.host}, "
+                        f"{held.command}, since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(held.started))})"))
     else:
-        out.print(f"environment {env!r} was not locked")
+        out.print(f"environment {_data(repr(env))} was not locked")
     return 0
 
 
@@ -496,14 +540,14 @@ def sandbox_group() -> None:
 @common
 def sandbox_up(root: str, vars_out: str | None, services: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
     """Start the sandbox services on loopback and free ports (twice is harmless)."""
-    progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{escape(text)}[/cyan]"))
+    progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{_data(text)}[/cyan]"))
     sb = sandbox.up(root, services=services or tuple(sandbox.SERVICES), vars_out=vars_out, progress=progress)
     if as_json:
-        out.print_json(json.dumps(sb.as_dict()))
+        _emit(sb.as_dict())
     else:
-        out.print(f"vars file: {sb.vars_file}")
+        out.print(f"vars file: {_data(sb.vars_file)}")
         for k, v in sorted(sb.vars().items()):
-            out.print(f"  {k}: {v}")
+            out.print(f"  {_data(k)}: {_data(v)}")
         out.print("[dim]credentials for the emulator: eval \"$(atomicops sandbox env)\"[/dim]")
     return 0
 
@@ -513,9 +557,9 @@ def sandbox_up(root: str, vars_out: str | None, services: tuple[str, ...], env: 
 @common
 def sandbox_down(root: str, env: str, state: str | None, as_json: bool) -> int:
     """Stop the processes `up` started (by pid) and remove their data."""
-    stopped = sandbox.down(root, progress=(lambda text: None) if as_json else (lambda text: err.print(text)))
+    stopped = sandbox.down(root, progress=(lambda text: None) if as_json else (lambda text: err.print(_data(text))))
     if as_json:
-        out.print_json(json.dumps({"stopped": [i.as_dict() for i in stopped]}))
+        _emit({"stopped": [i.as_dict() for i in stopped]})
     elif not stopped:
         out.print("no sandbox was up")
     return 0
@@ -528,13 +572,13 @@ def sandbox_status(root: str, env: str, state: str | None, as_json: bool) -> int
     """Show each sandbox service: URL, pid, whether it answers."""
     doc = sandbox.status(root)
     if as_json:
-        out.print_json(json.dumps(doc))
+        _emit(doc)
         return 0
     if not doc["services"]:
         out.print("no sandbox is up")
     for name, s in doc["services"].items():
         mark = "[green]up[/green]" if s["healthy"] else "[red]down[/red]"
-        out.print(f"{name:<9} {mark} {s['url']} (pid {s['pid']})")
+        out.print(f"{_data(name):<9} {mark} {_data(s['url'])} (pid {_data(s['pid'])})")
     return 0
 
 
@@ -572,10 +616,10 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
     if find_orphans:
         found = api.orphans(taken.get("aws") or {}, state=state)
         if as_json:
-            out.print_json(json.dumps({"orphans": found}))
+            _emit({"orphans": found}, EXIT_FAILED if found else 0)
         elif found:
             for o in found:
-                out.print(f"[red]orphan[/red] {o['type']} {o['id']} (step {o['step']}: {o['journal']} in the journal)")
+                out.print("[red]orphan[/red] " + _data(f"{o['type']} {o['id']} (step {o['step']}: {o['journal']} in the journal)"))
         else:
             out.print("[green]no orphans[/green]")
         return EXIT_FAILED if found else 0
@@ -584,14 +628,14 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
             click.echo(json.dumps(taken, indent=1, sort_keys=True, default=str))
         else:
             for source, kinds in taken.items():
-                out.print(f"[bold]{source}[/bold]")
+                out.print(f"[bold]{_data(source)}[/bold]")
                 for kind, entries in kinds.items():
                     count = len(entries) if isinstance(entries, list) else entries
-                    out.print(f"  {kind}: {count}")
+                    out.print(f"  {_data(kind)}: {_data(count)}")
         return 0
     changes = inventory.diff(json.loads(Path(diff_file).read_text()), taken)
     if as_json:
-        out.print_json(json.dumps({"changes": changes, "clean": not changes}, default=str))
+        _emit({"changes": changes, "clean": not changes}, EXIT_FAILED if changes else 0)
     elif changes:
         out.print("[red]differences:[/red]")
         out.print_json(json.dumps(changes, default=str))
@@ -615,17 +659,15 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     With no PLAN it rehearses the bundled MisterSmith migration."""
     if plan is None:
         plan = str(rehearsal.FLAGSHIP_PLAN)
-    progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{escape(text)}[/cyan]"))
+    progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{_data(text)}[/cyan]"))
     report = rehearsal.rehearse(
         plan, sandbox_dir=root, keep=keep, vars=dict(parse_var(v) for v in var), vars_files=vars_files,
         parallelism=parallelism, observer=Silent() if as_json else Progress(err), progress=progress,
     )
     if as_json:
-        doc = _jsonable(report)
-        doc["exit_code"] = report.exit_code
-        out.print_json(json.dumps(doc, default=str))
+        _emit(_jsonable(report), report.exit_code)
         return report.exit_code
-    table = Table(title=f"rehearsal of {report.plan}", show_header=False)
+    table = Table(title=f"rehearsal of {_data(report.plan)}", show_header=False)
     table.add_column("what")
     table.add_column("result")
     table.add_row("operations / steps", f"{report.operations} / {report.steps}")
@@ -633,9 +675,9 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     table.add_row("apply", "[green]ok[/green]" if not report.apply_error else "[red]failed[/red]")
     for f in report.failures:  # the whole cause: where it failed and the error
         where = f"operation {f.op}, step {f.step}" if f.op else "plan"
-        table.add_row("failed at", f"[red]{escape(where)}[/red]: {escape(f.error)}")
+        table.add_row("failed at", f"[red]{_data(where)}[/red]: {_data(f.error)}")
     if report.apply_error and not report.failures:
-        table.add_row("failed at", escape(report.apply_error))
+        table.add_row("failed at", _data(report.apply_error))
     failed = [v for v in report.verify if not v["ok"]]
     table.add_row("verify", f"{len(report.verify) - len(failed)}/{len(report.verify)} checks passed")
     rb = report.rollback
@@ -645,10 +687,10 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     if rb.failed and rb.left:
         table.add_row("left applied", escape(", ".join(rb.left)))
     table.add_row("leak check", "[green]clean: the environment equals the one before apply[/green]" if not report.leaks
-                  else "[red]LEAKS[/red]: " + json.dumps(report.leaks, default=str)[:500])
-    table.add_row("timings", ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))
+                  else "[red]LEAKS[/red]: " + _data(json.dumps(report.leaks, default=str), limit=500))
+    table.add_row("timings", _data(", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())))
     if report.sandbox_kept:
-        table.add_row("sandbox", f"kept up; journal: {report.state}")
+        table.add_row("sandbox", f"kept up; journal: {_data(report.state)}")
     out.print(table)
     return report.exit_code
 

@@ -39,6 +39,7 @@ import jmespath.exceptions
 import jmespath.functions
 import jmespath.parser
 
+from atomicops import clipping
 from atomicops.plan.refs import is_reference
 
 __all__ = [
@@ -425,9 +426,7 @@ def _show(value: Any) -> str:
             text = json.dumps(value, sort_keys=True, default=str)
         except (TypeError, ValueError):
             text = repr(value)
-    if len(text) > _MAX_SHOWN:
-        text = text[: _MAX_SHOWN - 3] + "..."
-    return text
+    return clipping.head(text, _MAX_SHOWN)  # between words: a secret is shown whole, then masked
 
 
 def _oneline(error: Exception) -> str:

@@ -46,12 +46,28 @@ def write(tmp_path: Path, step_run: str) -> Path:
     return path
 
 
+_WHO_AM_I = (
+    b'<GetCallerIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+    b"<GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/t</Arn><UserId>t</UserId>"
+    b"<Account>123456789012</Account></GetCallerIdentityResult></GetCallerIdentityResponse>"
+)
+
+
 class _ErrorPage(BaseHTTPRequestHandler):
+    """A gateway that lets the preflight's who-am-I through and answers every other call
+    with an HTML error page."""
+
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        request = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if b"Action=GetCallerIdentity" in request:
+            self._answer(200, "text/xml", _WHO_AM_I)
+            return
         body = b"<!doctype html>\n<html><title>502 Bad Gateway</title><h1>Bad Gateway</h1></html>\n"
-        self.send_response(502)
-        self.send_header("Content-Type", "text/html")
+        self._answer(502, "text/html", body)
+
+    def _answer(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from atomicops import clipping
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
 from atomicops.actions.registry import register
 from atomicops.errors import ActionError
@@ -62,15 +63,15 @@ class RunKind(ActionKind):
             raise ActionError("run", f"cannot start {self.describe(action)}: {exc.strerror}", code="NotStarted") from None
         result = {"exit": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr, "json": _json(proc.stdout)}
         if proc.returncode not in set(action.get("ok_exit") or [0]):
-            tail = proc.stderr.strip()[-_TAIL:]
+            tail = clipping.tail(proc.stderr.strip(), _TAIL)  # never inside a secret
             raise ActionError("run", f"{self.describe(action)} exited {proc.returncode}: {tail}", code=f"Exit{proc.returncode}", result=result)
         return result
 
     def describe(self, action: Mapping[str, Any]) -> str:
         if action.get("shell") is not None:
-            return f"shell: {str(action['shell'])[:60]}"
+            return "shell: " + clipping.head(str(action["shell"]), 60)
         argv = action.get("run") or []
-        return "run: " + " ".join(str(a) for a in argv)[:60]
+        return "run: " + clipping.head(" ".join(str(a) for a in argv), 60)
 
 
 def _json(text: str) -> Any:

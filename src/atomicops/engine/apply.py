@@ -22,6 +22,7 @@ from atomicops.engine.probe import probe, proves_ownership
 from atomicops.engine.rollback import RollbackReport, rollback_ops, undo_step
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import Runtime
+from atomicops.engine.scope import sealed
 from atomicops.errors import (
     ActionError,
     AtomicOpsError,
@@ -163,7 +164,7 @@ class Applier:
         key = step_key(run.env, op.id, step.name)
         scope = rt.scope.with_self(self_outputs, key)
         try:
-            journal_action = scope.journal_form(step.do)
+            journal_action = scope.sealed_form(step.do, rt.secrets)
             action = scope.exec_form(step.do, rt.secrets)
         except AtomicOpsError as exc:
             raise StepFailed(op.id, step.name, run.redactor.text(str(exc))) from None
@@ -246,6 +247,9 @@ class Applier:
         """
         run, rt = self.run, self.rt
         key = step_key(run.env, op.id, step.name)
+        # Outputs are kept sealed, in memory as in the journal: a secret value in one is a
+        # reference, and `${self...}`/`${ops...}` open it again (engine/scope.py).
+        outputs = sealed(outputs, rt.secrets)
         self_outputs.update(outputs)
         undo, undo_error = None, None
         if step.value_outputs:
@@ -258,7 +262,7 @@ class Applier:
                 undo_error = str(exc)
         if step.undo is not None and undo_error is None:
             try:
-                undo = rt.scope.with_self(self_outputs, key).journal_form(step.undo)
+                undo = rt.scope.with_self(self_outputs, key).sealed_form(step.undo, rt.secrets)
             except AtomicOpsError as exc:
                 undo_error = str(exc)
         state = StepState(
@@ -322,9 +326,9 @@ class Applier:
             try:
                 _, mismatches = self.rt.executor.check(scope.exec_form(check, self.rt.secrets))
             except ActionError as exc:
-                failures.append(f"{check.get('name') or 'check'}: {exc}")
+                failures.append(self.run.redactor.text(f"{check.get('name') or 'check'}: {exc}"))
                 continue
-            failures += [str(m) for m in mismatches]
+            failures += [self.run.redactor.text(str(m)) for m in mismatches]
         if failures:
             raise StepFailed(op.id, "verify", ExpectFailed(failures))
 
@@ -335,12 +339,14 @@ class Applier:
             try:
                 _, mismatches = self.rt.executor.check(self.rt.scope.exec_form(check, self.rt.secrets))
             except AtomicOpsError as exc:
-                failures.append(f"{name}: {self.run.redactor.text(str(exc))}")
-                self.report.verify.append({"check": name, "ok": False, "error": str(exc)})
+                error = self.run.redactor.text(str(exc))
+                failures.append(f"{name}: {error}")
+                self.report.verify.append({"check": name, "ok": False, "error": error})
                 continue
             ok = not mismatches
-            self.report.verify.append({"check": name, "ok": ok, "mismatches": [str(m) for m in mismatches]})
-            failures += [f"{name}: {m}" for m in mismatches]
+            shown = [self.run.redactor.text(str(m)) for m in mismatches]
+            self.report.verify.append({"check": name, "ok": ok, "mismatches": shown})
+            failures += [f"{name}: {m}" for m in shown]
         return failures
 
     def rollback_this_run(self) -> RollbackReport:

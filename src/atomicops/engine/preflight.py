@@ -18,7 +18,7 @@ from typing import Any
 
 from atomicops.actions import registry
 from atomicops.engine.runtime import Runtime, open_runtime
-from atomicops.engine.secrets import MIN_SECRET_LENGTH
+from atomicops.engine.secrets import refusal
 from atomicops.errors import AtomicOpsError, PreflightFailed
 from atomicops.plan import refs
 from atomicops.plan.loader import LoadedPlan
@@ -127,8 +127,8 @@ def _env_secrets(plan: Plan, names: list[str]) -> list[str]:
             continue
         if var not in os.environ:
             problems.append(f"secret {name!r} reads the environment variable {var}, which is not set")
-        elif len(os.environ[var]) < MIN_SECRET_LENGTH:
-            problems.append(f"secret {name!r} (environment variable {var}) is shorter than {MIN_SECRET_LENGTH} characters")
+        elif refused := refusal(name, os.environ[var]):
+            problems.append(f"{refused} (environment variable {var})")
     return problems
 
 

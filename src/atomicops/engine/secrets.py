@@ -7,14 +7,17 @@ including text raised by libraries that echo their parameters.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import secrets as pysecrets
+import shlex
 import string
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from atomicops.errors import ActionError
 from atomicops.plan.model import SecretSpec
@@ -22,8 +25,27 @@ from atomicops.plan.model import SecretSpec
 REDACTED = "***"
 _ALPHABET = string.ascii_letters + string.digits
 
-# Too short to redact without mangling ordinary text; such secrets are refused instead.
-MIN_SECRET_LENGTH = 6
+# A secret is masked wherever its value appears in text. A short or common value also
+# appears in ordinary text (`db-postgres-1`, "password"), which masking would garble and which
+# would hint at the value; such secrets are refused instead, at validate where the value is
+# known then (an environment variable) and when the value is first read.
+MIN_SECRET_LENGTH = 8
+COMMON_VALUES = frozenset({
+    "password", "passw0rd", "postgres", "postgresql", "changeme", "changeit", "secret", "secrets",
+    "default", "admin", "administrator", "root", "test", "testing", "guest", "user", "username",
+    "mysql", "redis", "example", "letmein", "qwerty", "qwertyuiop", "12345678", "123456789",
+    "1234567890", "iloveyou", "welcome", "sunshine", "password1", "password123", "localhost",
+    "database", "mistersmith",
+})
+
+
+def refusal(name: str, value: str) -> str | None:
+    """Why ``value`` cannot be secret ``name`` (too short or too common to mask), or None."""
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"secret {name!r} is shorter than {MIN_SECRET_LENGTH} characters: too short to mask safely"
+    if value.lower() in COMMON_VALUES:
+        return f"secret {name!r} is too common a word to mask safely (it appears in ordinary names and text); use a stronger value"
+    return None
 
 
 class Secrets:
@@ -51,6 +73,11 @@ class Secrets:
     def __contains__(self, name: str) -> bool:
         return name in self._specs
 
+    def known(self) -> dict[str, str]:
+        """Name -> value of every secret resolved so far (what a sealed form can refer to)."""
+        with self._lock:
+            return dict(self._values)
+
     def value(self, name: str) -> str:
         with self._lock:
             if name in self._values:
@@ -61,13 +88,13 @@ class Secrets:
                 if name in self._values:  # produced by another step while this one waited
                     return self._values[name]
             value = self._produce(name, self._specs[name])
-            if len(value) < MIN_SECRET_LENGTH:
-                raise ActionError(
-                    "secrets", f"secret {name!r} is shorter than {MIN_SECRET_LENGTH} characters"
-                )
+            refused = refusal(name, value)
+            if refused:
+                raise ActionError("secrets", refused)
             with self._lock:
                 self._values[name] = value
                 self.redactor.add(value)
+                _PROCESS.add(value)
             return value
 
     def _produce(self, name: str, spec: SecretSpec) -> str:
@@ -102,19 +129,42 @@ class Secrets:
         return self._fetch_aws(spec.aws_secret, spec.connection)
 
 
+def encodings(value: str) -> set[str]:
+    """The forms a value commonly takes in text: as is, inside a JSON or Python string,
+    backslash-escaped, URL-encoded (a DSN, a query), shell-quoted, base64."""
+    if not value:
+        return set()
+    forms = {
+        value,
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        value.replace("\\", "\\\\"),
+        repr(value)[1:-1],
+        quote(value, safe=""),
+        quote(value),
+        quote_plus(value),
+        shlex.quote(value),
+        base64.b64encode(value.encode()).decode(),
+    }
+    return {f for f in forms if f}
+
+
 class Redactor:
     """Replaces every known secret value in text and nested data."""
 
     def __init__(self) -> None:
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
-        if value and value not in self._values:
-            self._values.add(value)
-            # Longest first, so a secret that contains another is replaced whole.
-            alts = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(re.escape(v) for v in alts))
+        with self._lock:
+            forms = encodings(value) - self._values
+            if forms:
+                self._values |= forms
+                # Longest first, so a secret that contains another is replaced whole.
+                alts = sorted(self._values, key=len, reverse=True)
+                self._pattern = re.compile("|".join(re.escape(v) for v in alts))
 
     def text(self, text: str) -> str:
         if self._pattern is None:
@@ -131,3 +181,13 @@ class Redactor:
         if isinstance(value, (list, tuple)):
             return [self.data(v) for v in value]
         return value
+
+
+# Every secret value this process has resolved, whichever run resolved it. The CLI passes all
+# it prints through it last: the API hands back reports and raises errors after the run (and
+# its own redactor) is gone, and a value a library echoed may be in any of them.
+_PROCESS = Redactor()
+
+
+def process_redactor() -> Redactor:
+    return _PROCESS

@@ -17,10 +17,14 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from atomicops.errors import ReferenceError_
 
 _REF = re.compile(r"\$(\$?)\{([^{}]*)\}")
+# A libpq connection URI percent-decodes its parts: a value formatted into one raw would split
+# it at `:`, `@` or `/` (and the driver's error would then quote a piece of it).
+_PERCENT_DECODED = re.compile(r"postgres(?:ql)?://", re.IGNORECASE)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 NAMESPACES = ("vars", "secrets", "ops", "self", "step", "run", "env")
@@ -90,6 +94,14 @@ def refs_in(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str,
             yield from refs_in(v, (*path, i))
 
 
+class Sensitive(str):
+    """A lookup's answer that is a secret: formatted into a connection URI it is
+    percent-encoded, so that the URI parses as written whatever the secret holds."""
+
+    def in_uri(self) -> str:
+        return quote(self, safe="")
+
+
 Lookup = Callable[[Ref], Any]
 
 
@@ -112,7 +124,8 @@ def _resolve_str(text: str, lookup: Lookup) -> Any:
     whole = _REF.fullmatch(text)
     if whole and not whole.group(1):
         try:
-            return lookup(parse(whole.group(2)))
+            got = lookup(parse(whole.group(2)))
+            return str(got) if isinstance(got, Sensitive) else got
         except Keep:
             return text
         except RefSyntaxError as exc:
@@ -127,8 +140,11 @@ def _resolve_str(text: str, lookup: Lookup) -> Any:
             return m.group(0)
         except RefSyntaxError as exc:
             raise ReferenceError_(m.group(2), str(exc)) from None
-        return format_scalar(got)
+        if isinstance(got, Sensitive) and uri:
+            return got.in_uri()
+        return str(format_scalar(got))
 
+    uri = bool(_PERCENT_DECODED.match(text))
     return _REF.sub(sub, text)
 
 

@@ -7,12 +7,14 @@ inferred from ``${ops.OP...}`` references) for the graph.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
 
 from atomicops.actions import registry
+from atomicops.engine.secrets import refusal
 from atomicops.errors import AtomicOpsError, Problem
 from atomicops.expect import check_expect_spec, check_expression
 from atomicops.graph import Graph
@@ -76,6 +78,8 @@ def validate_plan(
         _check_refs(ctx, conn.model_dump(), path, allowed=_CONNECTION, op=None)
     for name, secret in plan.secrets.items():
         _check_refs(ctx, secret.model_dump(exclude_none=True), ("secrets", name), allowed=frozenset({"vars", "env"}), op=None)
+        if secret.env is not None and secret.env in os.environ and (refused := refusal(name, os.environ[secret.env])):
+            ctx.add(("secrets", name), refused)
     for i, op in enumerate(plan.operations):
         _check_operation(ctx, i, op)
     for i, check in enumerate(plan.verify):
