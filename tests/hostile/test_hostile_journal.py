@@ -408,3 +408,20 @@ def test_sandbox_up_keeps_its_directories_and_logs_private(tmp_path: Path) -> No
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_sandbox_up_does_not_write_through_a_planted_vars_link(tmp_path: Path) -> None:
+    root = tmp_path / "sb"
+    root.mkdir(mode=0o700)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (root / "vars.yaml").symlink_to(victim)
+    try:
+        proc = cli("sandbox", "up", "--service", "aws", "--dir", str(root), cwd=tmp_path)
+
+        assert proc.returncode == 2, proc.stderr
+        assert f"{root / 'vars.yaml'} is a symbolic link" in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert victim.read_text() == "precious\n"
+    finally:
+        cli("sandbox", "down", "--dir", str(root), cwd=tmp_path)

@@ -9,6 +9,7 @@ One module per service (``moto.py``, ``postgres.py``, ``nats.py``) with ``start`
 
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
@@ -22,6 +23,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from atomicops.errors import UsageError
 from atomicops.sandbox.service import ServiceInfo, is_ours, port_open, private_dir, stop_pid
 
 DEFAULT_DIR = Path(".atomicops") / "sandbox"
@@ -92,7 +94,16 @@ def _save(state: SandboxState) -> None:
 
 def _write_private(path: Path, text: str) -> None:
     private_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        # O_NOFOLLOW: a link planted at the vars or state file must not redirect the write.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError as e:
+        if e.errno != errno.ELOOP:
+            raise
+        raise UsageError(
+            f"{path} is a symbolic link; the sandbox writes only its own files: remove the link "
+            "(or pass --vars-out elsewhere) and run `atomicops sandbox up` again"
+        ) from None
     with os.fdopen(fd, "w") as f:
         f.write(text)
 
