@@ -181,7 +181,7 @@ class Applier:
 
         def may_resend(exc: ActionError) -> bool:
             # Only a probe that proves ownership can say a lost create did not happen.
-            if step.probe is None or not proves_ownership(step):
+            if step.probe is None or not proves_ownership(step, op):
                 return False
             lost.append(probe(rt, step, self_outputs, key, op.id))
             return lost[-1].found is False
