@@ -286,6 +286,8 @@ def resume(do_rollback: bool, plan: str | None, parallelism: int, env: str, stat
     report = api.resume(env=env, state=state, rollback=do_rollback, plan=plan, parallelism=parallelism, observer=observer)
     if as_json:
         out.print_json(json.dumps(_jsonable(report), default=str))
+    elif getattr(report, "nothing_to_do", False):
+        out.print(f"nothing to resume: no interrupted run in environment {env!r}")
     elif hasattr(report, "applied"):
         out.print(f"[green]resumed[/green]: {len(report.applied)} operation(s) applied")
     else:

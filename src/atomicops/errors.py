@@ -226,3 +226,13 @@ class StaleLease(AtomicOpsError):
             f"this run no longer holds environment {env!r}: its lease expired and another run "
             f"took over (fence {fence}, now {current}); it stopped without writing anything more"
         )
+
+
+class Refused(UsageError):
+    """What the journal holds forbids this command for now; ``reasons`` say why and what to
+    run first. Nothing ran."""
+
+    def __init__(self, command: str, reasons: list[str]):
+        self.command = command
+        self.reasons = reasons
+        super().__init__(f"{command} refused:\n" + "\n".join(f"  {r}" for r in reasons))

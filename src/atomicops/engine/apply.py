@@ -39,6 +39,7 @@ class ApplyReport:
     rollback: RollbackReport | None = None
     changed_since_applied: list[str] = field(default_factory=list)
     verify: list[dict[str, Any]] = field(default_factory=list)
+    nothing_to_do: bool = False  # a resume that found no interrupted run
 
 
 PROGRESS_EVERY = 2.0  # seconds between journalled progress reports without a mark
@@ -128,6 +129,11 @@ class Applier:
                     self_outputs.update(carried[step.name].outputs)
                     done.append(carried[step.name])
                     continue
+                earlier = prior.steps.get(step.name) if prior else None
+                if earlier is not None and earlier.present:
+                    # A new intent would make the journal forget what this step made before
+                    # (admission refuses this; the engine never relies on that alone).
+                    raise StepFailed(op.id, step.name, f"still applied by run {earlier.run_id}; roll it back first")
                 done.append(self._apply_step(op, step, self_outputs))
             self._verify_operation(op, self_outputs)
         except AtomicOpsError as exc:

@@ -39,7 +39,7 @@ class _Skipped(AtomicOpsError):
 
 def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState) -> None:
     """Undo one applied step; "already gone" counts as undone. Raises :class:`UndoFailed`."""
-    if step.read_only or not step.applied:
+    if step.read_only or not step.present:
         return
     if step.undo is None:
         reason = step.irreversible or "no undo recorded"
@@ -133,7 +133,7 @@ def rollback_ops(
         op = state.ops[op_id]
         undo_operation(run, rt, op)
         report.irreversible += [
-            f"{op_id}/{s.name}: {s.irreversible}" for s in op.steps.values() if s.applied and s.undo is None
+            f"{op_id}/{s.name}: {s.irreversible}" for s in op.steps.values() if s.present and s.undo is None
         ]
 
     result = walk(rollback_order(state, selection), visit, parallelism=parallelism, continue_on_failure=True)
