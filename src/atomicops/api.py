@@ -340,22 +340,36 @@ def resolve(
     *,
     applied: bool,
     outputs: Mapping[str, Any] | None = None,
+    reason: str | None = None,
     env: str = "default",
     state: str | JournalStore | None = None,
     observer: Observer | None = None,
 ) -> None:
-    """Settle an interrupted step by hand: it took effect (``applied``, with its outputs so its
-    undo can be resolved) or it did not."""
+    """Settle a step by hand, with ``reason`` kept in the history.
+
+    An interrupted (or uncertain) step took effect (``applied``, with its outputs so its undo
+    can be resolved) or it did not. A step whose undo failed can only be settled as not
+    applied, with a reason: a person removed what it made, or it is to be forgotten."""
     store = _store(state)
     with Run(store, env, "resolve", observer=observer) as run:
         st = run.state()
         op_state = st.ops.get(op)
         target = op_state.steps.get(step) if op_state else None
-        if op_state is None or target is None or target.status not in ("intent", "uncertain"):
+        undo_failed = target is not None and target.status == "undo_failed"
+        if op_state is None or target is None or not (undo_failed or target.status in ("intent", "uncertain")):
             pending = ", ".join(st.in_flight()) or "none"
-            raise UsageError(f"{op}/{step} is not an interrupted step (interrupted: {pending})")
+            failed = ", ".join(f"{o.id}/{s.name}" for o in st.ops.values() for s in o.steps.values() if s.status == "undo_failed")
+            raise UsageError(
+                f"{op}/{step} is neither an interrupted step nor a failed undo "
+                f"(interrupted: {pending}; failed undos: {failed or 'none'})"
+            )
+        if undo_failed and (applied or not reason):
+            raise UsageError(
+                f"the undo of {op}/{step} failed, so the journal holds it as applied: once it is gone "
+                f"(removed by hand) or to be forgotten, say so with --not-applied --reason \"...\""
+            )
         if not applied:
-            run.record("step_settled", op=op, step=step, applied=False, by="resolve")
+            run.record("step_settled", op=op, step=step, applied=False, by="resolve", reason=reason)
             run.finish("succeeded")
             return
         recorded = st.latest_plan()
@@ -371,7 +385,7 @@ def resolve(
             if missing:
                 raise UsageError(f"--applied needs the step's outputs: {', '.join('--output ' + k + '=...' for k in missing)}")
             done = applier.record_done(plan_op, plan_step, dict(outputs or {}), outputs_before(plan_op, op_state, plan_step),
-                                       target.started or 0.0, target.started or 0.0, settled_by="resolve")
+                                       target.started or 0.0, target.started or 0.0, settled_by="resolve", reason=reason)
             if done.error:
                 raise UsageError(f"cannot resolve the undo of {op}/{step}: {done.error}")
         finally:
@@ -424,6 +438,8 @@ def status(env: str = "default", state: str | JournalStore | None = None) -> dic
         "state": store.url,
         "lock": lock.as_dict() if lock else None,
         "in_flight": st.in_flight(),
+        # Operations only a person can move on: a failed undo, or a step nobody can tell about.
+        "action_needed": [op["id"] for op in ops if op["status"] in ("rollback_failed", "uncertain")],
         "last_run": (
             {k: v for k, v in asdict(last).items() if k not in ("plan",)} if last else None
         ),

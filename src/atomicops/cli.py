@@ -23,7 +23,14 @@ from rich.table import Table
 
 from atomicops import api, inventory, rehearsal, sandbox
 from atomicops.engine.observer import Silent
-from atomicops.errors import EXIT_FAILED, EXIT_INVALID, AtomicOpsError, PlanInvalid, UsageError
+from atomicops.errors import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_ROLLBACK_INCOMPLETE,
+    AtomicOpsError,
+    PlanInvalid,
+    UsageError,
+)
 from atomicops.journal.store import Event
 from atomicops.plan.loader import parse_var, read_vars_file
 from atomicops.plan.picture import to_dot, to_mermaid
@@ -300,16 +307,28 @@ def resume(do_rollback: bool, plan: str | None, parallelism: int, env: str, stat
 @click.argument("step")
 @click.option("--applied/--not-applied", "applied", default=None, help="Whether the step took effect.")
 @click.option("--output", "outputs", multiple=True, metavar="NAME=VALUE", help="The step's outputs, when --applied.")
+@click.option("--reason", default=None, metavar="TEXT",
+              help="Why, kept in the history (`atomicops history`); required for a failed undo.")
 @common
-def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
-    """Settle an interrupted step the probe could not: say whether it took effect."""
+def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], reason: str | None,
+            env: str, state: str | None, as_json: bool) -> int:
+    """Settle a step by hand: an interrupted step the probe could not settle, or a failed undo.
+
+    \b
+    Interrupted (uncertain) step: say whether it took effect, --applied (with --output
+    NAME=VALUE for each output, so its undo can be resolved) or --not-applied.
+    Failed undo (rollback exited 3): once a person has removed what the step made, or it is
+    to be forgotten, record it with --not-applied --reason "..."; `atomicops rollback` then
+    goes on. The journal keeps the reason; nothing is deleted by this command.
+    """
     if applied is None:
         raise click.UsageError("say --applied (with --output NAME=VALUE for its outputs) or --not-applied")
-    api.resolve(op, step, applied=applied, outputs=dict(parse_var(o) for o in outputs), env=env, state=state)
+    api.resolve(op, step, applied=applied, outputs=dict(parse_var(o) for o in outputs), reason=reason, env=env, state=state)
     if as_json:
         out.print_json(json.dumps({"resolved": f"{op}/{step}", "applied": applied}))
     else:
-        out.print(f"{op}/{step} settled as {'applied' if applied else 'not applied'}; run `atomicops resume` to continue")
+        out.print(f"{op}/{step} settled as {'applied' if applied else 'not applied'}; "
+                  "run `atomicops resume` to continue (or `atomicops rollback` after a failed undo)")
     return 0
 
 
@@ -318,9 +337,11 @@ def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], 
 def status(env: str, state: str | None, as_json: bool) -> int:
     """Every operation's state, outputs (secrets redacted) and timings; who holds the lock."""
     doc = api.status(env=env, state=state)
+    # Exit 3 while something needs a person (DESIGN.md: rollback incomplete, action needed).
+    code = EXIT_ROLLBACK_INCOMPLETE if doc["action_needed"] else 0
     if as_json:
         out.print_json(json.dumps(doc, default=str))
-        return 0
+        return code
     table = Table(title=f"environment {env!r} ({doc['state']})", show_lines=False)
     for col in ("operation", "phase", "status", "took", "outputs"):
         table.add_column(col)
@@ -334,7 +355,9 @@ def status(env: str, state: str | None, as_json: bool) -> int:
         out.print(f"locked by run {lk['run_id']} (pid {lk['pid']} on {lk['host']}, lock id {lk['lock_id']})")
     if doc["in_flight"]:
         out.print(f"[red]in flight (interrupted): {', '.join(doc['in_flight'])}[/red]")
-    return 0
+    for op_id in doc["action_needed"]:
+        out.print(f"[red]{op_id} needs action: `atomicops rollback` (after a failed undo) or `atomicops resolve`[/red]")
+    return code
 
 
 @main.command()
@@ -349,8 +372,10 @@ def history(limit: int | None, env: str, state: str | None, as_json: bool) -> in
     for ev in events:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["ts"]))
         where = "/".join(x for x in (ev["op"], ev["step"]) if x)
-        detail = {k: v for k, v in ev["data"].items() if k in ("error", "reason", "outcome", "command", "already_gone", "outputs") and v}
-        out.print(f"{ev['seq']:>6} {when} {ev['run']} {ev['type']:<13} {escape(where)} {escape(_short(detail)) if detail else ''}")
+        detail = {k: v for k, v in ev["data"].items() if k in ("error", "outcome", "command", "already_gone", "outputs") and v}
+        # A reason is a person's word on what happened (resolve, an irreversible step): in full.
+        reason = f" reason: {ev['data']['reason']}" if ev["data"].get("reason") else ""
+        out.print(f"{ev['seq']:>6} {when} {ev['run']} {ev['type']:<13} {escape(where)} {escape(_short(detail)) if detail else ''}{escape(reason)}")
     return 0
 
 

@@ -47,6 +47,8 @@ def check_journal(events: Iterable[Event], *, settled: bool = True) -> list[str]
         if ev.run_id in finished:
             problems.append(f"seq {ev.seq}: run {ev.run_id} wrote {ev.type} after it finished")
         key = (ev.op, ev.step)
+        # `resolve --not-applied` of a failed undo settles a step that is present, no intent open.
+        by_hand = ev.type == "step_settled" and ev.data.get("by") == "resolve" and key in applied
         if ev.type == "step_intent" and key in applied:
             problems.append(f"seq {ev.seq}: step_intent for {ev.op}/{ev.step}, which is still applied")
         if (ev.type in _APPLIES and not ev.data.get("read_only")) or (ev.type == "step_settled" and ev.data.get("applied")):
@@ -60,7 +62,7 @@ def check_journal(events: Iterable[Event], *, settled: bool = True) -> list[str]
             # settled as uncertain first) and the failure that follows an effect journalled
             # as done (a create whose wait failed, or found by its probe after an error).
             after_done = ev.type == "step_failed" and ev.data.get("after_effect")
-            if open_intents.get(key) not in _NEEDS[ev.type] and not after_done and not (
+            if open_intents.get(key) not in _NEEDS[ev.type] and not after_done and not by_hand and not (
                 ev.type == "step_done" and ev.data.get("settled_by") == "resolve"
             ):
                 problems.append(f"seq {ev.seq}: {ev.type} for {ev.op}/{ev.step} without its intent")

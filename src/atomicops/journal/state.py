@@ -1,26 +1,36 @@
 """The state of an environment, derived by folding its journal events. Nothing else is stored.
 
-Event vocabulary (``type``: what ``data`` holds):
+Event vocabulary (``type``: what ``data`` holds), as the engine writes it:
 
 =================  ==========================================================================
-run_started        command, plan (vars applied, secrets as references), plan_file, pid, host
-run_finished       outcome (succeeded | failed | kept | rolled_back | rollback_incomplete)
+run_started        command, pid, host, took_over; apply adds plan (vars applied, secrets as
+                   references), plan_file, base_dir, options; rollback adds options
+run_resumes        run (the interrupted run a resume finishes), command (what that run was)
+run_finished       outcome (succeeded | failed | kept | rolled_back | rollback_incomplete |
+                   uncertain | nothing_to_do). A settling outcome (succeeded, rolled_back,
+                   nothing_to_do) with no operation left half-done closes every earlier run
+                   that never finished: nothing of it is left for a resume.
 op_started         phase, phase_index, depends_on, title, fingerprint
-step_intent        action (resolved, secrets as references), key         -- before the do
+step_intent        action (resolved, secrets as references), key, token   -- before the do
 step_done          outputs, undo (fully resolved), irreversible, read_only, ok_errors,
-                   started, finished                                       -- after the do
+                   started, finished, settled_by (None | probe | resolve), reason (resolve),
+                   result (only when outputs or undo could not be worked out) -- after the do
 step_progress      done, total, note, mark (a high-water mark long work can resume from)
 step_failed        error, code, after_effect (the effect happened and was journalled done)
-step_settled       applied, outputs, undo, by (probe | resolve)  -- an in-flight step decided
-step_uncertain     reason (no probe could tell): `atomicops resolve` settles it
+step_settled       applied (false), by (read_only | probe | resolve), why (probe),
+                   reason (resolve): an in-flight step, or a failed undo, decided not applied
+step_uncertain     reason (nothing could tell): `atomicops resolve` settles it
 op_applied         outputs
-op_failed          error
+op_failed          error, undo_error
 undo_intent        action                                                  -- before an undo
-undo_done          already_gone
+undo_done          already_gone, code
 undo_failed        error, code
 undo_skipped       reason (an irreversible step)
-op_undone          (all of its applied steps are undone)
+op_undone          (all of its present steps are undone)
 =================  ==========================================================================
+
+A step is *present* while its effect may exist in the world (done, or its undo in flight or
+failed); *applied* is only an operation's status (every step done).
 """
 
 from __future__ import annotations
@@ -148,8 +158,8 @@ class EnvState:
         """``run``, the run it finishes (for a resume), the run that one finishes, and so on:
         the last is the run whose command and options they all carry out."""
         line = [run]
-        while line[-1].continues in self.runs and self.runs[line[-1].continues or ""] not in line:
-            line.append(self.runs[line[-1].continues or ""])
+        while (nxt := self.runs.get(line[-1].continues or "")) is not None and nxt.id not in {r.id for r in line}:
+            line.append(nxt)
         return line
 
     def half_done(self) -> list[str]:
@@ -222,7 +232,9 @@ def _apply(state: EnvState, ev: Event) -> None:
     if ev.type == "op_applied":
         op.status, op.finished, op.error = "applied", ev.ts, None
     elif ev.type == "op_failed":
-        op.status, op.finished, op.error = "failed", ev.ts, d.get("error")
+        # A step nobody can tell about keeps the operation uncertain: it needs `resolve`.
+        doubt = any(s.status == "uncertain" for s in op.steps.values())
+        op.status, op.finished, op.error = "uncertain" if doubt else "failed", ev.ts, d.get("error")
     elif ev.type == "op_undone":
         op.status = "rolled_back"
     elif ev.step is not None:
