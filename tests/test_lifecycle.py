@@ -143,7 +143,7 @@ def test_a_failed_undo_is_settled_by_hand_with_a_reason_kept_in_the_history(tmp_
 
     done = cli("rollback", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert set(json.loads(cli("status", "--json", cwd=tmp_path).stdout)["operations"][i]["status"] for i in (0, 1)) == {"rolled_back"}
+    assert {o["status"] for o in json.loads(cli("status", "--json", cwd=tmp_path).stdout)["operations"]} == {"rolled_back"}
     assert "failed undo" in cli("resolve", "--help", cwd=tmp_path).stdout
     assert check_journal(journal(tmp_path, "default")) == []
 
