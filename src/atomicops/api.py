@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
+from atomicops.engine.admission import admit
 from atomicops.engine.apply import Applier, ApplyReport
 from atomicops.engine.cancel import Cancellation
 from atomicops.engine.observer import Observer
@@ -89,13 +90,12 @@ def apply(
     with Run(store, env, "apply", observer=observer, start_data=start, cancel=cancel) as run:
         st = run.state()
         prepare = None
+        admit(st, "apply", selected, deps=loaded.deps)
         if _interrupted(st):
             # A killed run left steps in flight: settle them by their probes first, provided
             # the plan still says what the journal recorded for them.
             _check_against_journal(loaded, st, half_applied_only=True)
             prepare = functools.partial(_settle_or_stop, run)
-        else:
-            _check_selection(loaded, st, selected)
         return _apply_in_run(
             run, loaded, st, selected, full=phase is None and not list(targets),
             on_failure=on_failure, parallelism=parallelism, prepare=prepare,
@@ -231,20 +231,6 @@ def _select(loaded: LoadedPlan, phase: str | None, targets: list[str]) -> list[s
     return [i for i in every if i in wanted]
 
 
-def _check_selection(loaded: LoadedPlan, st: EnvState, selected: list[str]) -> None:
-    chosen = set(selected)
-    for op_id in selected:
-        for dep in loaded.deps[op_id]:
-            if dep not in chosen and not st.is_applied(dep):
-                raise UsageError(f"operation {op_id} needs {dep}, which is neither applied nor selected")
-        op = st.ops.get(op_id)
-        if op and op.status in ("failed", "rollback_failed") and op.present:
-            raise UsageError(
-                f"operation {op_id} has steps left applied by a failed undo; "
-                f"run `atomicops rollback --target {op_id}` first"
-            )
-
-
 def rollback(
     *,
     env: str = "default",
@@ -261,9 +247,7 @@ def rollback(
     with Run(store, env, "rollback", observer=observer, start_data={"options": {"targets": targets, "skip": skip}},
              cancel=cancel) as run:
         st = run.state()
-        for name in targets + skip:
-            if name not in st.ops:
-                raise UsageError(f"operation {name!r} has no record in environment {env!r}")
+        admit(st, "rollback", targets + skip)
         selection = with_dependents(st, targets) if targets else set(st.ops)
         selection = {o for o in selection if needs_undo(st.ops[o])}
         if not selection:
@@ -306,9 +290,9 @@ def resume(
     with Run(store, env, "resume", observer=observer, cancel=cancel) as run:
         st = run.state()
         interrupted = [r for r in st.unfinished_runs() if r.id != run.id]
-        if not st.in_flight() and not interrupted and not any(o.status in ("applying", "rolling_back") for o in st.ops.values()):
+        if not interrupted and not st.half_done():
             run.finish("nothing_to_do")
-            return ApplyReport(run.id)
+            return ApplyReport(run.id, nothing_to_do=True)
         recorded = st.latest_plan()
         if recorded is None or recorded.plan is None:
             raise UsageError(f"environment {env!r} has no recorded plan to resume")
@@ -316,30 +300,42 @@ def resume(
         if plan is not None:
             _check_against_journal(validate(plan, vars=loaded.plan.vars), st, half_applied_only=False)
         last = max(interrupted, key=lambda r: r.started) if interrupted else recorded
-        options = _run_options(store, env, last.id)
-        failing = any(o.status in ("failed", "rollback_failed", "rolling_back") and o.run_id == last.id for o in st.ops.values())
-        if rollback or last.command == "rollback" or failing:
-            return _resume_rollback(run, loaded, st, last, options, parallelism)
+        # A resume takes over the interrupted run: a resume of this resume carries out the
+        # same command with the same options (not a bare "resume").
+        lineage = st.lineage(last)
+        task, chain = lineage[-1], [r.id for r in lineage]
+        run.record("run_resumes", run=last.id, command=task.command)
+        options = task.options
+        failing = any(
+            (o.status in ("failed", "rollback_failed", "rolling_back") and o.run_id in chain)
+            or any(s.status == "undo_intent" for s in o.steps.values())
+            for o in st.ops.values()
+        )
+        if rollback or task.command == "rollback" or failing:
+            return _resume_rollback(run, loaded, st, task.command, chain, options, parallelism)
         on_failure = str(options.get("on_failure") or loaded.plan.on_failure)
         selected = _select(loaded, options.get("phase"), list(options.get("targets") or []))
+        admit(st, "resume", selected, deps=loaded.deps)
 
         return _apply_in_run(
             run, loaded, st, selected, full=not options.get("phase") and not options.get("targets"),
             on_failure=on_failure, parallelism=parallelism, prepare=functools.partial(_settle_or_stop, run),
-            earlier_runs=[last.id],
+            earlier_runs=chain,
         )
 
 
-def _resume_rollback(run: Run, loaded: LoadedPlan, st: EnvState, last: Any, options: dict[str, Any], parallelism: int) -> RollbackReport:
+def _resume_rollback(
+    run: Run, loaded: LoadedPlan, st: EnvState, command: str, chain: list[str], options: dict[str, Any], parallelism: int
+) -> RollbackReport:
     rt = open_runtime(loaded.plan, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
     run.redactor = rt.secrets.redactor
     try:
         settled = _settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
-        if last.command == "rollback":
+        if command == "rollback":
             targets = list(options.get("targets") or [])
             selection = with_dependents(settled, targets) if targets else set(settled.ops)
         else:
-            selection = {o.id for o in settled.ops.values() if o.run_id in (last.id, run.id)}
+            selection = {o.id for o in settled.ops.values() if o.run_id in (*chain, run.id)}
         report = rollback_ops(run, rt, settled, selection, skip=options.get("skip") or (), parallelism=parallelism)
     finally:
         rt.close()
@@ -350,35 +346,42 @@ def _resume_rollback(run: Run, loaded: LoadedPlan, st: EnvState, last: Any, opti
     return report
 
 
-def _run_options(store: JournalStore, env: str, run_id: str) -> dict[str, Any]:
-    for ev in store.events(env):
-        if ev.type == "run_started" and ev.run_id == run_id:
-            return dict(ev.data.get("options") or {})
-    return {}
-
-
 def resolve(
     op: str,
     step: str,
     *,
     applied: bool,
     outputs: Mapping[str, Any] | None = None,
+    reason: str | None = None,
     env: str = "default",
     state: str | JournalStore | None = None,
     observer: Observer | None = None,
 ) -> None:
-    """Settle an interrupted step by hand: it took effect (``applied``, with its outputs so its
-    undo can be resolved) or it did not."""
+    """Settle a step by hand, with ``reason`` kept in the history.
+
+    An interrupted (or uncertain) step took effect (``applied``, with its outputs so its undo
+    can be resolved) or it did not. A step whose undo failed can only be settled as not
+    applied, with a reason: a person removed what it made, or it is to be forgotten."""
     store = _store(state)
     with Run(store, env, "resolve", observer=observer) as run:
         st = run.state()
         op_state = st.ops.get(op)
         target = op_state.steps.get(step) if op_state else None
-        if op_state is None or target is None or target.status not in ("intent", "uncertain"):
+        undo_failed = target is not None and target.status == "undo_failed"
+        if op_state is None or target is None or not (undo_failed or target.status in ("intent", "uncertain")):
             pending = ", ".join(st.in_flight()) or "none"
-            raise UsageError(f"{op}/{step} is not an interrupted step (interrupted: {pending})")
+            failed = ", ".join(f"{o.id}/{s.name}" for o in st.ops.values() for s in o.steps.values() if s.status == "undo_failed")
+            raise UsageError(
+                f"{op}/{step} is neither an interrupted step nor a failed undo "
+                f"(interrupted: {pending}; failed undos: {failed or 'none'})"
+            )
+        if undo_failed and (applied or not reason):
+            raise UsageError(
+                f"the undo of {op}/{step} failed, so the journal holds it as applied: once it is gone "
+                f"(removed by hand) or to be forgotten, say so with --not-applied --reason \"...\""
+            )
         if not applied:
-            run.record("step_settled", op=op, step=step, applied=False, by="resolve")
+            run.record("step_settled", op=op, step=step, applied=False, by="resolve", reason=reason)
             run.finish("succeeded")
             return
         recorded = st.latest_plan()
@@ -394,7 +397,7 @@ def resolve(
             if missing:
                 raise UsageError(f"--applied needs the step's outputs: {', '.join('--output ' + k + '=...' for k in missing)}")
             done = applier.record_done(plan_op, plan_step, dict(outputs or {}), outputs_before(plan_op, op_state, plan_step),
-                                       target.started or 0.0, target.started or 0.0, settled_by="resolve")
+                                       target.started or 0.0, target.started or 0.0, settled_by="resolve", reason=reason)
             if done.error:
                 raise UsageError(f"cannot resolve the undo of {op}/{step}: {done.error}")
         finally:
@@ -447,6 +450,8 @@ def status(env: str = "default", state: str | JournalStore | None = None) -> dic
         "state": store.url,
         "lock": lock.as_dict() if lock else None,
         "in_flight": st.in_flight(),
+        # Operations only a person can move on: a failed undo, or a step nobody can tell about.
+        "action_needed": [op["id"] for op in ops if op["status"] in ("rollback_failed", "uncertain")],
         "last_run": (
             {k: v for k, v in asdict(last).items() if k not in ("plan",)} if last else None
         ),

@@ -29,7 +29,14 @@ from atomicops.engine.cancel import Cancellation
 from atomicops.engine.observer import Silent
 from atomicops.engine.scope import shown
 from atomicops.engine.secrets import process_redactor
-from atomicops.errors import EXIT_FAILED, EXIT_INVALID, AtomicOpsError, PlanInvalid, UsageError
+from atomicops.errors import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_ROLLBACK_INCOMPLETE,
+    AtomicOpsError,
+    PlanInvalid,
+    UsageError,
+)
 from atomicops.journal.store import Event
 from atomicops.plan.loader import parse_var, read_vars_file
 from atomicops.plan.picture import to_dot, to_mermaid
@@ -388,6 +395,8 @@ def resume(do_rollback: bool, plan: str | None, parallelism: int, env: str, stat
                             observer=observer, cancel=cancel)
     if as_json:
         _emit(_jsonable(report))
+    elif getattr(report, "nothing_to_do", False):
+        out.print(f"nothing to resume: no interrupted run in environment {_data(repr(env))}")
     elif hasattr(report, "applied"):
         out.print(f"[green]resumed[/green]: {len(report.applied)} operation(s) applied")
     else:
@@ -400,16 +409,28 @@ def resume(do_rollback: bool, plan: str | None, parallelism: int, env: str, stat
 @click.argument("step")
 @click.option("--applied/--not-applied", "applied", default=None, help="Whether the step took effect.")
 @click.option("--output", "outputs", multiple=True, metavar="NAME=VALUE", help="The step's outputs, when --applied.")
+@click.option("--reason", default=None, metavar="TEXT",
+              help="Why, kept in the history (`atomicops history`); required for a failed undo.")
 @common
-def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
-    """Settle an interrupted step the probe could not: say whether it took effect."""
+def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], reason: str | None,
+            env: str, state: str | None, as_json: bool) -> int:
+    """Settle a step by hand: an interrupted step the probe could not settle, or a failed undo.
+
+    \b
+    Interrupted (uncertain) step: say whether it took effect, --applied (with --output
+    NAME=VALUE for each output, so its undo can be resolved) or --not-applied.
+    Failed undo (rollback exited 3): once a person has removed what the step made, or it is
+    to be forgotten, record it with --not-applied --reason "..."; `atomicops rollback` then
+    goes on. The journal keeps the reason; nothing is deleted by this command.
+    """
     if applied is None:
         raise click.UsageError("say --applied (with --output NAME=VALUE for its outputs) or --not-applied")
-    api.resolve(op, step, applied=applied, outputs=dict(parse_var(o) for o in outputs), env=env, state=state)
+    api.resolve(op, step, applied=applied, outputs=dict(parse_var(o) for o in outputs), reason=reason, env=env, state=state)
     if as_json:
         _emit({"resolved": f"{op}/{step}", "applied": applied})
     else:
-        out.print(f"{_data(op)}/{_data(step)} settled as {'applied' if applied else 'not applied'}; run `atomicops resume` to continue")
+        out.print(f"{_data(op)}/{_data(step)} settled as {'applied' if applied else 'not applied'}; "
+                  "run `atomicops resume` to continue (or `atomicops rollback` after a failed undo)")
     return 0
 
 
@@ -418,9 +439,11 @@ def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], 
 def status(env: str, state: str | None, as_json: bool) -> int:
     """Every operation's state, outputs (secrets redacted) and timings; who holds the lock."""
     doc = shown(api.status(env=env, state=state))  # a sealed secret in an output, masked
+    # Exit 3 while something needs a person (DESIGN.md: rollback incomplete, action needed).
+    code = EXIT_ROLLBACK_INCOMPLETE if doc["action_needed"] else 0
     if as_json:
-        _emit(doc)
-        return 0
+        _emit(doc, code)
+        return code
     table = Table(title=f"environment {_data(repr(env))} ({_data(doc['state'])})", show_lines=False)
     for col in ("operation", "phase", "status", "took", "outputs"):
         table.add_column(col)
@@ -434,7 +457,9 @@ def status(env: str, state: str | None, as_json: bool) -> int:
         out.print(_data(f"locked by run {lk['run_id']} (pid {lk['pid']} on {lk['host']}, lock id {lk['lock_id']})"))
     if doc["in_flight"]:
         out.print(f"[red]in flight (interrupted): {_data(', '.join(doc['in_flight']))}[/red]")
-    return 0
+    for op_id in doc["action_needed"]:
+        out.print(f"[red]{_data(op_id)} needs action: `atomicops rollback` (after a failed undo) or `atomicops resolve`[/red]")
+    return code
 
 
 @main.command()
@@ -449,8 +474,10 @@ def history(limit: int | None, env: str, state: str | None, as_json: bool) -> in
     for ev in events:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["ts"]))
         where = "/".join(x for x in (ev["op"], ev["step"]) if x)
-        detail = {k: v for k, v in ev["data"].items() if k in ("error", "reason", "outcome", "command", "already_gone", "outputs") and v}
-        out.print(f"{ev['seq']:>6} {when} {_data(ev['run'])} {_data(ev['type']):<13} {_data(where)} {_data(_short(detail)) if detail else ''}")
+        detail = {k: v for k, v in ev["data"].items() if k in ("error", "outcome", "command", "already_gone", "outputs") and v}
+        # A reason is a person's word on what happened (resolve, an irreversible step): in full.
+        reason = f" reason: {ev['data']['reason']}" if ev["data"].get("reason") else ""
+        out.print(f"{ev['seq']:>6} {when} {_data(ev['run'])} {_data(ev['type']):<13} {_data(where)} {_data(_short(detail)) if detail else ''}{_data(reason)}")
     return 0
 
 

@@ -285,3 +285,13 @@ class HolderAlive(Locked):
             f"finish; `atomicops unlock --env {env} --lock-id {holder['lock_id']} --force` breaks "
             "the lock anyway, and that run's further journal writes are then refused",
         )
+
+
+class Refused(UsageError):
+    """What the journal holds forbids this command for now; ``reasons`` say why and what to
+    run first. Nothing ran."""
+
+    def __init__(self, command: str, reasons: list[str]):
+        self.command = command
+        self.reasons = reasons
+        super().__init__(f"{command} refused:\n" + "\n".join(f"  {r}" for r in reasons))

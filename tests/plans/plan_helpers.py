@@ -50,3 +50,15 @@ def busy_until(ctx: Any, key: str, refusals: int) -> dict[str, Any]:
         _refusals[key] = seen + 1
         raise ActionError("call", "resource has a dependent object", code="DependencyViolation")
     return {"tries": seen + 1}
+
+
+def consumer_of(ctx: Any, stream: str, name: str, key: str) -> dict[str, Any]:
+    """A probe: the consumer ``name`` of ``stream`` if its metadata names step ``key`` (the
+    nats kind has no consumer_info verb), else nothing."""
+    from atomicops.actions.registry import get
+
+    bus = ctx.connections.get(get("nats"), None)
+    for info in bus.consumers(stream):
+        if info.get("name") == name and (info.get("config") or {}).get("metadata", {}).get("atomicops:step") == key:
+            return {"name": name}
+    return {"name": None}

@@ -30,6 +30,7 @@ from atomicops.errors import (
     Interrupted,
     StaleLease,
     StepFailed,
+    Uncertain,
     UndoFailed,
 )
 from atomicops.graph import walk
@@ -48,6 +49,7 @@ class ApplyReport:
     rollback: RollbackReport | None = None
     changed_since_applied: list[str] = field(default_factory=list)
     verify: list[dict[str, Any]] = field(default_factory=list)
+    nothing_to_do: bool = False  # a resume that found no interrupted run
 
 
 PROGRESS_EVERY = 2.0  # seconds between journalled progress reports without a mark
@@ -138,13 +140,27 @@ class Applier:
                     self_outputs.update(carried[step.name].outputs)
                     done.append(carried[step.name])
                     continue
+                earlier = prior.steps.get(step.name) if prior else None
+                if earlier is not None and earlier.present:
+                    # A new intent would make the journal forget what this step made before
+                    # (admission refuses this; the engine never relies on that alone).
+                    raise StepFailed(op.id, step.name, f"still applied by run {earlier.run_id}; roll it back first")
                 done.append(self._apply_step(op, step, self_outputs))
             self._verify_operation(op, self_outputs)
-        except AtomicOpsError as exc:
+        except Uncertain as exc:
+            # A step may or may not have taken effect, and the steps before it may be what it
+            # stands on: nothing is undone until a resume or `resolve` settles it.
+            run.record("op_failed", op=op.id, error=run.redactor.text(str(exc)))
+            raise
+        except Exception as exc:
             # Atomicity: nothing of a failed operation stays behind.
-            error = run.redactor.text(str(exc))
+            error = run.redactor.text(str(exc) if isinstance(exc, AtomicOpsError) else f"{type(exc).__name__}: {exc}")
+            # The journal, not `done`, says what is present: a step can be journalled done
+            # as it fails (its effect found after the error).
+            fresh = run.state().ops.get(op.id)
+            present = [s for s in fresh.steps.values() if s.present] if fresh else done
             try:
-                for st in reversed(done):
+                for st in reversed(present):
                     undo_step(run, self.rt, op.id, st)
             except UndoFailed as undo_exc:
                 run.record("op_failed", op=op.id, error=error, undo_error=str(undo_exc))
@@ -172,6 +188,23 @@ class Applier:
         run.record("step_intent", op=op.id, step=step.name, action=journal_action, key=key, token=token)
         crashpoint("after_intent", key)
         started = time.time()
+        try:
+            return self._run_step(op, step, self_outputs, action, key, token, started)
+        except AtomicOpsError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - settled below, whatever it was
+            # Not a failed call (that is an ActionError): something broke after the intent,
+            # maybe after the effect (an outputs expression on the real result, a retry wait
+            # too long to sleep). Settle the step as a resume would, never leave it in flight.
+            why = run.redactor.text(f"{type(exc).__name__}: {exc}")
+            if self.settle_intent(op, step, dict(self_outputs), started, why=why):
+                raise StepFailed(op.id, step.name, why) from None
+            raise Uncertain(run.env, [f"{op.id}/{step.name}"]) from None
+
+    def _run_step(
+        self, op: Operation, step: Step, self_outputs: dict[str, Any], action: Any, key: str, token: str, started: float
+    ) -> StepState:
+        run, rt = self.run, self.rt
         tags = {} if step.read_only else {"atomicops:env": run.env, "atomicops:op": op.id, "atomicops:step": key, "atomicops:run": run.id}
         prior = self.state.ops.get(op.id)
         resume_mark = None
@@ -227,6 +260,46 @@ class Applier:
             raise StepFailed(op.id, step.name, state.error)
         return state
 
+    def settle_intent(
+        self, op: Operation, step: Step, self_outputs: dict[str, Any], started: float, *,
+        why: str = "", intent_run: str | None = None,
+    ) -> bool:
+        """Decide a step whose intent has no result, by its probe; ``False`` if it is left
+        ``uncertain`` for `atomicops resolve`. ``intent_run`` is the run that wrote the intent
+        (what ``${step.run}`` means to the probe); this run when None.
+
+        Found is believed only from a probe that proves the resource is this step's (it
+        names ``${step.key}``): anything else may have existed before the run, and a
+        rollback would delete it. Not found is believed from any probe.
+        """
+        run = self.run
+        where = f"{op.id}/{step.name}"
+        if step.read_only:
+            run.record("step_settled", op=op.id, step=step.name, applied=False, by="read_only")
+            return True
+        key = step_key(run.env, op.id, step.name)
+        answer = probe(self.rt, step, self_outputs, key, op.id, run_id=intent_run) if step.probe else None
+        doubt = (
+            "the step has no probe" if answer is None
+            else run.redactor.text(answer.why) if answer.found is None
+            else "its probe found something but does not prove it is this step's (the probe does not use ${step.key})"
+            if answer.found and not proves_ownership(step, op)
+            else None
+        )
+        if doubt is not None:
+            reason = f"{why}; {doubt}" if why else doubt
+            run.observer.note(f"{where}: cannot tell whether it took effect: {reason}", level="warning")
+            run.record("step_uncertain", op=op.id, step=step.name, reason=reason)
+            return False
+        assert answer is not None
+        if answer.found:
+            run.observer.note(f"{where}: probed: found, journalled as done")
+            self.record_done(op, step, answer.outputs, self_outputs, started, time.time(), settled_by="probe")
+        else:
+            run.observer.note(f"{where}: probed: not found ({run.redactor.text(answer.why)})")
+            run.record("step_settled", op=op.id, step=step.name, applied=False, by="probe", why=run.redactor.text(answer.why))
+        return True
+
     def record_done(
         self,
         op: Operation,
@@ -239,6 +312,7 @@ class Applier:
         result: Any = None,
         missing: list[str] | None = None,
         settled_by: str | None = None,
+        reason: str | None = None,
     ) -> StepState:
         """Journal a step's result: its outputs and its undo, resolved now with the real ids.
 
@@ -290,6 +364,7 @@ class Applier:
             started=started,
             finished=finished,
             settled_by=settled_by,
+            reason=reason,
             # Kept only when something is wrong, so a human can find what was created.
             result=result if bad else None,
         )

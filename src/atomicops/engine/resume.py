@@ -1,9 +1,12 @@
 """Settle what a killed run left in flight: a step whose intent has no result.
 
 For each such step the step's ``probe`` (a read-only action) finds out whether the effect
-took place: found -> its outputs are journalled as if the do had returned (with the undo
-resolved from them); not found -> the step did not happen and will run again (with the same
-idempotency token). A step with no probe is marked ``uncertain`` for ``atomicops resolve``.
+took place: found, by a probe that proves the resource is this step's -> its outputs are
+journalled as if the do had returned (with the undo resolved from them); not found -> the
+step did not happen and will run again (with the same idempotency token). A step with no
+probe, or whose probe cannot tell or found something it cannot prove is this step's, is
+marked ``uncertain`` for ``atomicops resolve``; a step already uncertain is probed again only
+when its probe proves ownership (the others would only repeat themselves).
 An interrupted undo is simply run again: undo is idempotent.
 """
 
@@ -12,8 +15,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from atomicops.engine.apply import Applier, step_key
-from atomicops.engine.probe import probe
+from atomicops.engine.apply import Applier
+from atomicops.engine.probe import proves_ownership
 from atomicops.engine.rollback import undo_step
 from atomicops.errors import ResumeMismatch, UndoFailed
 from atomicops.journal.state import EnvState, OpState, StepState
@@ -47,10 +50,7 @@ def settle(applier: Applier) -> tuple[EnvState, list[str]]:
                     undo_step(run, applier.rt, op_state.id, st)
                 except UndoFailed as exc:
                     failures.append(exc)
-            elif st.status == "intent":
-                if not _settle_do(applier, op_state, st):
-                    uncertain.append(where)
-            elif st.status == "uncertain":
+            elif st.status in ("intent", "uncertain") and not _settle_do(applier, op_state, st):
                 uncertain.append(where)
     if failures:
         raise failures[0]
@@ -58,25 +58,10 @@ def settle(applier: Applier) -> tuple[EnvState, list[str]]:
 
 
 def _settle_do(applier: Applier, op_state: OpState, st: StepState) -> bool:
-    run, rt = applier.run, applier.rt
     op, step = find_step(applier, op_state.id, st.name)
-    if step.read_only:
-        run.record("step_settled", op=op.id, step=step.name, applied=False, by="read_only")
-        return True
-    if step.probe is None:
-        run.record("step_uncertain", op=op.id, step=step.name, reason="the step has no probe")
-        return False
-    key = step_key(run.env, op.id, step.name)
-    self_outputs = outputs_before(op, op_state, step)
-    answer = probe(rt, step, self_outputs, key, op.id, run_id=st.run_id)
-    if answer.found is None:
-        run.record("step_uncertain", op=op.id, step=step.name, reason=run.redactor.text(answer.why))
-        return False
-    if answer.found:
-        applier.record_done(op, step, answer.outputs, dict(self_outputs), st.started or time.time(), time.time(), settled_by="probe")
-    else:
-        run.record("step_settled", op=op.id, step=step.name, applied=False, by="probe", why=run.redactor.text(answer.why))
-    return True
+    if st.status == "uncertain" and not (step.probe is not None and proves_ownership(step, op)):
+        return False  # asking again would tell nothing new: `atomicops resolve` decides it
+    return applier.settle_intent(op, step, outputs_before(op, op_state, step), st.started or time.time(), intent_run=st.run_id)
 
 
 def outputs_before(op: Operation, op_state: OpState, step: Step) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from atomicops.engine.executor import SETTLING_CODES, UNDO_RETRY, settling_retry
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import Runtime
 from atomicops.engine.scope import secrets_only
-from atomicops.errors import ActionError, AtomicOpsError, UndoFailed
+from atomicops.errors import ActionError, AtomicOpsError, Uncertain, UndoFailed
 from atomicops.graph import Graph, walk
 from atomicops.journal.state import EnvState, OpState, StepState
 
@@ -39,7 +39,7 @@ class _Skipped(AtomicOpsError):
 
 def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState) -> None:
     """Undo one applied step; "already gone" counts as undone. Raises :class:`UndoFailed`."""
-    if step.read_only or not step.applied:
+    if step.read_only or not step.present:
         return
     if step.undo is None:
         reason = step.irreversible or "no undo recorded"
@@ -88,6 +88,11 @@ def undo_operation(run: Run, rt: Runtime, op: OpState) -> None:
     Later steps usually build on earlier ones (a subnet in a VPC), so after a failed undo the
     earlier steps are left for the next ``rollback`` rather than attempted in vain.
     """
+    doubt = [f"{op.id}/{s.name}" for s in op.steps.values() if s.status in ("intent", "uncertain")]
+    if doubt:
+        # What such a step made (if anything) is unknown, and the steps before it may be what
+        # it stands on: the operation waits for a resume or `atomicops resolve`.
+        raise Uncertain(run.env, doubt)
     for step in reversed(list(op.steps.values())):
         undo_step(run, rt, op.id, step)
     run.record("op_undone", op=op.id)
@@ -104,7 +109,9 @@ def rollback_order(state: EnvState, selection: Iterable[str]) -> Graph:
 
 
 def needs_undo(op: OpState) -> bool:
-    return op.status != "rolled_back" and (op.present or op.status in ("applied", "rolling_back", "applying"))
+    return op.status != "rolled_back" and (
+        op.present or op.status in ("applied", "rolling_back", "rollback_failed", "applying", "uncertain")
+    )
 
 
 def with_dependents(state: EnvState, targets: Iterable[str]) -> set[str]:
@@ -135,7 +142,7 @@ def rollback_ops(
         op = state.ops[op_id]
         undo_operation(run, rt, op)
         report.irreversible += [
-            f"{op_id}/{s.name}: {s.irreversible}" for s in op.steps.values() if s.applied and s.undo is None
+            f"{op_id}/{s.name}: {s.irreversible}" for s in op.steps.values() if s.present and s.undo is None
         ]
 
     # A second Ctrl-C (or a lost lease) stops the rollback: no new undo starts.

@@ -32,7 +32,7 @@ def orphans(snapshot: Mapping[str, Any], states: Mapping[str, EnvState]) -> list
             op, _, step = rest.partition("/")
             state = states.get(tags.get(ENV_TAG) or env)
             step_state = state.ops[op].steps.get(step) if state and op in state.ops else None
-            if step_state is None or not step_state.applied:
+            if step_state is None or not step_state.present:
                 found.append({"type": kind, "id": entry["id"], "step": key,
                               "journal": step_state.status if step_state else "unknown"})
     return sorted(found, key=lambda o: (o["type"], o["id"]))

@@ -20,18 +20,25 @@ _NEEDS = {
     "undo_failed": ("undo_intent",),
 }
 
+# Events after which a step's effect is (or is no longer) in the world.
+_APPLIES = ("step_done",)
+_REMOVES = ("undo_done", "undo_skipped")
+
 
 def check_journal(events: Iterable[Event], *, settled: bool = True) -> list[str]:
     """Problems found; ``[]`` when the journal is coherent.
 
     * sequence numbers strictly increase;
     * every result follows an intent of the same step;
+    * no step gets a new intent while an effect of it is still applied (the journal would
+      forget that effect);
     * nothing is written by a run after its ``run_finished``;
     * with ``settled``: no step is left in flight (intent without result) or uncertain.
     """
     problems: list[str] = []
     last_seq = 0
     open_intents: dict[tuple[str | None, str | None], str] = {}
+    applied: set[tuple[str | None, str | None]] = set()  # steps whose effect the journal holds
     finished: set[str] = set()
     for ev in events:
         if ev.seq <= last_seq:
@@ -40,6 +47,14 @@ def check_journal(events: Iterable[Event], *, settled: bool = True) -> list[str]
         if ev.run_id in finished:
             problems.append(f"seq {ev.seq}: run {ev.run_id} wrote {ev.type} after it finished")
         key = (ev.op, ev.step)
+        # `resolve --not-applied` of a failed undo settles a step that is present, no intent open.
+        by_hand = ev.type == "step_settled" and ev.data.get("by") == "resolve" and key in applied
+        if ev.type == "step_intent" and key in applied:
+            problems.append(f"seq {ev.seq}: step_intent for {ev.op}/{ev.step}, which is still applied")
+        if (ev.type in _APPLIES and not ev.data.get("read_only")) or (ev.type == "step_settled" and ev.data.get("applied")):
+            applied.add(key)
+        elif ev.type in _REMOVES or ev.type == "step_settled":
+            applied.discard(key)
         if ev.type in ("step_intent", "undo_intent"):
             open_intents[key] = ev.type
         elif ev.type in _NEEDS:
@@ -47,7 +62,7 @@ def check_journal(events: Iterable[Event], *, settled: bool = True) -> list[str]
             # settled as uncertain first) and the failure that follows an effect journalled
             # as done (a create whose wait failed, or found by its probe after an error).
             after_done = ev.type == "step_failed" and ev.data.get("after_effect")
-            if open_intents.get(key) not in _NEEDS[ev.type] and not after_done and not (
+            if open_intents.get(key) not in _NEEDS[ev.type] and not after_done and not by_hand and not (
                 ev.type == "step_done" and ev.data.get("settled_by") == "resolve"
             ):
                 problems.append(f"seq {ev.seq}: {ev.type} for {ev.op}/{ev.step} without its intent")

@@ -1,26 +1,36 @@
 """The state of an environment, derived by folding its journal events. Nothing else is stored.
 
-Event vocabulary (``type``: what ``data`` holds):
+Event vocabulary (``type``: what ``data`` holds), as the engine writes it:
 
 =================  ==========================================================================
-run_started        command, plan (vars applied, secrets as references), plan_file, pid, host
-run_finished       outcome (succeeded | failed | kept | rolled_back | rollback_incomplete)
+run_started        command, pid, host, took_over; apply adds plan (vars applied, secrets as
+                   references), plan_file, base_dir, options; rollback adds options
+run_resumes        run (the interrupted run a resume finishes), command (what that run was)
+run_finished       outcome (succeeded | failed | kept | rolled_back | rollback_incomplete |
+                   uncertain | nothing_to_do). A settling outcome (succeeded, rolled_back,
+                   nothing_to_do) with no operation left half-done closes every earlier run
+                   that never finished: nothing of it is left for a resume.
 op_started         phase, phase_index, depends_on, title, fingerprint
-step_intent        action (resolved, secrets as references), key         -- before the do
+step_intent        action (resolved, secrets as references), key, token   -- before the do
 step_done          outputs, undo (fully resolved), irreversible, read_only, ok_errors,
-                   started, finished                                       -- after the do
+                   started, finished, settled_by (None | probe | resolve), reason (resolve),
+                   result (only when outputs or undo could not be worked out) -- after the do
 step_progress      done, total, note, mark (a high-water mark long work can resume from)
 step_failed        error, code, after_effect (the effect happened and was journalled done)
-step_settled       applied, outputs, undo, by (probe | resolve)  -- an in-flight step decided
-step_uncertain     reason (no probe could tell): `atomicops resolve` settles it
+step_settled       applied (false), by (read_only | probe | resolve), why (probe),
+                   reason (resolve): an in-flight step, or a failed undo, decided not applied
+step_uncertain     reason (nothing could tell): `atomicops resolve` settles it
 op_applied         outputs
-op_failed          error
+op_failed          error, undo_error
 undo_intent        action                                                  -- before an undo
-undo_done          already_gone
+undo_done          already_gone, code
 undo_failed        error, code
 undo_skipped       reason (an irreversible step)
-op_undone          (all of its applied steps are undone)
+op_undone          (all of its present steps are undone)
 =================  ==========================================================================
+
+A step is *present* while its effect may exist in the world (done, or its undo in flight or
+failed); *applied* is only an operation's status (every step done).
 """
 
 from __future__ import annotations
@@ -31,8 +41,13 @@ from typing import Any
 
 from atomicops.journal.store import Event
 
-# Step statuses after which the step's effect may exist in the world.
-_APPLIED = frozenset({"done", "undo_intent", "undo_failed"})
+# Step statuses after which the step's effect may exist in the world (the step is "present";
+# "applied" is only ever an operation's status: all of its steps done).
+_PRESENT = frozenset({"done", "undo_intent", "undo_failed"})
+
+# Outcomes of a run that leave nothing for an earlier, interrupted run to finish, provided no
+# operation is left half-done: that earlier run is then closed for good.
+_SETTLING = frozenset({"succeeded", "rolled_back", "nothing_to_do"})
 
 
 @dataclass
@@ -52,8 +67,9 @@ class StepState:
     token: str | None = None  # the idempotency token of the step's latest intent
 
     @property
-    def applied(self) -> bool:
-        return self.status in _APPLIED and not self.read_only
+    def present(self) -> bool:
+        """The step's effect may exist in the world and would need undoing."""
+        return self.status in _PRESENT and not self.read_only
 
     @property
     def in_flight(self) -> bool:
@@ -63,7 +79,7 @@ class StepState:
 @dataclass
 class OpState:
     id: str
-    status: str  # applying | applied | failed | rolling_back | rollback_failed | rolled_back
+    status: str  # applying | applied | failed | uncertain | rolling_back | rollback_failed | rolled_back
     run_id: str
     phase: str = ""
     phase_index: int = 0
@@ -79,17 +95,19 @@ class OpState:
     def outputs(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for s in self.steps.values():
-            if s.status in _APPLIED or s.status == "done":
+            if s.status in _PRESENT:
                 out.update(s.outputs)
         return out
 
     @property
     def present(self) -> bool:
         """Something of this operation may exist in the world and would need undoing."""
-        return any(s.applied for s in self.steps.values())
+        return any(s.present for s in self.steps.values())
 
-    def applied_steps(self) -> list[StepState]:
-        return [s for s in self.steps.values() if s.applied]
+    @property
+    def half_done(self) -> bool:
+        """Started and neither finished nor failed: a run was interrupted in it."""
+        return self.status in ("applying", "rolling_back", "uncertain") or any(s.in_flight for s in self.steps.values())
 
 
 @dataclass
@@ -104,6 +122,9 @@ class RunInfo:
     plan: dict[str, Any] | None = None
     plan_file: str | None = None
     base_dir: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # what the command was asked to do
+    continues: str | None = None  # the interrupted run this one (a resume) finishes
+    closed_by: str | None = None  # a later run that left nothing of this one to finish
 
 
 @dataclass
@@ -130,7 +151,19 @@ class EnvState:
         ]
 
     def unfinished_runs(self) -> list[RunInfo]:
+        """Runs that neither finished nor were closed by a later run: work a resume owes."""
         return [r for r in self.runs.values() if r.finished is None]
+
+    def lineage(self, run: RunInfo) -> list[RunInfo]:
+        """``run``, the run it finishes (for a resume), the run that one finishes, and so on:
+        the last is the run whose command and options they all carry out."""
+        line = [run]
+        while (nxt := self.runs.get(line[-1].continues or "")) is not None and nxt.id not in {r.id for r in line}:
+            line.append(nxt)
+        return line
+
+    def half_done(self) -> list[str]:
+        return [op.id for op in self.ops.values() if op.half_done]
 
     def latest_plan(self) -> RunInfo | None:
         with_plan = [r for r in self.runs.values() if r.plan is not None]
@@ -157,12 +190,21 @@ def _apply(state: EnvState, ev: Event) -> None:
             plan=d.get("plan"),
             plan_file=d.get("plan_file"),
             base_dir=d.get("base_dir"),
+            options=dict(d.get("options") or {}),
         )
+        return
+    if ev.type == "run_resumes":
+        run = state.runs.get(ev.run_id)
+        if run:
+            run.continues = d.get("run")
         return
     if ev.type == "run_finished":
         run = state.runs.get(ev.run_id)
         if run:
             run.finished, run.outcome = ev.ts, d.get("outcome")
+        if d.get("outcome") in _SETTLING and not state.half_done():
+            for other in state.unfinished_runs():
+                other.finished, other.outcome, other.closed_by = ev.ts, "closed", ev.run_id
         return
     if ev.op is None:
         return
@@ -170,7 +212,7 @@ def _apply(state: EnvState, ev: Event) -> None:
         previous = state.ops.get(ev.op)
         # A fresh attempt keeps steps that are still applied (a failed undo) so they are
         # never forgotten; everything else starts over.
-        kept = {n: s for n, s in (previous.steps.items() if previous else []) if s.applied}
+        kept = {n: s for n, s in (previous.steps.items() if previous else []) if s.present}
         state.ops[ev.op] = OpState(
             id=ev.op,
             status="applying",
@@ -190,7 +232,9 @@ def _apply(state: EnvState, ev: Event) -> None:
     if ev.type == "op_applied":
         op.status, op.finished, op.error = "applied", ev.ts, None
     elif ev.type == "op_failed":
-        op.status, op.finished, op.error = "failed", ev.ts, d.get("error")
+        # A step nobody can tell about keeps the operation uncertain: it needs `resolve`.
+        doubt = any(s.status == "uncertain" for s in op.steps.values())
+        op.status, op.finished, op.error = "uncertain" if doubt else "failed", ev.ts, d.get("error")
     elif ev.type == "op_undone":
         op.status = "rolled_back"
     elif ev.step is not None:

@@ -1,0 +1,93 @@
+"""Runtime errors after a step's intent (not an ActionError: an outputs expression that fails
+on the real result, a retry delay too large to sleep): the effect may have happened, so the
+step must stay for resume, rollback or `resolve` to settle, and the run must not claim a
+rollback it did not do. Each case runs the real command in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "ATOMICOPS_CRASH_AT"}
+    return subprocess.run([sys.executable, "-m", "atomicops.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+HEAD = """
+atomicops: 1
+name: hostile-lifecycle
+operations:
+  - id: files
+    steps:
+      - {name: first, do: {run: [touch, first]}, undo: {run: [rm, -f, first]}}
+"""
+
+# The effect (the file) happens, then the outputs expression fails on the result.
+BAD_OUTPUTS = HEAD + """
+      - name: second
+        do: {run: [touch, second]}
+        outputs: {n: "abs(stdout)"}
+        undo: {run: [rm, -f, second]}
+"""
+
+# The effect happens, the call fails, and the retry's wait cannot be slept.
+HUGE_DELAY = HEAD + """
+      - name: second
+        do: {run: [sh, -c, "touch second; exit 1"]}
+        retry: {attempts: 2, delay: 1e308, max_delay: 1e308, "on": any}
+        undo: {run: [rm, -f, second]}
+"""
+
+# As BAD_OUTPUTS, with a probe that proves the file is this step's (it holds the step key).
+BAD_OUTPUTS_PROBED = HEAD + """
+      - name: second
+        do: {run: [sh, -c, 'echo "$0" > second', "${step.key}"]}
+        outputs: {n: "abs(stdout)"}
+        undo: {run: [rm, -f, second]}
+        probe: {run: [grep, -qx, "${step.key}", second], ok_exit: [0, 1, 2], expect: {exit: 0}}
+"""
+
+
+def statuses(cwd: Path) -> dict[str, str]:
+    doc = json.loads(cli("status", "--json", cwd=cwd).stdout)
+    return {f"{o['id']}/{s['name']}": s["status"] for o in doc["operations"] for s in o["steps"]}
+
+
+@pytest.mark.parametrize("plan", [BAD_OUTPUTS, HUGE_DELAY], ids=["outputs-expression", "retry-delay-1e308"])
+def test_an_error_after_the_effect_leaves_the_step_to_settle_not_a_false_rollback(tmp_path, plan):
+    (tmp_path / "plan.yaml").write_text(plan)
+    res = cli("apply", "plan.yaml", cwd=tmp_path)
+    assert res.returncode == 3, res.stdout + res.stderr  # not 1: nothing was rolled back
+    assert "failed and was rolled back" not in res.stderr
+    assert "atomicops resolve files second" in res.stderr
+    assert (tmp_path / "second").exists() and (tmp_path / "first").exists()
+    assert statuses(tmp_path)["files/second"] == "uncertain"
+    assert cli("status", cwd=tmp_path).returncode == 3
+
+    again = cli("rollback", cwd=tmp_path)  # not "nothing to do": the step is still owed
+    assert again.returncode == 3, again.stdout + again.stderr
+    assert "atomicops resolve files second" in again.stderr
+
+    (tmp_path / "second").unlink()  # the operator cleans up and says so
+    ok = cli("resolve", "files", "second", "--not-applied", "--reason", "removed second by hand", cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    done = cli("rollback", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name in ("first", "second")) == []
+    assert cli("status", cwd=tmp_path).returncode == 0
+
+
+def test_an_error_after_the_effect_is_settled_by_an_ownership_probe_and_really_rolled_back(tmp_path):
+    (tmp_path / "plan.yaml").write_text(BAD_OUTPUTS_PROBED)
+    res = cli("apply", "plan.yaml", cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "failed and was rolled back" in res.stderr
+    assert not (tmp_path / "second").exists() and not (tmp_path / "first").exists()
+    assert set(statuses(tmp_path).values()) == {"undone"}
