@@ -11,8 +11,8 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from atomicops import api
-from atomicops.errors import RunFailed
 from atomicops.engine.secrets import Redactor
+from atomicops.errors import RunFailed
 from atomicops.expect import Mismatch
 
 SECRET = 'canary:@/"\\ x+y%z\'q'
