@@ -184,9 +184,10 @@ def test_up_twice_status_and_down(workdir: Path) -> None:
     assert cli_json("sandbox", "status", "--dir", str(root), cwd=workdir) == {
         "up": False,
         "services": {},
+        "exit_code": 0,
     }
     # and a second down has nothing to stop
-    assert cli_json("sandbox", "down", "--dir", str(root), cwd=workdir) == {"stopped": []}
+    assert cli_json("sandbox", "down", "--dir", str(root), cwd=workdir) == {"stopped": [], "exit_code": 0}
 
 
 @pytest.mark.parametrize("killed", SERVICES)
