@@ -60,7 +60,19 @@ def statuses(cwd: Path) -> dict[str, str]:
     return {f"{o['id']}/{s['name']}": s["status"] for o in doc["operations"] for s in o["steps"]}
 
 
-@pytest.mark.parametrize("plan", [BAD_OUTPUTS, HUGE_DELAY], ids=["outputs-expression", "retry-delay-1e308"])
+def test_an_outputs_expression_failing_on_the_result_journals_the_effect_and_really_rolls_it_back(tmp_path):
+    # The result is in hand, so the effect is journalled (outputs that found nothing) and the
+    # operation's undo takes it back: exit 1 is the truth here.
+    (tmp_path / "plan.yaml").write_text(BAD_OUTPUTS)
+    res = cli("apply", "plan.yaml", cwd=tmp_path)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "cannot evaluate" in res.stderr
+    assert not (tmp_path / "second").exists() and not (tmp_path / "first").exists()
+    assert set(statuses(tmp_path).values()) == {"undone"}
+    assert cli("rollback", cwd=tmp_path).returncode == 0
+
+
+@pytest.mark.parametrize("plan", [HUGE_DELAY], ids=["retry-delay-1e308"])
 def test_an_error_after_the_effect_leaves_the_step_to_settle_not_a_false_rollback(tmp_path, plan):
     (tmp_path / "plan.yaml").write_text(plan)
     res = cli("apply", "plan.yaml", cwd=tmp_path)

@@ -45,7 +45,8 @@ operations:
 """
 
 
-def test_an_output_expression_failing_on_the_data_fails_the_step_and_undoes_it(tmp_path: Path):
+def test_an_output_expression_failing_on_the_data_fails_the_step_and_undoes_it(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where the undo's `touch UNDONE` lands
     plan = write(tmp_path, TYPE_ERROR_OUTPUT)
     state = str(tmp_path / "j.db")
     with pytest.raises(RunFailed) as exc:
@@ -53,7 +54,8 @@ def test_an_output_expression_failing_on_the_data_fails_the_step_and_undoes_it(t
     assert "length(json.n)" in str(exc.value) and "cannot evaluate" in str(exc.value)
     st = api.environment(state=state)
     assert st.in_flight() == []  # the effect was journalled, then undone
-    assert st.ops["a"].status == "rolled_back"
+    assert st.ops["a"].status in ("failed", "rolled_back") and not st.ops["a"].present
+    assert (tmp_path / "UNDONE").exists()
 
 
 PROBE_TYPE_ERROR = """\
