@@ -38,9 +38,13 @@ def validate(
     *,
     vars: Mapping[str, Any] | None = None,
     vars_files: Sequence[str] = (),
+    offered_vars: Mapping[str, Any] | None = None,
 ) -> LoadedPlan:
-    """Load and check a plan completely; raise PlanInvalid listing every problem."""
-    return load_plan(plan, var_overrides=vars, vars_files=vars_files)
+    """Load and check a plan completely; raise PlanInvalid listing every problem.
+
+    ``offered_vars`` set the vars the plan declares and are passed over otherwise (a
+    sandbox's URLs); ``vars`` and ``vars_files`` may only set declared vars."""
+    return load_plan(plan, var_overrides=vars, vars_files=vars_files, offered_vars=offered_vars)
 
 
 def _loaded(plan: Any, vars: Mapping[str, Any] | None, vars_files: Sequence[str]) -> LoadedPlan:

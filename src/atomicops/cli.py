@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from atomicops.engine.observer import Silent
 from atomicops.errors import EXIT_FAILED, EXIT_INVALID, AtomicOpsError, PlanInvalid, UsageError
 from atomicops.journal.store import Event
 from atomicops.plan.loader import parse_var, read_vars_file
+from atomicops.plan.model import ID_MAX, ID_PATTERN
 from atomicops.plan.picture import to_dot, to_mermaid
 
 out = Console(highlight=False, soft_wrap=True)
@@ -84,10 +86,21 @@ def _short(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _env_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An environment name goes into ``${step.key}`` (``<env>/<op>/<step>``, an AWS tag
+    value) and the journal: the same characters and length as an operation id."""
+    if not re.fullmatch(ID_PATTERN, value) or len(value) > ID_MAX:
+        raise click.BadParameter(
+            f"{value!r}: an environment name is 1 to {ID_MAX} letters, digits, '.', '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--env, --state, --json and --debug on every command, and typed errors -> exit codes."""
 
-    @click.option("--env", "env", default="default", envvar="ATOMICOPS_ENV", show_default=True,
+    @click.option("--env", "env", default="default", envvar="ATOMICOPS_ENV", show_default=True, callback=_env_name,
                   help="Environment: a named target with its own journal state and lock.")
     @click.option("--state", "state", default=None, envvar="ATOMICOPS_STATE",
                   help="Journal store: a path or sqlite:///path (default .atomicops/journal.db).")
@@ -151,7 +164,10 @@ def plan_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--vars-file", "vars_files", multiple=True, type=click.Path(), help="YAML file of var overrides (repeatable).")
     @functools.wraps(fn)
     def wrapper(*args: Any, var: tuple[str, ...], **kwargs: Any) -> Any:
-        kwargs["vars"] = dict(parse_var(v) for v in var)
+        try:
+            kwargs["vars"] = dict(parse_var(v) for v in var)
+        except UsageError as exc:  # parsed before `common` wraps the command: let click report it
+            raise click.BadParameter(str(exc), param_hint="--var") from None
         return fn(*args, **kwargs)
 
     return wrapper
@@ -498,7 +514,7 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
     JetStream streams (messages, last sequence)."""
     where: dict[str, Any] = {}
     for vf in vars_files:
-        where.update(read_vars_file(vf))
+        where.update(read_vars_file(vf).values)
     services = rehearsal.aws_services(api.validate(plan, vars=where).plan) if plan else None
     if where.get("aws_endpoint"):
         os.environ.update(sandbox.aws_env())

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from atomicops.plan.loader import OFFERED_MARK
 from atomicops.sandbox.service import ServiceInfo, is_ours, port_open, process_start, stop_pid
 
 DEFAULT_DIR = Path(".atomicops") / "sandbox"
@@ -87,7 +88,9 @@ def _save(state: SandboxState) -> None:
     root.mkdir(parents=True, exist_ok=True)
     doc = {"root": state.root, "vars_file": state.vars_file, "services": {n: i.as_dict() for n, i in state.services.items()}}
     _write_private(_state_file(root), json.dumps(doc, indent=2))
-    _write_private(Path(state.vars_file), yaml.safe_dump(state.vars(), sort_keys=True))
+    # Offered, not imposed: each plan takes the services' URLs it declares (see plan.loader).
+    offered = {OFFERED_MARK: "offered", **state.vars()}
+    _write_private(Path(state.vars_file), yaml.safe_dump(offered, sort_keys=True))
 
 
 def _write_private(path: Path, text: str) -> None:
