@@ -141,6 +141,7 @@ def test_a_malformed_env_name_is_refused(tmp_path, env):
         ("long_id.yaml", ["long_id.yaml:4", "64 characters"]),
         ("dotted_id.yaml", ["dotted_id.yaml:4", "could not be referenced"]),
         ("version_true.yaml", ["version_true.yaml:1", "atomicops: 1"]),
+        ("sql_injection.yaml", ["sql_injection.yaml:10", "SQL injection", "params", "ident"]),
     ],
 )
 def test_refused_at_validate_not_at_run_time(tmp_path, name, needles):

@@ -280,7 +280,8 @@ def _vars_applied(ctx: _Ctx, action: Mapping[str, Any]) -> Any:
 
     def whole(value: Any) -> Any:
         if isinstance(value, Mapping):
-            return {k: whole(v) for k, v in value.items()}
+            # SQL text is checked as written: a reference in it is refused (actions/sql.py).
+            return {k: v if k == "sql" else whole(v) for k, v in value.items()}
         if isinstance(value, list):
             return [whole(v) for v in value]
         if isinstance(value, str) and refs.is_whole_reference(value):
