@@ -77,7 +77,7 @@ def apply(
     selected = _select(loaded, phase, list(targets))
     store = _store(state)
     start = {
-        "plan": p.model_dump(mode="json"),
+        "plan": p.model_dump(),  # the journal encodes what JSON lacks (bytes)
         "plan_file": os.path.abspath(loaded.file),
         "base_dir": loaded.base_dir,
         "options": {"phase": phase, "targets": list(targets), "on_failure": on_failure},

@@ -155,3 +155,28 @@ def test_retry_on_unquoted_means_what_it_says(tmp_path):
 
     loaded = api.validate(DATA / "retry_on_unquoted.yaml")
     assert loaded.plan.operations[0].steps[0].retry.on == "any"
+
+
+# --------------------------------------------------------------------------- binary values
+
+
+def test_binary_values_apply_are_journalled_and_roll_back(tmp_path, moto_endpoint):
+    import uuid
+
+    import boto3
+
+    bucket = f"atomicops-binary-{uuid.uuid4().hex[:8]}"
+    args = ["--var", f"aws_endpoint={moto_endpoint}", "--var", f"bucket={bucket}"]
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=moto_endpoint)
+    body = lambda: s3.get_object(Bucket=bucket, Key="blob")["Body"].read()  # noqa: E731
+
+    applied = cli("apply", str(DATA / "binary_value.yaml"), *args, cwd=tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    assert body() == b"\x89PNG\r\n\x1a\nnew\xfe"
+    # The undo of `replace` comes from the journal: the old bytes, exactly.
+    undone = cli("rollback", "--target", "replace", cwd=tmp_path)
+    assert undone.returncode == 0, undone.stderr
+    assert body() == b"\xff\xd8\xff\xe0old\x00"
+    rest = cli("rollback", cwd=tmp_path)
+    assert rest.returncode == 0, rest.stderr
+    assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]

@@ -9,7 +9,6 @@ operation it applied is undone in reverse dependency order (unless asked to keep
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import time
 import uuid
@@ -25,6 +24,7 @@ from atomicops.engine.run import Run
 from atomicops.engine.runtime import Runtime
 from atomicops.errors import ActionError, AtomicOpsError, ExpectFailed, StepFailed, UndoFailed
 from atomicops.graph import walk
+from atomicops.journal.sqlite import to_json
 from atomicops.journal.state import EnvState, StepState
 from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Operation, Step
@@ -46,7 +46,7 @@ PROGRESS_EVERY = 2.0  # seconds between journalled progress reports without a ma
 
 def fingerprint(op: Operation) -> str:
     """Identifies an operation's definition (vars applied), to tell when the plan changed."""
-    text = json.dumps(op.model_dump(mode="json"), sort_keys=True)
+    text = to_json(op.model_dump())  # as journalled: a !!binary value is not UTF-8 text
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -12,6 +12,7 @@ log and an edited log is a lie about what was done to the environment.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -128,7 +129,7 @@ class SqliteStore:
         data: dict[str, Any] | None = None,
         fence: int | None = None,
     ) -> Event:
-        text = json.dumps(data or {}, sort_keys=True, default=str)
+        text = to_json(data or {})
         with self._connection() as conn:
             # Stamped under the mutex so that, within a process, ts never goes back as seq rises.
             ts = time.time()
@@ -152,7 +153,7 @@ class SqliteStore:
         assert seq is not None
         # Return what a reader will get back (JSON round trip), not the caller's objects, so
         # the engine never acts on a value the journal could not reproduce after a crash.
-        return Event(seq, env, run_id, ts, type, op, step, json.loads(text))
+        return Event(seq, env, run_id, ts, type, op, step, from_json(text))
 
     def events(self, env: str, *, after: int = 0) -> list[Event]:
         with self._connection() as conn:
@@ -318,7 +319,7 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
 
 def _event(row: tuple[Any, ...]) -> Event:
     seq, env, run_id, ts, type_, op, step, data = row
-    return Event(seq, env, run_id, ts, type_, op, step, json.loads(data))
+    return Event(seq, env, run_id, ts, type_, op, step, from_json(data))
 
 
 def _read_lock(conn: sqlite3.Connection, env: str) -> LockHolder | None:
@@ -358,3 +359,29 @@ def _same_holder(current: LockHolder, holder: LockHolder) -> bool:
     if current.lock_id == holder.lock_id:
         return True
     return (current.host, current.pid, current.run_id) == (holder.host, holder.pid, holder.run_id)
+
+
+# Binary values (a Lambda ZipFile, an S3 Body written `!!binary` in a plan) are kept as
+# {"$bytes": base64} and read back as bytes, so an undo or a resume gets the very bytes.
+_BYTES = "$bytes"
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return {_BYTES: base64.b64encode(value).decode("ascii")}
+    return str(value)
+
+
+def _decode(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and isinstance(obj.get(_BYTES), str):
+        return base64.b64decode(obj[_BYTES])
+    return obj
+
+
+def to_json(data: Any) -> str:
+    """The journal's JSON text of ``data``: bytes encoded, other unknown types as text."""
+    return json.dumps(data, sort_keys=True, default=_encode)
+
+
+def from_json(text: str) -> Any:
+    return json.loads(text, object_hook=_decode)
