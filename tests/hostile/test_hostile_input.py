@@ -142,11 +142,20 @@ def test_a_malformed_env_name_is_refused(tmp_path, env):
         ("dotted_id.yaml", ["dotted_id.yaml:4", "could not be referenced"]),
         ("version_true.yaml", ["version_true.yaml:1", "atomicops: 1"]),
         ("sql_injection.yaml", ["sql_injection.yaml:10", "SQL injection", "params", "ident"]),
+        ("sql_file_escape.yaml", ["sql_file_escape.yaml:10", "outside the plan's directory", "outside_plan_dir: true"]),
+        ("call_outside.yaml", ["call_outside.yaml:6", "'os' is not in the plan's directory"]),
     ],
 )
 def test_refused_at_validate_not_at_run_time(tmp_path, name, needles):
     res = cli("apply", plan(tmp_path, name), cwd=tmp_path)
     refused(res, tmp_path, *needles)
+
+
+def test_a_call_outside_the_plan_directory_runs_when_the_action_says_so(tmp_path):
+    text = (DATA / "call_outside.yaml").read_text()
+    (tmp_path / "p.yaml").write_text(text.replace('"os:getcwd"}', '"builtins:callable", outside_plan_dir: true}'))
+    res = cli("apply", "p.yaml", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
 
 
 def test_retry_on_unquoted_means_what_it_says(tmp_path):

@@ -87,6 +87,7 @@ from atomicops.actions.sql_connection import (  # noqa: F401 - names the handle'
     translate_error,
 )
 from atomicops.errors import ActionError
+from atomicops.plan import confine
 from atomicops.plan.refs import is_reference
 
 MAX_ROWS = 10_000
@@ -535,6 +536,7 @@ class SqlFileKind(SqlKind):
     """``sql_file: path/to/file.sql`` (relative to the plan's directory), otherwise as ``sql``."""
 
     key = "sql_file"
+    extra_keys = SqlKind.extra_keys | {confine.OPT_OUT}
 
     def _check_source(self, action: Mapping[str, Any], params: Any) -> Iterator[CheckIssue]:
         # The file is read at run time (the plan's directory is not known to static checks).
@@ -546,6 +548,8 @@ class SqlFileKind(SqlKind):
         name = action.get(self.key)
         if not isinstance(name, str) or not name.strip():
             raise ActionError(KIND, "sql_file must be a path to a .sql file", code="InvalidAction")
+        if action.get(confine.OPT_OUT) is not True and not confine.within(ctx.base_dir, name):
+            raise ActionError(KIND, f"sql_file {name} is outside the plan's directory; {confine.HINT}", code="InvalidAction")
         path = Path(ctx.base_dir) / name
         try:
             text = path.read_text(encoding="utf-8")

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from atomicops.errors import PlanInvalid, Problem, UsageError
 from atomicops.graph import Graph
+from atomicops.plan import confine
 from atomicops.plan.model import Operation, Plan
 from atomicops.plan.source import SourceMap, format_path, load_yaml, read_source
 
@@ -168,14 +169,16 @@ def load_plan(
 
     from atomicops.plan.validate import validate_plan  # the semantic pass
 
+    base_dir = str(FsPath(file).parent.resolve())
     problems, deps = validate_plan(plan, raw, smap)
+    problems += confine.problems(raw, base_dir, smap)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise PlanInvalid(problems)
     return LoadedPlan(
         plan=plan,
         file=file,
-        base_dir=str(FsPath(file).parent.resolve()),
+        base_dir=base_dir,
         source=smap,
         deps=deps,
         warnings=[p for p in problems if p.severity == "warning"],
