@@ -8,9 +8,13 @@ import resource
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import boto3
 import pytest
+
+from atomicops import api
 
 DATA = Path(__file__).parent / "input"
 MEMORY_CAP = 1536 << 20  # a regression that expands a bomb fails on memory, not the machine
@@ -160,8 +164,6 @@ def test_a_call_outside_the_plan_directory_runs_when_the_action_says_so(tmp_path
 
 def test_retry_on_unquoted_means_what_it_says(tmp_path):
     # YAML 1.1 reads a bare `on` as true; as a mapping key it stays the word written.
-    from atomicops import api
-
     loaded = api.validate(DATA / "retry_on_unquoted.yaml")
     assert loaded.plan.operations[0].steps[0].retry.on == "any"
 
@@ -170,14 +172,10 @@ def test_retry_on_unquoted_means_what_it_says(tmp_path):
 
 
 def test_binary_values_apply_are_journalled_and_roll_back(tmp_path, moto_endpoint):
-    import uuid
-
-    import boto3
-
     bucket = f"atomicops-binary-{uuid.uuid4().hex[:8]}"
     args = ["--var", f"aws_endpoint={moto_endpoint}", "--var", f"bucket={bucket}"]
     s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=moto_endpoint)
-    body = lambda: s3.get_object(Bucket=bucket, Key="blob")["Body"].read()  # noqa: E731
+    body = lambda: s3.get_object(Bucket=bucket, Key="blob")["Body"].read()
 
     applied = cli("apply", str(DATA / "binary_value.yaml"), *args, cwd=tmp_path)
     assert applied.returncode == 0, applied.stderr
@@ -189,3 +187,9 @@ def test_binary_values_apply_are_journalled_and_roll_back(tmp_path, moto_endpoin
     rest = cli("rollback", cwd=tmp_path)
     assert rest.returncode == 0, rest.stderr
     assert bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+
+
+def test_inventory_takes_an_offered_vars_file_for_a_plan_that_declares_less(tmp_path):
+    (tmp_path / "v.yaml").write_text("atomicops.vars: offered\nregion: us-east-1\nnats_url: null\n")
+    res = cli("inventory", "--plan", plan(tmp_path, "vars.yaml"), "--vars-file", "v.yaml", "--no-aws", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
