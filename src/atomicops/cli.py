@@ -515,7 +515,7 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
     where: dict[str, Any] = {}
     for vf in vars_files:
         where.update(read_vars_file(vf).values)
-    services = rehearsal.aws_services(api.validate(plan, vars=where).plan) if plan else None
+    services = rehearsal.aws_services(api.validate(plan, offered_vars=where).plan) if plan else None
     if where.get("aws_endpoint"):
         os.environ.update(sandbox.aws_env())
     taken = inventory.take(
