@@ -131,6 +131,7 @@ def test_up_twice_status_and_down(workdir: Path) -> None:
     vars_file = Path(first["vars_file"])
     assert vars_file == root / "vars.yaml"
     plan_vars = yaml.safe_load(vars_file.read_text())
+    assert plan_vars.pop("atomicops.vars") == "offered"  # each plan takes the vars it declares
     assert set(plan_vars) == {"aws_endpoint", "database_url", "nats_url", "region"}
     assert plan_vars["region"] == "us-east-1"
     assert plan_vars == first["vars"]
@@ -150,7 +151,7 @@ def test_up_twice_status_and_down(workdir: Path) -> None:
         n: p.pid for n, p in procs.items()
     }
     assert second["start_seconds"] == {}, "the second up started something"
-    assert yaml.safe_load(vars_file.read_text()) == plan_vars
+    assert yaml.safe_load(vars_file.read_text()) == {"atomicops.vars": "offered", **plan_vars}
     assert recorded(root) == state
     assert all(p.running() for p in procs.values())
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import jmespath
 import psycopg
+import psycopg.sql
 import pytest
 from fixtures_postgres import database_url
 
@@ -412,6 +413,14 @@ def test_transaction_control_in_the_text_is_refused(run: Run, pg_database: str) 
         ({"sql": "BEGIN; SELECT 1; COMMIT"}, "one transaction"),
         ({"sql": "SELECT 1", "database": ""}, "name of a database"),
         ({"sql": "SELECT 1", "connection": 5}, "name of a plan connection"),
+        ({"sql": "SELECT * FROM t WHERE name = '${vars.name}'"}, "SQL injection"),
+        ({"sql": "${vars.query}"}, "SQL injection"),
+        ({"sql": "SELECT %(a)s FROM ${ops.db.table}", "params": {"a": 1}}, "SQL injection"),
+        ({"sql": "SELECT * FROM {tabel}", "ident": {"table": "t"}}, "ident has no 'tabel'"),
+        ({"sql": "SELECT * FROM t", "ident": {"table": "t"}}, "not used"),
+        ({"sql": "SELECT * FROM {t}", "ident": {"t": "${secrets.pw}"}}, "a secret cannot be an identifier"),
+        ({"sql": "SELECT * FROM {t}", "ident": {"t": 3}}, "non-empty string"),
+        ({"sql": "SELECT '}' FROM {t}", "ident": {"t": "x"}}, "literal brace"),
     ],
 )
 def test_check_reports(action: dict[str, Any], expected: str) -> None:
@@ -426,9 +435,9 @@ def test_check_reports(action: dict[str, Any], expected: str) -> None:
         {"sql": "SELECT 'a%'"},  # no params: the text is sent as written
         {"sql": "SELECT %(a)s", "params": "${vars.params}"},  # known only at run time
         {"sql": "SELECT %(a)s", "params": {"a": "${ops.x.y}"}},
-        {"sql": "${vars.query}"},
         {"sql": "SELECT %(a)s::uuid, %(a)s", "params": {"a": 1}, "database": "${vars.db}"},
         {"sql": "CREATE DATABASE mistersmith"},
+        {"sql": "SELECT '{{}}' FROM {t} WHERE a = %(a)s", "ident": {"t": ["s", "${vars.t}"]}, "params": {"a": 1}},
         {"sql": "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END"},
         {"sql_file": "sql/schema.sql", "params": {}},
     ],
@@ -446,3 +455,13 @@ def test_check_connection() -> None:
     assert any("did you mean 'dsn'" in m for m in messages)
     assert any("needs dsn" in m for m in messages)
     assert any("connect_timeout must be a positive" in m for m in messages)
+
+
+def test_ident_quotes_a_name_that_would_be_injection_as_text(run: Run, pg_database: str) -> None:
+    hostile = 'x" (n int); CREATE TABLE planted (n int); --'
+    run({"sql": "CREATE TABLE {t} (id int)", "ident": {"t": hostile}})
+    run({"sql": "INSERT INTO {t} (id) VALUES (%(id)s)", "ident": {"t": hostile}, "params": {"id": 7}})
+    assert query(pg_database, "SELECT to_regclass('planted') IS NULL") == [(True,)]
+    assert query(pg_database, psycopg.sql.SQL("SELECT id FROM {}").format(psycopg.sql.Identifier(hostile))) == [(7,)]
+    run({"sql": "DROP TABLE {t}", "ident": {"t": ["public", hostile]}})
+    assert query(pg_database, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == [(0,)]

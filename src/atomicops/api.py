@@ -43,9 +43,13 @@ def validate(
     *,
     vars: Mapping[str, Any] | None = None,
     vars_files: Sequence[str] = (),
+    offered_vars: Mapping[str, Any] | None = None,
 ) -> LoadedPlan:
-    """Load and check a plan completely; raise PlanInvalid listing every problem."""
-    return load_plan(plan, var_overrides=vars, vars_files=vars_files)
+    """Load and check a plan completely; raise PlanInvalid listing every problem.
+
+    ``offered_vars`` set the vars the plan declares and are passed over otherwise (a
+    sandbox's URLs); ``vars`` and ``vars_files`` may only set declared vars."""
+    return load_plan(plan, var_overrides=vars, vars_files=vars_files, offered_vars=offered_vars)
 
 
 def _loaded(plan: Any, vars: Mapping[str, Any] | None, vars_files: Sequence[str]) -> LoadedPlan:
@@ -82,7 +86,7 @@ def apply(
     selected = _select(loaded, phase, list(targets))
     store = _store(state)
     start = {
-        "plan": p.model_dump(mode="json"),
+        "plan": p.model_dump(),  # the journal encodes what JSON lacks (bytes)
         "plan_file": os.path.abspath(loaded.file),
         "base_dir": loaded.base_dir,
         "options": {"phase": phase, "targets": list(targets), "on_failure": on_failure},

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -39,6 +40,7 @@ from atomicops.errors import (
 )
 from atomicops.journal.store import Event
 from atomicops.plan.loader import parse_var, read_vars_file
+from atomicops.plan.model import ID_MAX, ID_PATTERN
 from atomicops.plan.picture import to_dot, to_mermaid
 
 # No emoji codes: `:x:` in a name or an output is text. Data goes into markup through _data.
@@ -98,10 +100,21 @@ def _short(v: Any) -> str:
     return clipping.head(process_redactor().text(text), 40)  # masked first: a cut hides no fragment
 
 
+def _env_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An environment name goes into ``${step.key}`` (``<env>/<op>/<step>``, an AWS tag
+    value) and the journal: the same characters and length as an operation id."""
+    if not re.fullmatch(ID_PATTERN, value) or len(value) > ID_MAX:
+        raise click.BadParameter(
+            f"{value!r}: an environment name is 1 to {ID_MAX} letters, digits, '.', '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
 def common(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--env, --state, --json and --debug on every command, and typed errors -> exit codes."""
 
-    @click.option("--env", "env", default="default", envvar="ATOMICOPS_ENV", show_default=True,
+    @click.option("--env", "env", default="default", envvar="ATOMICOPS_ENV", show_default=True, callback=_env_name,
                   help="Environment: a named target with its own journal state and lock.")
     @click.option("--state", "state", default=None, envvar="ATOMICOPS_STATE",
                   help="Journal store: a path or sqlite:///path (default .atomicops/journal.db).")
@@ -215,7 +228,10 @@ def plan_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--vars-file", "vars_files", multiple=True, type=click.Path(), help="YAML file of var overrides (repeatable).")
     @functools.wraps(fn)
     def wrapper(*args: Any, var: tuple[str, ...], **kwargs: Any) -> Any:
-        kwargs["vars"] = dict(parse_var(v) for v in var)
+        try:
+            kwargs["vars"] = dict(parse_var(v) for v in var)
+        except UsageError as exc:  # parsed before `common` wraps the command: let click report it
+            raise click.BadParameter(str(exc), param_hint="--var") from None
         return fn(*args, **kwargs)
 
     return wrapper
@@ -632,8 +648,8 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
     JetStream streams (messages, last sequence)."""
     where: dict[str, Any] = {}
     for vf in vars_files:
-        where.update(read_vars_file(vf))
-    services = rehearsal.aws_services(api.validate(plan, vars=where).plan) if plan else None
+        where.update(read_vars_file(vf).values)
+    services = rehearsal.aws_services(api.validate(plan, offered_vars=where).plan) if plan else None
     if where.get("aws_endpoint"):
         os.environ.update(sandbox.aws_env())
     taken = inventory.take(

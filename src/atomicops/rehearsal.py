@@ -163,12 +163,12 @@ def rehearse(
     report = RehearsalReport(plan=str(plan))
     report.timings["sandbox_up"] = round(time.monotonic() - t0, 2)
     try:
-        loaded: LoadedPlan = api.validate(plan, vars={**sb.vars(), **(vars or {})}, vars_files=vars_files)
+        loaded: LoadedPlan = api.validate(plan, vars=vars, vars_files=vars_files, offered_vars=sb.vars())
         if loaded.plan.rehearsal and loaded.plan.rehearsal.setup:
             t0 = time.monotonic()
             local = run_setup(loaded, progress)
             report.timings["setup"] = round(time.monotonic() - t0, 2)
-            loaded = api.validate(plan, vars={**sb.vars(), **local, **(vars or {})}, vars_files=vars_files)
+            loaded = api.validate(plan, vars=vars, vars_files=vars_files, offered_vars={**sb.vars(), **local})
         p = loaded.plan
         report.plan = p.name
         report.operations = len(p.operations)

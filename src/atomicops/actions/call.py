@@ -23,6 +23,7 @@ from typing import Any
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
 from atomicops.actions.registry import register
 from atomicops.errors import ActionError
+from atomicops.plan import confine
 
 _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
@@ -30,7 +31,7 @@ _TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 @register
 class CallKind(ActionKind):
     key = "call"
-    extra_keys = frozenset({"args"})
+    extra_keys = frozenset({"args", confine.OPT_OUT})
 
     def check(self, action: Mapping[str, Any]) -> Iterable[CheckIssue]:
         target = action.get("call")
@@ -43,7 +44,12 @@ class CallKind(ActionKind):
             yield CheckIssue(("args",), "args maps parameter names to values")
 
     def execute(self, action: Mapping[str, Any], ctx: ActionContext) -> Any:
-        fn = resolve_target(str(action["call"]), ctx.base_dir)
+        target = str(action["call"])
+        if action.get(confine.OPT_OUT) is not True and not confine.module_beside(ctx.base_dir, target):
+            raise ActionError(
+                "call", f"{target}: the module is not in the plan's directory; {confine.HINT}", code="OutsidePlanDir"
+            )
+        fn = resolve_target(target, ctx.base_dir)
         return fn(ctx, **dict(action.get("args") or {}))
 
     def describe(self, action: Mapping[str, Any]) -> str:

@@ -10,7 +10,18 @@ outputs: {agent_id: "rows[0].id"}
 undo: {sql: "DELETE FROM core.agents WHERE id = %(id)s", params: {id: "${self.agent_id}"}}
 
 do: {sql_file: sql/schema.sql, database: mistersmith}   # relative to the plan's directory
+
+do:   # a name that comes from a var: an identifier, quoted by psycopg's sql.Identifier
+  sql: "CREATE TABLE {table} (id serial PRIMARY KEY)"
+  ident: {table: "crash_${vars.suffix}"}             # or [schema, table] for schema.table
 ```
+
+**No references in SQL text.** ``${...}`` inside ``sql:`` would be formatted into the text
+unquoted: a var holding ``x'); DROP TABLE ...`` is SQL injection, and validate could not
+see the statement that would run. So the text is refused if it holds one: values go in
+``params`` (bound, never formatted), names in ``ident`` (written ``{name}`` in the text,
+quoted as identifiers; with ``ident`` a literal brace is written ``{{`` or ``}}``). A
+secret is never an identifier.
 
 Result: ``{"rows": [{column: value}, ...], "rowcount": N}`` from the last statement that
 returned rows (``SELECT``, ``... RETURNING``); when none did, ``rows`` is ``[]`` and
@@ -52,11 +63,13 @@ from __future__ import annotations
 import contextlib
 import difflib
 import re
+import string
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.sql
 from psycopg.conninfo import conninfo_to_dict
 
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
@@ -74,6 +87,7 @@ from atomicops.actions.sql_connection import (  # noqa: F401 - names the handle'
     translate_error,
 )
 from atomicops.errors import ActionError
+from atomicops.plan import confine
 from atomicops.plan.refs import is_reference
 
 MAX_ROWS = 10_000
@@ -267,6 +281,42 @@ def _placeholder_issues(
         yield CheckIssue(("params",), f"the SQL uses %({name})s but params has no {name!r}{also}")
 
 
+def _ident_issues(text: str, ident: Any) -> Iterator[CheckIssue]:
+    """``{name}`` fields of the text against ``ident``, read as psycopg's sql.SQL.format will."""
+    if ident is None:
+        return
+    if not isinstance(ident, Mapping) or not ident:
+        yield CheckIssue(("ident",), "ident maps {name} fields of the text to identifiers (a string, or [schema, name])")
+        return
+    for name, value in ident.items():
+        parts = value if isinstance(value, list) else [value]
+        if not parts or not all(isinstance(v, str) and v for v in parts):
+            yield CheckIssue(("ident", name), "an identifier is a non-empty string, or a list of them for schema.name")
+        elif any("${secrets." in v.replace(" ", "") for v in parts):
+            yield CheckIssue(("ident", name), "a secret cannot be an identifier: SQL text is logged and journalled")
+    try:
+        fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+    except ValueError as exc:
+        yield CheckIssue(("sql",), f"with ident, the text's braces are fields: {exc} (write a literal brace as {{{{ or }}}})")
+        return
+    for name in sorted(fields - {str(k) for k in ident}):
+        yield CheckIssue(("sql",), f"the SQL uses {{{name}}} but ident has no {name!r}")
+    for name in sorted({str(k) for k in ident} - fields):
+        yield CheckIssue(("ident", name), f"ident {name!r} is not used: write {{{name}}} in the SQL")
+
+
+def _identifiers(ident: Any) -> dict[str, psycopg.sql.Identifier]:
+    if not isinstance(ident, Mapping):
+        raise ActionError(KIND, "ident must map names to identifiers", code="InvalidAction")
+    out = {}
+    for name, value in ident.items():
+        parts = value if isinstance(value, list) else [value]
+        if not parts or not all(isinstance(v, str) and v for v in parts):
+            raise ActionError(KIND, f"ident {name!r} is not an identifier (a string, or [schema, name])", code="InvalidAction")
+        out[str(name)] = psycopg.sql.Identifier(*parts)
+    return out
+
+
 def _text_issues(text: str, params: Any, path: tuple[str | int, ...]) -> Iterator[CheckIssue]:
     statements = split_statements(text)
     if not statements:
@@ -326,7 +376,7 @@ class SqlKind(ActionKind):
     """``sql: "..."`` + ``params`` (+ ``connection``, + ``database``)."""
 
     key = "sql"
-    extra_keys = frozenset({"params", "connection", "database"})
+    extra_keys = frozenset({"params", "connection", "database", "ident"})
     connection_kind = "postgres"
 
     # -- connections
@@ -373,8 +423,15 @@ class SqlKind(ActionKind):
         text = action.get(self.key)
         if not isinstance(text, str) or not text.strip():
             yield CheckIssue((self.key,), "sql must be a non-empty string of SQL")
-        elif not is_reference(text):
+        elif is_reference(text):
+            yield CheckIssue(
+                (self.key,),
+                "a ${...} reference in SQL text is formatted into it unquoted (SQL injection): "
+                "pass values in `params` as %(name)s, names in `ident` as {name}",
+            )
+        else:
             yield from _text_issues(text, params, (self.key,))
+            yield from _ident_issues(text, action.get("ident"))
 
     # -- execution
 
@@ -414,14 +471,18 @@ class SqlKind(ActionKind):
         handle: PostgresConnection = ctx.connections.get(self, action.get("connection"))
         if autocommit:
             handle.close_idle()
+        query: str | psycopg.sql.Composed = text
+        if action.get("ident") is not None:
+            query = psycopg.sql.SQL(text).format(**_identifiers(action["ident"]))  # type: ignore[arg-type]
         with handle.session(database, autocommit=autocommit) as conn:
-            return self._run(conn, handle, text, params, database, ctx)
+            return self._run(conn, handle, text, query, params, database, ctx)
 
     def _run(
         self,
         conn: psycopg.Connection[Any],
         handle: PostgresConnection,
         text: str,
+        query: str | psycopg.sql.Composed,
         params: Mapping[str, Any],
         database: str | None,
         ctx: ActionContext,
@@ -446,7 +507,7 @@ class SqlKind(ActionKind):
                     )
                 # No params: simple protocol, any number of statements. Params: one
                 # statement, values bound server side (psycopg's %(name)s).
-                cursor.execute(text, bind(params) if params else None)
+                cursor.execute(query, bind(params) if params else None)
                 result = _collect(cursor)
         except psycopg.Error as exc:
             error = fail(exc)
@@ -475,6 +536,7 @@ class SqlFileKind(SqlKind):
     """``sql_file: path/to/file.sql`` (relative to the plan's directory), otherwise as ``sql``."""
 
     key = "sql_file"
+    extra_keys = SqlKind.extra_keys | {confine.OPT_OUT}
 
     def _check_source(self, action: Mapping[str, Any], params: Any) -> Iterator[CheckIssue]:
         # The file is read at run time (the plan's directory is not known to static checks).
@@ -486,6 +548,8 @@ class SqlFileKind(SqlKind):
         name = action.get(self.key)
         if not isinstance(name, str) or not name.strip():
             raise ActionError(KIND, "sql_file must be a path to a .sql file", code="InvalidAction")
+        if action.get(confine.OPT_OUT) is not True and not confine.within(ctx.base_dir, name):
+            raise ActionError(KIND, f"sql_file {name} is outside the plan's directory; {confine.HINT}", code="InvalidAction")
         path = Path(ctx.base_dir) / name
         try:
             text = path.read_text(encoding="utf-8")

@@ -22,6 +22,7 @@ forget what the environment holds and run it all again).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -135,7 +136,7 @@ class SqliteStore:
         data: dict[str, Any] | None = None,
         fence: int,
     ) -> Event:
-        text = json.dumps(data or {}, sort_keys=True, default=str)
+        text = to_json(data or {})
         # One write transaction (committed and, with synchronous=FULL, fsynced when it ends)
         # for the fence check, the previous link of the chain and the insert: no new holder
         # can take the lock, and no other append can slip in, between them.
@@ -154,7 +155,7 @@ class SqliteStore:
         assert seq is not None
         # Return what a reader will get back (JSON round trip), not the caller's objects, so
         # the engine never acts on a value the journal could not reproduce after a crash.
-        return Event(seq, env, run_id, ts, type, op, step, json.loads(text))
+        return Event(seq, env, run_id, ts, type, op, step, from_json(text))
 
     def events(self, env: str, *, after: int = 0) -> list[Event]:
         with self._connection() as conn:
@@ -525,7 +526,7 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
 
 def _event(row: tuple[Any, ...]) -> Event:
     seq, env, run_id, ts, type_, op, step, data = row
-    return Event(seq, env, run_id, ts, type_, op, step, json.loads(data))
+    return Event(seq, env, run_id, ts, type_, op, step, from_json(data))
 
 
 def _read_lock(conn: sqlite3.Connection, env: str) -> LockHolder | None:
@@ -574,3 +575,29 @@ def _same_holder(current: LockHolder, holder: LockHolder) -> bool:
     if current.lock_id == holder.lock_id:
         return True
     return (current.host, current.pid, current.run_id) == (holder.host, holder.pid, holder.run_id)
+
+
+# Binary values (a Lambda ZipFile, an S3 Body written `!!binary` in a plan) are kept as
+# {"$bytes": base64} and read back as bytes, so an undo or a resume gets the very bytes.
+_BYTES = "$bytes"
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        return {_BYTES: base64.b64encode(value).decode("ascii")}
+    return str(value)
+
+
+def _decode(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and isinstance(obj.get(_BYTES), str):
+        return base64.b64decode(obj[_BYTES])
+    return obj
+
+
+def to_json(data: Any) -> str:
+    """The journal's JSON text of ``data``: bytes encoded, other unknown types as text."""
+    return json.dumps(data, sort_keys=True, default=_encode)
+
+
+def from_json(text: str) -> Any:
+    return json.loads(text, object_hook=_decode)

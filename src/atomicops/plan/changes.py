@@ -9,12 +9,12 @@ the operation starts; ``plan`` compares it with the plan's now, field by field.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from atomicops.errors import AtomicOpsError
+from atomicops.journal.sqlite import from_json, to_json
 from atomicops.plan import refs
 from atomicops.plan.model import Operation
 
@@ -28,13 +28,15 @@ def definition(op: Operation, vars: Mapping[str, Any]) -> dict[str, Any]:
         except AtomicOpsError:
             raise refs.Keep from None  # reported by validation, or when the step runs
 
-    resolved: dict[str, Any] = refs.resolve(op.model_dump(mode="json"), look)
+    # As the journal will hold it: JSON's shapes, with a !!binary value kept as bytes (pydantic's
+    # JSON mode would decode it as UTF-8 text and fail).
+    resolved: dict[str, Any] = refs.resolve(from_json(to_json(op.model_dump())), look)
     return resolved
 
 
 def fingerprint(op: Operation, vars: Mapping[str, Any]) -> str:
     """Identifies an operation's definition, to tell when the plan changed since it ran."""
-    text = json.dumps(definition(op, vars), sort_keys=True, default=str)
+    text = to_json(definition(op, vars))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -21,8 +21,9 @@ from pydantic import BaseModel, ValidationError
 
 from atomicops.errors import PlanInvalid, Problem, UsageError
 from atomicops.graph import Graph
+from atomicops.plan import confine
 from atomicops.plan.model import Operation, Plan
-from atomicops.plan.source import SourceMap, format_path, load_yaml
+from atomicops.plan.source import SourceMap, format_path, load_yaml, read_source
 
 
 @dataclass
@@ -68,9 +69,9 @@ def loaded_from_journal(snapshot: Mapping[str, Any], *, file: str | None, base_d
 
 def parse_var(assignment: str) -> tuple[str, Any]:
     """``k=v`` from the command line; ``v`` is read as a YAML scalar (``--var n=3`` is 3)."""
-    if "=" not in assignment:
+    name, eq, raw = assignment.partition("=")
+    if not eq or not name.strip():
         raise UsageError(f"--var takes NAME=VALUE, got {assignment!r}")
-    name, raw = assignment.split("=", 1)
     try:
         value = yaml.safe_load(raw) if raw else ""
     except yaml.YAMLError:
@@ -78,17 +79,69 @@ def parse_var(assignment: str) -> tuple[str, Any]:
     return name.strip(), value
 
 
-def read_vars_file(path: str) -> dict[str, Any]:
-    try:
-        text = FsPath(path).read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read vars file {path}: {exc.strerror}") from None
-    data, _ = load_yaml(text, path)
+OFFERED_MARK = "atomicops.vars"
+"""A vars file holding ``atomicops.vars: offered`` offers its values: a plan takes those it
+declares and passes over the rest. ``atomicops sandbox up`` writes its vars file so, since one
+sandbox serves plans that each use some of its services. (A dot can never be in a var name.)"""
+
+
+@dataclass
+class VarsFile:
+    path: str
+    values: dict[str, Any]
+    source: SourceMap
+    offered: bool = False
+
+
+def read_vars_file(path: str) -> VarsFile:
+    data, smap = load_yaml(read_source(path, "vars file"), path)
     if data is None:
-        return {}
+        return VarsFile(path, {}, smap)
     if not isinstance(data, dict):
-        raise PlanInvalid([Problem("a vars file must be a mapping", file=path, line=1)])
-    return data
+        raise PlanInvalid([Problem("a vars file must be a mapping of var name to value", file=path, line=smap.line(()))])
+    mark = data.pop(OFFERED_MARK, None)
+    if mark not in (None, "offered"):
+        raise PlanInvalid([Problem(f"{OFFERED_MARK} can only be `offered`", file=path, line=smap.line((OFFERED_MARK,)))])
+    return VarsFile(path, data, smap, offered=mark == "offered")
+
+
+def _overrides(
+    declared: Mapping[str, Any],
+    plan_file: str,
+    smap: SourceMap,
+    vars_files: Sequence[str],
+    var_overrides: Mapping[str, Any],
+    offered_vars: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The values given for the plan's vars, by precedence: offered values (the rehearsal's
+    sandbox), then vars files in order, then ``--var``. A var the plan does not declare is
+    refused, with its file and line: a misspelt ``--var regoin=...`` must not run against
+    the default region. Only offered values may name vars the plan does not use."""
+    problems: list[Problem] = []
+    out = {k: v for k, v in offered_vars.items() if k in declared}
+
+    def undeclared(name: Any) -> str:
+        return f"the plan declares no var {name!r}{_suggest(str(name), declared)}; declare it under `vars:` in {plan_file}"
+
+    for vf in (read_vars_file(f) for f in vars_files):
+        for name, value in vf.values.items():
+            if name in declared:
+                out[name] = value
+            elif not vf.offered:
+                problems.append(Problem(undeclared(name), file=vf.path, line=vf.source.line((name,)), key=str(name)))
+    for name, value in var_overrides.items():
+        if name in declared:
+            out[name] = value
+        else:
+            problems.append(Problem(f"--var {name}: {undeclared(name)}", file=plan_file, line=smap.line(("vars",)), key=f"vars.{name}"))
+    if problems:
+        raise PlanInvalid(problems)
+    return out
+
+
+def _suggest(name: str, options: Iterable[Any]) -> str:
+    close = difflib.get_close_matches(name, [str(o) for o in options], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def load_plan(
@@ -96,22 +149,18 @@ def load_plan(
     *,
     var_overrides: Mapping[str, Any] | None = None,
     vars_files: Sequence[str] = (),
+    offered_vars: Mapping[str, Any] | None = None,
 ) -> LoadedPlan:
+    """``offered_vars`` set the vars the plan declares and are passed over otherwise."""
     file = _plan_file(path)
-    try:
-        text = FsPath(file).read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read plan {file}: {exc.strerror}") from None
-    raw, smap = load_yaml(text, file)
+    raw, smap = load_yaml(read_source(file, "plan"), file)
     if not isinstance(raw, dict):
         raise PlanInvalid([Problem("a plan must be a YAML mapping", file=file, line=1)])
-    overrides: dict[str, Any] = {}
-    for vf in vars_files:
-        overrides.update(read_vars_file(vf))
-    overrides.update(var_overrides or {})
+    base = raw.get("vars")
+    declared = base if isinstance(base, dict) else {}
+    overrides = _overrides(declared, file, smap, vars_files, var_overrides or {}, offered_vars or {})
     if overrides:
-        base = raw.get("vars")
-        raw["vars"] = {**(base if isinstance(base, dict) else {}), **overrides}
+        raw["vars"] = {**declared, **overrides}
 
     try:
         plan = Plan.model_validate(raw)
@@ -120,14 +169,16 @@ def load_plan(
 
     from atomicops.plan.validate import validate_plan  # the semantic pass
 
+    base_dir = str(FsPath(file).parent.resolve())
     problems, deps = validate_plan(plan, raw, smap)
+    problems += confine.problems(raw, base_dir, smap)
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise PlanInvalid(problems)
     return LoadedPlan(
         plan=plan,
         file=file,
-        base_dir=str(FsPath(file).parent.resolve()),
+        base_dir=base_dir,
         source=smap,
         deps=deps,
         warnings=[p for p in problems if p.severity == "warning"],

@@ -7,11 +7,21 @@ the action kind that runs them (:mod:`atomicops.actions`), which checks them in
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+ID_MAX = 64
+"""Longest plan name, operation id or step name (and ``--env``): ``${step.key}``,
+``<env>/<op>/<step>``, must fit an AWS tag value (256 characters)."""
+OP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+"""An operation id is referenced as ``${ops.ID.OUTPUT}``, split at dots: no dot in it."""
+MAX_SECONDS = 7 * 24 * 3600.0
+"""Longest step timeout; retry delays are bounded by :data:`MAX_DELAY`. Both are checked
+at validate, where ``timeout: .inf`` or ``delay: 1e308`` used to pass and then fail a run."""
+MAX_DELAY = 3600.0
 
 DEFAULT_UNDO_OK_ERRORS = ("*NotFound*", "NoSuch*", "*NotFoundException", "*DoesNotExist*")
 """Error codes that mean "already gone", so an undo that meets them counts as done."""
@@ -31,14 +41,14 @@ class _Model(BaseModel):
 
 class Retry(_Model):
     attempts: int = Field(3, ge=1, le=100)
-    delay: float = Field(1.0, ge=0)
-    backoff: float = Field(2.0, ge=1)
-    max_delay: float = Field(30.0, ge=0)
+    delay: float = Field(1.0, ge=0, le=MAX_DELAY)
+    backoff: float = Field(2.0, ge=1, le=100)
+    max_delay: float = Field(30.0, ge=0, le=MAX_DELAY)
     on: Literal["transient", "any"] = "transient"
 
 
 class Step(_Model):
-    name: str = Field(pattern=ID_PATTERN)
+    name: str = Field(pattern=ID_PATTERN, max_length=ID_MAX)
     do: Action
     undo: Action | None = None
     outputs: dict[str, Any] = Field(default_factory=dict)
@@ -46,7 +56,7 @@ class Step(_Model):
     or a string with ``${...}`` references, so a name the plan makes up is written once."""
     probe: Action | None = None
     retry: Retry | None = None
-    timeout: float | None = Field(None, gt=0)
+    timeout: float | None = Field(None, gt=0, le=MAX_SECONDS)
     irreversible: str | None = None
     read_only: bool = False
     undo_ok_errors: list[str] | None = None
@@ -69,12 +79,22 @@ class Step(_Model):
 
 
 class Operation(_Model):
-    id: str = Field(pattern=ID_PATTERN)
+    id: str = Field(max_length=ID_MAX)
     phase: str | None = None
     title: str = ""
     depends_on: list[str] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
     verify: list[Action] = Field(default_factory=list)
+
+    @field_validator("id")
+    @classmethod
+    def _referenceable(cls, value: str) -> str:
+        if not re.match(OP_ID_PATTERN, value):
+            raise ValueError(
+                f"operation id {value!r} could not be referenced as ${{ops.ID.output}}: use "
+                "letters, digits, - and _, starting with a letter or _ (no dots)"
+            )
+        return value
 
 
 class SecretSpec(_Model):
@@ -124,7 +144,7 @@ class Rehearsal(_Model):
 
 class Plan(_Model):
     atomicops: Literal[1]
-    name: str = Field(pattern=ID_PATTERN)
+    name: str = Field(pattern=ID_PATTERN, max_length=ID_MAX)
     description: str = ""
     phases: list[str] = Field(default_factory=lambda: ["main"], min_length=1)
     vars: dict[str, Any] = Field(default_factory=dict)
@@ -135,6 +155,13 @@ class Plan(_Model):
     operations: list[Operation] = Field(min_length=1)
     verify: list[Action] = Field(default_factory=list)
     rehearsal: Rehearsal | None = None
+
+    @field_validator("atomicops", mode="before")
+    @classmethod
+    def _version_is_a_number(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # True == 1 to Python, so Literal[1] would take it
+            raise ValueError("the format version is written `atomicops: 1` (a number)")  # noqa: TRY004 - pydantic reports ValueError only
+        return value
 
     def operation(self, op_id: str) -> Operation:
         for op in self.operations:

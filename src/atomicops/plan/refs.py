@@ -53,6 +53,14 @@ def is_reference(value: object) -> bool:
     return isinstance(value, str) and "${" in value
 
 
+def is_whole_reference(value: object) -> bool:
+    """Whether ``value`` is exactly one ``${...}`` (resolved with its type kept)."""
+    if not isinstance(value, str):
+        return False
+    m = _REF.fullmatch(value)
+    return m is not None and not m.group(1)
+
+
 def parse(text: str) -> Ref:
     """Parse the inside of ``${...}``; raise :class:`RefSyntaxError` if it is malformed."""
     parts = tuple(p.strip() for p in text.strip().split("."))

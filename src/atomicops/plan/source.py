@@ -4,17 +4,33 @@ Validation errors must name the file and line, but PyYAML's ``safe_load`` throws
 away. We compose the node tree ourselves and build plain Python values from it, recording
 the line of every mapping key and sequence item in a :class:`SourceMap` keyed by path
 (``("operations", 3, "steps", 0, "do")``).
+
+Plans and vars files are input from people and scripts, so reading them is bounded: a
+regular file of at most :data:`MAX_BYTES`, UTF-8, nested at most :data:`MAX_DEPTH` levels,
+at most :data:`MAX_VALUES` values once aliases are expanded. The last limit is checked on
+the composed node graph *before* any value is built: a 500-byte "billion laughs" document
+composes to a few dozen nodes but expands to billions, and building it (with a source line
+for every key) took minutes and gigabytes.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
-from atomicops.errors import PlanInvalid, Problem
+from atomicops.errors import PlanInvalid, Problem, UsageError
+
+MAX_BYTES = 1 << 20
+"""A plan or vars file larger than this is refused (the flagship plan is 63 kB)."""
+MAX_DEPTH = 64
+"""Nesting deeper than this is refused (the flagship plan nests 12 levels)."""
+MAX_VALUES = 100_000
+"""More values than this, aliases expanded, is refused (the flagship plan has 4,400)."""
 
 Path = tuple[str | int, ...]
 
@@ -35,20 +51,79 @@ class SourceMap:
             p = p[:-1]
 
 
+def read_source(path: str, what: str) -> str:
+    """The text of a plan or vars file (``what`` names it in messages), within the limits.
+
+    Only a regular file is read: ``/dev/zero`` never ends and a FIFO blocks until someone
+    writes to it, and both used to hang or exhaust memory.
+    """
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{what} {path} is not a regular file (a device, FIFO or socket is not read)")
+    if info.st_size > MAX_BYTES:
+        raise _too_big(path, what)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if len(data) > MAX_BYTES:  # it grew after the stat
+        raise _too_big(path, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PlanInvalid([Problem(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the file as UTF-8",
+            file=path, line=line,
+        )]) from None
+
+
+def _too_big(path: str, what: str) -> PlanInvalid:
+    return PlanInvalid([Problem(f"the {what} is larger than {MAX_BYTES // 1024} KiB; nothing was read", file=path)])
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """Refuses nesting deeper than :data:`MAX_DEPTH` while composing: PyYAML's composer
+    recurses once per level, so a deep document would otherwise end in RecursionError."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nesting deeper than {MAX_DEPTH} levels", self.peek_event().start_mark
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     """Parse ``text``; raise :class:`PlanInvalid` with the line of a syntax error."""
     smap = SourceMap(file)
-    loader = yaml.SafeLoader(text)
+    loader = _BoundedLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return None, smap
+        _check_expansion(node)
         value = _build(loader, node, (), smap)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         msg = " ".join(str(x) for x in (exc.context, exc.problem) if x)
         raise PlanInvalid([Problem(f"YAML syntax: {msg}", file=file, line=line)]) from None
+    except yaml.reader.ReaderError as exc:  # a control character, which YAML does not allow
+        line = text[: exc.position].count("\n") + 1
+        raise PlanInvalid([Problem(f"YAML syntax: {exc.reason} (character {exc.character!r})", file=file, line=line)]) from None
+    except _TooLarge as big:
+        raise PlanInvalid([Problem(big.message, file=file, line=big.line)]) from None
     except _DuplicateKey as dup:
         raise PlanInvalid(
             [Problem(f"duplicate key {dup.key!r}", file=file, line=dup.line, key=dup.path)]
@@ -56,6 +131,47 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     finally:
         loader.dispose()
     return value, smap
+
+
+class _TooLarge(Exception):
+    def __init__(self, message: str, line: int):
+        self.message, self.line = message, line
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a recursive alias, or a document whose aliases expand past the limits.
+
+    Sizes are counted per distinct node (an alias is the same node object), so this takes
+    time linear in the composed document however large its expansion would be.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        line = node.start_mark.line + 1
+        if key in on_path:
+            raise _TooLarge("a recursive alias (an anchor used inside itself)", line)
+        if depth > MAX_DEPTH:
+            raise _TooLarge(f"nesting deeper than {MAX_DEPTH} levels once aliases are expanded", line)
+        total = 1
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            on_path.add(key)
+            for item in node.value:
+                for child in item if isinstance(node, yaml.MappingNode) else (item,):
+                    total += size(child, depth + 1)
+                    if total > MAX_VALUES:
+                        raise _TooLarge(
+                            f"more than {MAX_VALUES:,} values once aliases are expanded "
+                            "(an alias bomb?); write the values out, or split the plan", line
+                        )
+            on_path.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root, 0)
 
 
 class _DuplicateKey(Exception):
@@ -72,7 +188,7 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, smap: SourceMap
         out: dict[Any, Any] = {}
         merged_keys: set[Any] = set()
         for index, (key_node, value_node) in enumerate(node.value):
-            key = loader.construct_object(key_node, deep=True)
+            key = _key(loader, key_node)
             if isinstance(key, (list, dict)):
                 raise yaml.constructor.ConstructorError(
                     None, None, "a mapping key must be a scalar", key_node.start_mark
@@ -94,6 +210,22 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, smap: SourceMap
         return [
             _build(loader, item, (*path, i), smap) for i, item in enumerate(node.value)
         ]
+    return loader.construct_object(node, deep=True)
+
+
+# YAML 1.1 reads a bare on/off/yes/no/y/n as a boolean: `retry: {on: any}` meant the key
+# "on" and got True. A key written as one of these words stays the word.
+_WORD_BOOLEANS = {"on", "off", "yes", "no", "y", "n"}
+
+
+def _key(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if (
+        isinstance(node, yaml.ScalarNode)
+        and node.tag == "tag:yaml.org,2002:bool"
+        and not node.style
+        and node.value.lower() in _WORD_BOOLEANS
+    ):
+        return node.value
     return loader.construct_object(node, deep=True)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from atomicops.actions import registry
 from atomicops.engine.secrets import refusal
-from atomicops.errors import AtomicOpsError, Problem
+from atomicops.errors import AtomicOpsError, Problem, ReferenceError_
 from atomicops.expect import check_expect_spec, check_expression
 from atomicops.graph import Graph
 from atomicops.plan import refs
@@ -199,7 +199,8 @@ def _check_action(
     for k in action:
         if k not in allowed_keys:
             ctx.add((*path, k), f"unknown key {k!r} for a {key} action{_suggest(str(k), allowed_keys)}", op=op)
-    for issue in kind.check(action):
+    # Vars are known now: a kind checks `run: "${vars.cmd}"` as the string it will get.
+    for issue in kind.check(_vars_applied(ctx, action)):
         ctx.add((*path, *issue.path), issue.message, op=op)
     if key == "call":
         _check_call_target(ctx, action.get("call"), (*path, "call"), op)
@@ -284,6 +285,30 @@ def _check_secret_stores(ctx: _Ctx) -> None:
                         f"add `depends_on: [{writer}]`", op=op_id)
 
 
+def _vars_applied(ctx: _Ctx, action: Mapping[str, Any]) -> Any:
+    """``action`` with each value that is a whole ``${vars...}`` reference replaced by the
+    var's value (its type kept); everything else as written."""
+    def look(ref: refs.Ref) -> Any:
+        if ref.namespace != "vars":
+            raise refs.Keep
+        return refs.dig(ctx.plan.vars, ref.path, ref)
+
+    def whole(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            # SQL text is checked as written: a reference in it is refused (actions/sql.py).
+            return {k: v if k == "sql" else whole(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [whole(v) for v in value]
+        if isinstance(value, str) and refs.is_whole_reference(value):
+            try:
+                return refs.resolve(value, look)
+            except Exception:  # noqa: BLE001 - a bad reference is reported by _check_refs
+                return value
+        return value
+
+    return whole(action)
+
+
 def _literal(ctx: _Ctx, value: Any) -> Any:
     """A value with ``${vars...}`` resolved, or None when it depends on anything else."""
     if not isinstance(value, str):
@@ -320,6 +345,11 @@ def _check_refs(
             continue
         if ref.namespace == "vars" and ref.path[0] not in ctx.plan.vars:
             ctx.add(where, f"unknown var {ref.path[0]!r}{_suggest(ref.path[0], ctx.plan.vars)}", op=op)
+        elif ref.namespace == "vars" and len(ref.path) > 1:
+            try:
+                refs.dig(ctx.plan.vars, ref.path, ref)
+            except ReferenceError_ as exc:
+                ctx.add(where, f"${{{text}}}: {exc.reason} in var {ref.path[0]!r}", op=op)
         elif ref.namespace == "secrets" and ref.path[0] not in ctx.plan.secrets:
             ctx.add(where, f"unknown secret {ref.path[0]!r}{_suggest(ref.path[0], ctx.plan.secrets)}", op=op)
         elif ref.namespace == "ops":

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from atomicops.errors import UsageError
+from atomicops.plan.loader import OFFERED_MARK
 from atomicops.sandbox.service import ServiceInfo, is_ours, port_open, private_dir, stop_pid
 
 DEFAULT_DIR = Path(".atomicops") / "sandbox"
@@ -89,7 +90,9 @@ def _save(state: SandboxState) -> None:
     private_dir(root)
     doc = {"root": state.root, "vars_file": state.vars_file, "services": {n: i.as_dict() for n, i in state.services.items()}}
     _write_private(_state_file(root), json.dumps(doc, indent=2))
-    _write_private(Path(state.vars_file), yaml.safe_dump(state.vars(), sort_keys=True))
+    # Offered, not imposed: each plan takes the services' URLs it declares (see plan.loader).
+    offered = {OFFERED_MARK: "offered", **state.vars()}
+    _write_private(Path(state.vars_file), yaml.safe_dump(offered, sort_keys=True))
 
 
 def _write_private(path: Path, text: str) -> None:
