@@ -34,7 +34,7 @@ from atomicops.journal.store import LockHolder
 def take_over_then_work(ctx, state, marker):
     """Another run takes the environment over while this long step runs."""
     store = SqliteStore(state)
-    store.break_lock(ctx.env)
+    store.break_lock(ctx.env, force=True)
     store.acquire_lock(ctx.env, LockHolder("thief-lock", "thief-run", os.getpid(), socket.gethostname(),
                                            time.time(), "apply", lease=3600))
     store.close()
@@ -89,7 +89,7 @@ class _TakenOverOnAcquire(SqliteStore):
 
     def acquire_lock(self, env: str, holder: LockHolder) -> LockHolder | None:
         previous = super().acquire_lock(env, holder)
-        self.break_lock(env)
+        self.break_lock(env, force=True)
         super().acquire_lock(env, thief())
         return previous
 

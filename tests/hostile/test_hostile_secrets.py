@@ -138,16 +138,20 @@ operations:
 
 def test_rich_markup_and_emoji_codes_in_data_are_printed_as_text(tmp_path, canary):
     (tmp_path / "plan.yaml").write_text(MARKUP_PLAN)
-    applied = cli(["apply", "plan.yaml", "--env", "[/bogus]"], tmp_path, canary)
+    # Markup in an environment name: refused as a name (exit 2), printed as text, nothing run.
+    refused = cli(["apply", "plan.yaml", "--env", "[/bogus]"], tmp_path, canary)
+    assert refused.returncode == 2 and "'[/bogus]'" in refused.stderr, refused.stderr
+    assert not (tmp_path / ".atomicops").exists()
+    applied = cli(["apply", "plan.yaml"], tmp_path, canary)
     assert applied.returncode == 0, applied.stderr
-    assert "'[/bogus]'" in applied.stderr and "[bold]title[/] :x:" in applied.stderr
-    status = cli(["status", "--env", "[/bogus]"], tmp_path, canary)
+    assert "[bold]title[/] :x:" in applied.stderr
+    status = cli(["status"], tmp_path, canary)
     assert status.returncode == 0, status.stderr
     assert "[/oops] [red]x :x:" in status.stdout and "❌" not in status.stdout
-    assert "not locked" in cli(["unlock", "--env", "[/bogus]"], tmp_path, canary).stdout  # no lock row left
-    history = cli(["history", "--env", "[/bogus]"], tmp_path, canary)
+    assert "not locked" in cli(["unlock"], tmp_path, canary).stdout  # no lock row left
+    history = cli(["history"], tmp_path, canary)
     assert history.returncode == 0 and "[/oops]" in history.stdout
-    rolled = cli(["rollback", "--env", "[/bogus]"], tmp_path, canary)
+    rolled = cli(["rollback"], tmp_path, canary)
     assert rolled.returncode == 0, rolled.stderr
     assert_no_canary(canary, [applied, status, history, rolled], tmp_path)
 

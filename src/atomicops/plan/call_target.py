@@ -17,6 +17,8 @@ from pathlib import Path
 def call_target_problem(target: str, plan_dir: Path) -> str | None:
     """Why ``target`` cannot be called, or None when it can (or cannot be told statically)."""
     module, _, function = target.partition(":")
+    if module in sys.builtin_module_names:
+        return None  # compiled into the interpreter: no file to read, its names known only once imported
     source = _module_file(module, [plan_dir, *(Path(p) for p in sys.path if p)])
     if source is None:
         return f"cannot find module {module!r} beside the plan ({plan_dir}) or on the Python path"
