@@ -567,7 +567,3 @@ class SqlFileKind(SqlKind):
         where = f" [{action['database']}]" if action.get("database") else ""
         return f"sql_file{where}: {action.get(self.key)}"
 
-
-def check_sql_file(path: Path, params: Mapping[str, Any] | None = None) -> list[CheckIssue]:
-    """The static checks of ``sql`` text, for a file (validate can call it with the path)."""
-    return list(_text_issues(path.read_text(encoding="utf-8"), params, ("sql_file",)))

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ValidationError
 from atomicops.errors import PlanInvalid, Problem, UsageError
 from atomicops.graph import Graph
 from atomicops.plan import confine
-from atomicops.plan.model import Operation, Plan
-from atomicops.plan.source import SourceMap, format_path, load_yaml, read_source
+from atomicops.plan.model import Plan
+from atomicops.plan.source import SourceMap, did_you_mean, format_path, load_yaml, read_source
 
 
 @dataclass
@@ -121,7 +121,7 @@ def _overrides(
     out = {k: v for k, v in offered_vars.items() if k in declared}
 
     def undeclared(name: Any) -> str:
-        return f"the plan declares no var {name!r}{_suggest(str(name), declared)}; declare it under `vars:` in {plan_file}"
+        return f"the plan declares no var {name!r}{did_you_mean(str(name), declared)}; declare it under `vars:` in {plan_file}"
 
     for vf in (read_vars_file(f) for f in vars_files):
         for name, value in vf.values.items():
@@ -138,10 +138,6 @@ def _overrides(
         raise PlanInvalid(problems)
     return out
 
-
-def _suggest(name: str, options: Iterable[Any]) -> str:
-    close = difflib.get_close_matches(name, [str(o) for o in options], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def load_plan(
@@ -264,7 +260,3 @@ def _unwrap(tp: Any) -> Any:
         return args[0] if len(args) == 1 else tp
     return tp
 
-
-def operation_line(loaded: LoadedPlan, op: Operation) -> int | None:
-    idx = loaded.plan.operations.index(op)
-    return loaded.source.line(("operations", idx))

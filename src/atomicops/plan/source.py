@@ -15,9 +15,10 @@ for every key) took minutes and gigabytes.
 
 from __future__ import annotations
 
+import difflib
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,3 +239,9 @@ def format_path(path: Sequence[str | int]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+def did_you_mean(name: str, options: Iterable[Any]) -> str:
+    """`` (did you mean 'x'?)`` for the option closest to a misspelt ``name``, or ``""``."""
+    close = difflib.get_close_matches(name, [str(o) for o in options], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

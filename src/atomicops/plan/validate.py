@@ -8,7 +8,7 @@ inferred from ``${ops.OP...}`` references) for the graph.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
@@ -21,7 +21,7 @@ from atomicops.graph import Graph
 from atomicops.plan import refs
 from atomicops.plan.call_target import call_target_problem
 from atomicops.plan.model import Operation, Plan, is_value_output
-from atomicops.plan.source import Path, SourceMap, format_path
+from atomicops.plan.source import Path, SourceMap, did_you_mean, format_path
 
 # Keys an action may carry beside its kind's own, by the role the action plays.
 ROLE_KEYS = {
@@ -71,7 +71,7 @@ def validate_plan(
         path: Path = ("connections", name)
         owner = by_connection.get(conn.kind)
         if owner is None:
-            ctx.add((*path, "kind"), f"unknown connection kind {conn.kind!r}{_suggest(conn.kind, by_connection)}")
+            ctx.add((*path, "kind"), f"unknown connection kind {conn.kind!r}{did_you_mean(conn.kind, by_connection)}")
         else:
             for issue in owner.check_connection(conn.model_dump()):
                 ctx.add((*path, *issue.path), issue.message)
@@ -114,7 +114,7 @@ def _check_names(ctx: _Ctx) -> None:
             ctx.add((*path, "id"), f"operation id {op.id!r} is already used by operation #{seen[op.id] + 1}", op=op.id)
         seen.setdefault(op.id, i)
         if op.phase is not None and op.phase not in plan.phases:
-            ctx.add((*path, "phase"), f"unknown phase {op.phase!r}{_suggest(op.phase, plan.phases)} (phases: {', '.join(plan.phases)})", op=op.id)
+            ctx.add((*path, "phase"), f"unknown phase {op.phase!r}{did_you_mean(op.phase, plan.phases)} (phases: {', '.join(plan.phases)})", op=op.id)
         declared: dict[str, int] = {}
         step_names: set[str] = set()
         for j, step in enumerate(op.steps):
@@ -137,7 +137,7 @@ def _check_operation(ctx: _Ctx, index: int, op: Operation) -> None:
         if dep == op.id:
             ctx.add((*path, "depends_on", j), "an operation cannot depend on itself", op=op.id)
         elif dep not in ctx.deps:
-            ctx.add((*path, "depends_on", j), f"unknown operation {dep!r}{_suggest(dep, ctx.deps)}", op=op.id)
+            ctx.add((*path, "depends_on", j), f"unknown operation {dep!r}{did_you_mean(dep, ctx.deps)}", op=op.id)
         else:
             ctx.deps[op.id].add(dep)
     for j, step in enumerate(op.steps):
@@ -198,7 +198,7 @@ def _check_action(
     allowed_keys = {key} | kind.extra_keys | ROLE_KEYS[role]
     for k in action:
         if k not in allowed_keys:
-            ctx.add((*path, k), f"unknown key {k!r} for a {key} action{_suggest(str(k), allowed_keys)}", op=op)
+            ctx.add((*path, k), f"unknown key {k!r} for a {key} action{did_you_mean(str(k), allowed_keys)}", op=op)
     # Vars are known now: a kind checks `run: "${vars.cmd}"` as the string it will get.
     for issue in kind.check(_vars_applied(ctx, action)):
         ctx.add((*path, *issue.path), issue.message, op=op)
@@ -208,7 +208,7 @@ def _check_action(
     if isinstance(conn, str) and "${" not in conn:
         spec = ctx.plan.connections.get(conn)
         if spec is None:
-            ctx.add((*path, "connection"), f"unknown connection {conn!r}{_suggest(conn, ctx.plan.connections)}", op=op)
+            ctx.add((*path, "connection"), f"unknown connection {conn!r}{did_you_mean(conn, ctx.plan.connections)}", op=op)
         elif spec.kind != kind.connection_kind:
             ctx.add((*path, "connection"), f"connection {conn!r} is a {spec.kind} connection; a {key} action needs {kind.connection_kind}", op=op)
     if role in ("check", "probe"):
@@ -344,22 +344,22 @@ def _check_refs(
             ctx.add(where, f"${{{text}}} cannot be used here", op=op)
             continue
         if ref.namespace == "vars" and ref.path[0] not in ctx.plan.vars:
-            ctx.add(where, f"unknown var {ref.path[0]!r}{_suggest(ref.path[0], ctx.plan.vars)}", op=op)
+            ctx.add(where, f"unknown var {ref.path[0]!r}{did_you_mean(ref.path[0], ctx.plan.vars)}", op=op)
         elif ref.namespace == "vars" and len(ref.path) > 1:
             try:
                 refs.dig(ctx.plan.vars, ref.path, ref)
             except ReferenceError_ as exc:
                 ctx.add(where, f"${{{text}}}: {exc.reason} in var {ref.path[0]!r}", op=op)
         elif ref.namespace == "secrets" and ref.path[0] not in ctx.plan.secrets:
-            ctx.add(where, f"unknown secret {ref.path[0]!r}{_suggest(ref.path[0], ctx.plan.secrets)}", op=op)
+            ctx.add(where, f"unknown secret {ref.path[0]!r}{did_you_mean(ref.path[0], ctx.plan.secrets)}", op=op)
         elif ref.namespace == "ops":
             target, out = ref.path[0], ref.path[1]
             if target not in ctx.outputs:
-                ctx.add(where, f"unknown operation {target!r}{_suggest(target, ctx.outputs)}", op=op)
+                ctx.add(where, f"unknown operation {target!r}{did_you_mean(target, ctx.outputs)}", op=op)
             elif target == op:
                 ctx.add(where, f"an operation refers to its own outputs as ${{self.{out}}}", op=op)
             elif out not in ctx.outputs[target]:
-                ctx.add(where, f"operation {target!r} has no output {out!r}{_suggest(out, ctx.outputs[target])}", op=op)
+                ctx.add(where, f"operation {target!r} has no output {out!r}{did_you_mean(out, ctx.outputs[target])}", op=op)
             elif op is not None:
                 ctx.deps[op].add(target)
         elif ref.namespace == "self":
@@ -369,7 +369,7 @@ def _check_refs(
             declared = ctx.outputs.get(op, {})
             out = ref.path[0]
             if out not in declared:
-                ctx.add(where, f"operation {op!r} declares no output {out!r}{_suggest(out, declared)}", op=op)
+                ctx.add(where, f"operation {op!r} declares no output {out!r}{did_you_mean(out, declared)}", op=op)
             elif declared[out] > self_upto:
                 ctx.add(where, f"output {out!r} is not known yet here (it comes from a later step)", op=op)
 
@@ -420,9 +420,3 @@ def _check_jmespath(ctx: _Ctx, expr: Any, path: Path, op: str | None) -> None:
     if problem:
         ctx.add(path, f"{problem} in {text!r}", op=op)
 
-
-def _suggest(name: str, options: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(name, [str(o) for o in options], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
