@@ -22,17 +22,17 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from atomicops import api, clipping, inventory, rehearsal, sandbox
+# The engine, the plan model (pydantic), the action kinds (boto3, psycopg, nats), the rehearsal
+# and the inventory are imported inside the commands that use them: `--help`, `status` and
+# `history` must not pay for them (docs/performance.md).
+from atomicops import clipping, sandbox
 from atomicops.engine.cancel import Cancellation
 from atomicops.engine.observer import Silent
 from atomicops.engine.scope import shown
 from atomicops.engine.secrets import process_redactor
 from atomicops.errors import EXIT_FAILED, EXIT_INVALID, AtomicOpsError, PlanInvalid, UsageError
 from atomicops.journal.store import Event
-from atomicops.plan.loader import parse_var, read_vars_file
-from atomicops.plan.picture import to_dot, to_mermaid
 
 # No emoji codes: `:x:` in a name or an output is text. Data goes into markup through _data.
 out = Console(highlight=False, soft_wrap=True, emoji=False)
@@ -208,6 +208,8 @@ def plan_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--vars-file", "vars_files", multiple=True, type=click.Path(), help="YAML file of var overrides (repeatable).")
     @functools.wraps(fn)
     def wrapper(*args: Any, var: tuple[str, ...], **kwargs: Any) -> Any:
+        from atomicops.plan.loader import parse_var
+
         kwargs["vars"] = dict(parse_var(v) for v in var)
         return fn(*args, **kwargs)
 
@@ -254,6 +256,8 @@ def main() -> None:
 @common
 def validate(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
     """Check PLAN completely (schema, references, graph, AWS API names); nothing runs."""
+    from atomicops import api
+
     loaded = api.validate(plan, vars=vars, vars_files=vars_files)
     p = loaded.plan
     steps = sum(len(op.steps) for op in p.operations)
@@ -277,6 +281,8 @@ def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: 
     An applied operation whose definition (vars applied) differs from what was applied is
     shown with each changed field as `path: old -> new`; secrets stay references.
     """
+    from atomicops import api
+
     view = api.plan_view(plan, env=env, state=state, vars=vars, vars_files=vars_files)
     if as_json:
         _emit(view)
@@ -336,6 +342,8 @@ def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phas
     the first phase to run are asked once) and refuses with exit 2, listing every problem,
     before anything is created.
     """
+    from atomicops import api
+
     if monitor:
         err.print("[yellow]--monitor: rollback triggers are not polled by this version yet[/yellow]")
     observer = Silent() if as_json else Progress(err)
@@ -358,6 +366,8 @@ def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phas
 def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, parallelism: int,
              env: str, state: str | None, as_json: bool) -> int:
     """Undo applied operations from the journal, in reverse dependency order (no plan needed)."""
+    from atomicops import api
+
     if to is not None:
         raise click.UsageError("--to CHECKPOINT needs checkpoints, which this version does not record yet")
     observer = Silent() if as_json else Progress(err)
@@ -382,6 +392,8 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, pa
 @common
 def resume(do_rollback: bool, plan: str | None, parallelism: int, env: str, state: str | None, as_json: bool) -> int:
     """Finish an interrupted run: probe in-flight steps, then continue it or roll it back."""
+    from atomicops import api
+
     observer = Silent() if as_json else Progress(err)
     with ctrl_c(rolling_back=do_rollback) as cancel:
         report = api.resume(env=env, state=state, rollback=do_rollback, plan=plan, parallelism=parallelism,
@@ -403,6 +415,9 @@ def resume(do_rollback: bool, plan: str | None, parallelism: int, env: str, stat
 @common
 def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
     """Settle an interrupted step the probe could not: say whether it took effect."""
+    from atomicops import api
+    from atomicops.plan.loader import parse_var
+
     if applied is None:
         raise click.UsageError("say --applied (with --output NAME=VALUE for its outputs) or --not-applied")
     api.resolve(op, step, applied=applied, outputs=dict(parse_var(o) for o in outputs), env=env, state=state)
@@ -417,6 +432,10 @@ def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], 
 @common
 def status(env: str, state: str | None, as_json: bool) -> int:
     """Every operation's state, outputs (secrets redacted) and timings; who holds the lock."""
+    from rich.table import Table
+
+    from atomicops import api
+
     doc = shown(api.status(env=env, state=state))  # a sealed secret in an output, masked
     if as_json:
         _emit(doc)
@@ -442,6 +461,8 @@ def status(env: str, state: str | None, as_json: bool) -> int:
 @common
 def history(limit: int | None, env: str, state: str | None, as_json: bool) -> int:
     """The audit trail: every journal event of the environment, oldest first."""
+    from atomicops import api
+
     events = api.history(env=env, state=state, limit=limit)
     if as_json:
         _emit(events)
@@ -460,6 +481,9 @@ def history(limit: int | None, env: str, state: str | None, as_json: bool) -> in
 @common
 def graph(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], fmt: str, env: str, state: str | None, as_json: bool) -> int:
     """Print PLAN's operation graph (phases as clusters) as Mermaid or Graphviz dot."""
+    from atomicops import api
+    from atomicops.plan.picture import to_dot, to_mermaid
+
     loaded = api.validate(plan, vars=vars, vars_files=vars_files)
     text = to_mermaid(loaded) if fmt == "mermaid" else to_dot(loaded)
     if as_json:
@@ -474,6 +498,8 @@ def graph(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], fmt: str
 @common
 def verify(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
     """Run every verify check of PLAN against what is applied (read-only)."""
+    from atomicops import api
+
     results = api.verify(plan, env=env, state=state, vars=vars, vars_files=vars_files)
     failed = [r for r in results if not r["ok"]]
     if as_json:
@@ -496,6 +522,8 @@ def unlock(lock_id: str | None, force: bool, env: str, state: str | None, as_jso
     Without --lock-id it only shows the holder: breaking a lock needs the id it shows, so
     nobody breaks a lock they have not looked at. A holder still running on this host keeps
     its lock unless --force is given."""
+    from atomicops import api
+
     if lock_id is None:
         current = api.lock_holder(env=env, state=state)
         if current is None:
@@ -603,6 +631,9 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
                   find_orphans: bool, env: str, state: str | None, as_json: bool) -> int:
     """List what exists in the target: AWS resources, PostgreSQL tables (rows, checksums),
     JetStream streams (messages, last sequence)."""
+    from atomicops import api, inventory, rehearsal
+    from atomicops.plan.loader import read_vars_file
+
     where: dict[str, Any] = {}
     for vf in vars_files:
         where.update(read_vars_file(vf))
@@ -657,6 +688,11 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     """Sandbox up, apply, verify, roll back, and prove nothing leaked (AWS, PostgreSQL, JetStream).
 
     With no PLAN it rehearses the bundled MisterSmith migration."""
+    from rich.table import Table
+
+    from atomicops import rehearsal
+    from atomicops.plan.loader import parse_var
+
     if plan is None:
         plan = str(rehearsal.FLAGSHIP_PLAN)
     progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{_data(text)}[/cyan]"))
