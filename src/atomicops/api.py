@@ -11,16 +11,8 @@ import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from atomicops.engine.apply import Applier, ApplyReport
-from atomicops.engine.cancel import Cancellation
-from atomicops.engine.observer import Observer
-from atomicops.engine.preflight import preflight
-from atomicops.engine.resume import find_step, outputs_before, settle
-from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, with_dependents
-from atomicops.engine.run import Run
-from atomicops.engine.runtime import open_runtime
 from atomicops.errors import (
     ExpectFailed,
     ResumeMismatch,
@@ -32,9 +24,17 @@ from atomicops.errors import (
 from atomicops.journal import open_store
 from atomicops.journal.state import EnvState, derive
 from atomicops.journal.store import JournalStore, LockHolder
-from atomicops.plan.changes import changes as changed_fields
-from atomicops.plan.changes import definition, fingerprint, recorded_definitions
-from atomicops.plan.loader import LoadedPlan, load_plan, loaded_from_journal
+
+# The engine and the plan model (pydantic, every action kind) are imported by the functions
+# that run or load a plan: `status`, `history` and `unlock` need only the journal
+# (docs/performance.md).
+if TYPE_CHECKING:
+    from atomicops.engine.apply import Applier, ApplyReport
+    from atomicops.engine.cancel import Cancellation
+    from atomicops.engine.observer import Observer
+    from atomicops.engine.rollback import RollbackReport
+    from atomicops.engine.run import Run
+    from atomicops.plan.loader import LoadedPlan
 
 
 def validate(
@@ -44,10 +44,14 @@ def validate(
     vars_files: Sequence[str] = (),
 ) -> LoadedPlan:
     """Load and check a plan completely; raise PlanInvalid listing every problem."""
+    from atomicops.plan.loader import load_plan
+
     return load_plan(plan, var_overrides=vars, vars_files=vars_files)
 
 
 def _loaded(plan: Any, vars: Mapping[str, Any] | None, vars_files: Sequence[str]) -> LoadedPlan:
+    from atomicops.plan.loader import LoadedPlan
+
     return plan if isinstance(plan, LoadedPlan) else validate(plan, vars=vars, vars_files=vars_files)
 
 
@@ -73,6 +77,8 @@ def apply(
 
     ``cancel.interrupt()`` (the CLI's Ctrl-C) stops starting new operations; the run then rolls
     back what it applied (unless ``on_failure`` is keep); a second one stops the rollback."""
+    from atomicops.engine.run import Run
+
     loaded = _loaded(plan, vars, vars_files)
     p = loaded.plan
     on_failure = on_failure or p.on_failure
@@ -110,6 +116,8 @@ def _interrupted(st: EnvState) -> bool:
 def _check_against_journal(given: LoadedPlan, st: EnvState, *, half_applied_only: bool) -> None:
     """Operations the journal recorded must be unchanged in the plan that continues them
     (compared by the fingerprint journalled when each started)."""
+    from atomicops.plan.changes import fingerprint
+
     differences = []
     for op in st.ops.values():
         half_applied = op.status in ("applying", "rolling_back", "uncertain") or any(s.in_flight for s in op.steps.values())
@@ -127,6 +135,8 @@ def _check_against_journal(given: LoadedPlan, st: EnvState, *, half_applied_only
 
 
 def _settle_or_stop(run: Run, applier: Applier) -> EnvState:
+    from atomicops.engine.resume import settle
+
     settled, uncertain = settle(applier)
     if uncertain:
         run.finish("uncertain", steps=uncertain)
@@ -152,6 +162,11 @@ def _apply_in_run(
     returns the state to continue from; ``earlier_runs`` are runs whose operations a failure
     should roll back too (the run that resume finishes).
     """
+    from atomicops.engine.apply import Applier
+    from atomicops.engine.preflight import preflight
+    from atomicops.engine.runtime import open_runtime
+    from atomicops.plan.changes import fingerprint
+
     p = loaded.plan
     preflight(loaded, [o for o in selected if not st.is_applied(o)], env=run.env, run_id=run.id)
     rt = open_runtime(p, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
@@ -256,6 +271,12 @@ def rollback(
     cancel: Cancellation | None = None,
 ) -> RollbackReport:
     """Undo applied operations from the journal alone (the plan file is not read)."""
+    from atomicops.engine.apply import Applier
+    from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, with_dependents
+    from atomicops.engine.run import Run
+    from atomicops.engine.runtime import open_runtime
+    from atomicops.plan.loader import loaded_from_journal
+
     store = _store(state)
     targets, skip = list(targets), list(skip)
     with Run(store, env, "rollback", observer=observer, start_data={"options": {"targets": targets, "skip": skip}},
@@ -302,6 +323,10 @@ def resume(
     """Finish an interrupted run from the journal: settle in-flight steps by their probes,
     then continue it (an apply) or roll it back (``rollback=True``, a rollback, or an apply
     that was already failing). ``plan``, when given, must match what the journal recorded."""
+    from atomicops.engine.apply import ApplyReport
+    from atomicops.engine.run import Run
+    from atomicops.plan.loader import loaded_from_journal
+
     store = _store(state)
     with Run(store, env, "resume", observer=observer, cancel=cancel) as run:
         st = run.state()
@@ -331,6 +356,10 @@ def resume(
 
 
 def _resume_rollback(run: Run, loaded: LoadedPlan, st: EnvState, last: Any, options: dict[str, Any], parallelism: int) -> RollbackReport:
+    from atomicops.engine.apply import Applier
+    from atomicops.engine.rollback import rollback_ops, with_dependents
+    from atomicops.engine.runtime import open_runtime
+
     rt = open_runtime(loaded.plan, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
     run.redactor = rt.secrets.redactor
     try:
@@ -369,6 +398,12 @@ def resolve(
 ) -> None:
     """Settle an interrupted step by hand: it took effect (``applied``, with its outputs so its
     undo can be resolved) or it did not."""
+    from atomicops.engine.apply import Applier
+    from atomicops.engine.resume import find_step, outputs_before
+    from atomicops.engine.run import Run
+    from atomicops.engine.runtime import open_runtime
+    from atomicops.plan.loader import loaded_from_journal
+
     store = _store(state)
     with Run(store, env, "resolve", observer=observer) as run:
         st = run.state()
@@ -476,6 +511,10 @@ def plan_view(
     vars_files: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Forward waves, the rollback sequence, what is applied and what an apply would change."""
+    from atomicops.engine.rollback import needs_undo
+    from atomicops.plan.changes import changes as changed_fields
+    from atomicops.plan.changes import definition, fingerprint, recorded_definitions
+
     loaded = _loaded(plan, vars, vars_files)
     events = _store(state).events(env)
     st = derive(env, events)
@@ -536,6 +575,8 @@ def verify(
     vars_files: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """Run the verify checks of every applied operation and of the plan; read-only, no lock."""
+    from atomicops.engine.runtime import open_runtime
+
     loaded = _loaded(plan, vars, vars_files)
     st = derive(env, _store(state).events(env))
     outputs = {o.id: o.outputs for o in st.ops.values() if o.status == "applied"}
