@@ -35,10 +35,24 @@ class SourceMap:
             p = p[:-1]
 
 
+# libyaml's parser when PyYAML has it: the pure-Python one took most of `validate`'s time on
+# the flagship plan (docs/performance.md). Its nodes carry the same marks; a syntax error is
+# parsed again in pure Python so the message does not depend on how PyYAML was built.
+_FAST_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     """Parse ``text``; raise :class:`PlanInvalid` with the line of a syntax error."""
+    try:
+        return _load(_FAST_LOADER(text), file)
+    except PlanInvalid:
+        if _FAST_LOADER is yaml.SafeLoader:
+            raise
+        return _load(yaml.SafeLoader(text), file)
+
+
+def _load(loader: yaml.SafeLoader, file: str) -> tuple[Any, SourceMap]:
     smap = SourceMap(file)
-    loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
