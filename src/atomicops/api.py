@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict
 from typing import Any
 
 from atomicops.engine.admission import admit
@@ -30,9 +29,19 @@ from atomicops.errors import (
     Uncertain,
     UsageError,
 )
-from atomicops.journal import open_store
 from atomicops.journal.state import EnvState, derive
-from atomicops.journal.store import JournalStore, LockHolder
+from atomicops.journal.store import JournalStore
+
+# What only reads the journal lives in journal/views.py (no engine loaded); re-exported here
+# so that the Python API stays one module.
+from atomicops.journal.views import (  # noqa: F401 - re-exported
+    environment,
+    history,
+    lock_holder,
+    status,
+    store_for,
+    unlock,
+)
 from atomicops.plan.changes import changes as changed_fields
 from atomicops.plan.changes import definition, fingerprint, recorded_definitions
 from atomicops.plan.loader import LoadedPlan, load_plan, loaded_from_journal
@@ -54,10 +63,6 @@ def validate(
 
 def _loaded(plan: Any, vars: Mapping[str, Any] | None, vars_files: Sequence[str]) -> LoadedPlan:
     return plan if isinstance(plan, LoadedPlan) else validate(plan, vars=vars, vars_files=vars_files)
-
-
-def _store(state: str | JournalStore | None) -> JournalStore:
-    return state if (state is not None and not isinstance(state, str)) else open_store(state)
 
 
 def apply(
@@ -84,7 +89,7 @@ def apply(
     if on_failure not in ("rollback", "keep"):
         raise UsageError(f"--on-failure is rollback or keep, not {on_failure!r}")
     selected = _select(loaded, phase, list(targets))
-    store = _store(state)
+    store = store_for(state)
     start = {
         "plan": p.model_dump(),  # the journal encodes what JSON lacks (bytes)
         "plan_file": os.path.abspath(loaded.file),
@@ -246,7 +251,7 @@ def rollback(
     cancel: Cancellation | None = None,
 ) -> RollbackReport:
     """Undo applied operations from the journal alone (the plan file is not read)."""
-    store = _store(state)
+    store = store_for(state)
     targets, skip = list(targets), list(skip)
     with Run(store, env, "rollback", observer=observer, start_data={"options": {"targets": targets, "skip": skip}},
              cancel=cancel) as run:
@@ -290,7 +295,7 @@ def resume(
     """Finish an interrupted run from the journal: settle in-flight steps by their probes,
     then continue it (an apply) or roll it back (``rollback=True``, a rollback, or an apply
     that was already failing). ``plan``, when given, must match what the journal recorded."""
-    store = _store(state)
+    store = store_for(state)
     with Run(store, env, "resume", observer=observer, cancel=cancel) as run:
         st = run.state()
         interrupted = [r for r in st.unfinished_runs() if r.id != run.id]
@@ -366,7 +371,7 @@ def resolve(
     An interrupted (or uncertain) step took effect (``applied``, with its outputs so its undo
     can be resolved) or it did not. A step whose undo failed can only be settled as not
     applied, with a reason: a person removed what it made, or it is to be forgotten."""
-    store = _store(state)
+    store = store_for(state)
     with Run(store, env, "resolve", observer=observer) as run:
         st = run.state()
         op_state = st.ops.get(op)
@@ -409,73 +414,6 @@ def resolve(
         run.finish("succeeded")
 
 
-def environment(env: str = "default", state: str | JournalStore | None = None) -> EnvState:
-    store = _store(state)
-    return derive(env, store.events(env))
-
-
-def status(env: str = "default", state: str | JournalStore | None = None) -> dict[str, Any]:
-    """Every recorded operation's state, outputs (secrets already redacted), timings; the lock."""
-    store = _store(state)
-    st = derive(env, store.events(env))
-    lock = store.read_lock(env)
-    ops = []
-    for op in sorted(st.ops.values(), key=lambda o: (o.phase_index, o.started or 0)):
-        ops.append(
-            {
-                "id": op.id,
-                "status": op.status,
-                "phase": op.phase,
-                "title": op.title,
-                "depends_on": op.depends_on,
-                "run_id": op.run_id,
-                "started": op.started,
-                "finished": op.finished,
-                "duration": (op.finished - op.started) if op.finished and op.started else None,
-                "outputs": op.outputs,
-                "error": op.error,
-                "steps": [
-                    {
-                        "name": s.name,
-                        "status": s.status,
-                        "outputs": s.outputs,
-                        "started": s.started,
-                        "finished": s.finished,
-                        "irreversible": s.irreversible,
-                        "error": s.error,
-                    }
-                    for s in op.steps.values()
-                ],
-            }
-        )
-    last = max(st.runs.values(), key=lambda r: r.started, default=None)
-    return {
-        "env": env,
-        "state": store.url,
-        "lock": lock.as_dict() if lock else None,
-        "in_flight": st.in_flight(),
-        # Operations only a person can move on: a failed undo, or a step nobody can tell about.
-        "action_needed": [op["id"] for op in ops if op["status"] in ("rollback_failed", "uncertain")],
-        "last_run": (
-            {k: v for k, v in asdict(last).items() if k not in ("plan",)} if last else None
-        ),
-        "operations": ops,
-    }
-
-
-def history(env: str = "default", state: str | JournalStore | None = None, *, limit: int | None = None) -> list[dict[str, Any]]:
-    store = _store(state)
-    events = store.events(env)
-    if limit:
-        events = events[-limit:]
-    out = []
-    for ev in events:
-        data = dict(ev.data)
-        data.pop("plan", None)  # the recorded plan is large; `status` and `plan` show it
-        out.append({"seq": ev.seq, "ts": ev.ts, "run": ev.run_id, "type": ev.type, "op": ev.op, "step": ev.step, "data": data})
-    return out
-
-
 def plan_view(
     plan: str | os.PathLike[str] | LoadedPlan,
     *,
@@ -486,7 +424,7 @@ def plan_view(
 ) -> dict[str, Any]:
     """Forward waves, the rollback sequence, what is applied and what an apply would change."""
     loaded = _loaded(plan, vars, vars_files)
-    events = _store(state).events(env)
+    events = store_for(state).events(env)
     st = derive(env, events)
     recorded = recorded_definitions(events)
     forward = [{"phase": ph, "waves": waves} for ph, waves in loaded.forward_waves()]
@@ -522,18 +460,8 @@ def orphans(aws_inventory: Mapping[str, Any], *, state: str | JournalStore | Non
     """Tagged resources in an AWS inventory that no journal of ``state`` holds as applied."""
     from atomicops.inventory.orphans import orphans as find
 
-    store = _store(state)
+    store = store_for(state)
     return find(aws_inventory, {env: derive(env, store.events(env)) for env in store.environments()})
-
-
-def lock_holder(env: str = "default", state: str | JournalStore | None = None) -> LockHolder | None:
-    return _store(state).read_lock(env)
-
-
-def unlock(
-    env: str = "default", state: str | JournalStore | None = None, lock_id: str | None = None, force: bool = False
-) -> LockHolder | None:
-    return _store(state).break_lock(env, lock_id, force=force)
 
 
 def verify(
@@ -546,7 +474,7 @@ def verify(
 ) -> list[dict[str, Any]]:
     """Run the verify checks of every applied operation and of the plan; read-only, no lock."""
     loaded = _loaded(plan, vars, vars_files)
-    st = derive(env, _store(state).events(env))
+    st = derive(env, store_for(state).events(env))
     outputs = {o.id: o.outputs for o in st.ops.values() if o.status == "applied"}
     rt = open_runtime(loaded.plan, env=env, run_id="verify", base_dir=loaded.base_dir, ops_outputs=lambda op: outputs.get(op, {}))
     results: list[dict[str, Any]] = []

@@ -23,9 +23,11 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from atomicops import api, clipping, inventory, rehearsal, sandbox
+# The engine, the plan model (pydantic), the action kinds (boto3, psycopg, nats), the rehearsal
+# and the inventory are imported inside the commands that use them: `--help`, `status` and
+# `history` must not pay for them (docs/performance.md).
+from atomicops import clipping, sandbox
 from atomicops.engine.cancel import Cancellation
 from atomicops.engine.observer import Silent
 from atomicops.engine.scope import shown
@@ -39,9 +41,6 @@ from atomicops.errors import (
     UsageError,
 )
 from atomicops.journal.store import Event
-from atomicops.plan.loader import parse_var, read_vars_file
-from atomicops.plan.model import ID_MAX, ID_PATTERN
-from atomicops.plan.picture import to_dot, to_mermaid
 
 # No emoji codes: `:x:` in a name or an output is text. Data goes into markup through _data.
 out = Console(highlight=False, soft_wrap=True, emoji=False)
@@ -103,6 +102,8 @@ def _short(v: Any) -> str:
 def _env_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     """An environment name goes into ``${step.key}`` (``<env>/<op>/<step>``, an AWS tag
     value) and the journal: the same characters and length as an operation id."""
+    from atomicops.plan.names import ID_MAX, ID_PATTERN  # not plan.model: no pydantic for status
+
     if not re.fullmatch(ID_PATTERN, value) or len(value) > ID_MAX:
         raise click.BadParameter(
             f"{value!r}: an environment name is 1 to {ID_MAX} letters, digits, '.', '-' or '_', "
@@ -228,6 +229,8 @@ def plan_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
     @click.option("--vars-file", "vars_files", multiple=True, type=click.Path(), help="YAML file of var overrides (repeatable).")
     @functools.wraps(fn)
     def wrapper(*args: Any, var: tuple[str, ...], **kwargs: Any) -> Any:
+        from atomicops.plan.loader import parse_var
+
         try:
             kwargs["vars"] = dict(parse_var(v) for v in var)
         except UsageError as exc:  # parsed before `common` wraps the command: let click report it
@@ -277,6 +280,8 @@ def main() -> None:
 @common
 def validate(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
     """Check PLAN completely (schema, references, graph, AWS API names); nothing runs."""
+    from atomicops import api
+
     loaded = api.validate(plan, vars=vars, vars_files=vars_files)
     p = loaded.plan
     steps = sum(len(op.steps) for op in p.operations)
@@ -300,6 +305,8 @@ def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: 
     An applied operation whose definition (vars applied) differs from what was applied is
     shown with each changed field as `path: old -> new`; secrets stay references.
     """
+    from atomicops import api
+
     view = api.plan_view(plan, env=env, state=state, vars=vars, vars_files=vars_files)
     if as_json:
         _emit(view)
@@ -359,6 +366,8 @@ def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phas
     the first phase to run are asked once) and refuses with exit 2, listing every problem,
     before anything is created.
     """
+    from atomicops import api
+
     if monitor:
         err.print("[yellow]--monitor: rollback triggers are not polled by this version yet[/yellow]")
     observer = Silent() if as_json else Progress(err)
@@ -381,6 +390,8 @@ def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phas
 def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, parallelism: int,
              env: str, state: str | None, as_json: bool) -> int:
     """Undo applied operations from the journal, in reverse dependency order (no plan needed)."""
+    from atomicops import api
+
     if to is not None:
         raise click.UsageError("--to CHECKPOINT needs checkpoints, which this version does not record yet")
     observer = Silent() if as_json else Progress(err)
@@ -405,6 +416,8 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, pa
 @common
 def resume(do_rollback: bool, plan: str | None, parallelism: int, env: str, state: str | None, as_json: bool) -> int:
     """Finish an interrupted run: probe in-flight steps, then continue it or roll it back."""
+    from atomicops import api
+
     observer = Silent() if as_json else Progress(err)
     with ctrl_c(rolling_back=do_rollback) as cancel:
         report = api.resume(env=env, state=state, rollback=do_rollback, plan=plan, parallelism=parallelism,
@@ -439,6 +452,9 @@ def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], 
     to be forgotten, record it with --not-applied --reason "..."; `atomicops rollback` then
     goes on. The journal keeps the reason; nothing is deleted by this command.
     """
+    from atomicops import api
+    from atomicops.plan.loader import parse_var
+
     if applied is None:
         raise click.UsageError("say --applied (with --output NAME=VALUE for its outputs) or --not-applied")
     api.resolve(op, step, applied=applied, outputs=dict(parse_var(o) for o in outputs), reason=reason, env=env, state=state)
@@ -454,7 +470,11 @@ def resolve(op: str, step: str, applied: bool | None, outputs: tuple[str, ...], 
 @common
 def status(env: str, state: str | None, as_json: bool) -> int:
     """Every operation's state, outputs (secrets redacted) and timings; who holds the lock."""
-    doc = shown(api.status(env=env, state=state))  # a sealed secret in an output, masked
+    from rich.table import Table
+
+    from atomicops.journal import views
+
+    doc = shown(views.status(env=env, state=state))  # a sealed secret in an output, masked
     # Exit 3 while something needs a person (DESIGN.md: rollback incomplete, action needed).
     code = EXIT_ROLLBACK_INCOMPLETE if doc["action_needed"] else 0
     if as_json:
@@ -483,7 +503,9 @@ def status(env: str, state: str | None, as_json: bool) -> int:
 @common
 def history(limit: int | None, env: str, state: str | None, as_json: bool) -> int:
     """The audit trail: every journal event of the environment, oldest first."""
-    events = api.history(env=env, state=state, limit=limit)
+    from atomicops.journal import views
+
+    events = views.history(env=env, state=state, limit=limit)
     if as_json:
         _emit(events)
         return 0
@@ -503,6 +525,9 @@ def history(limit: int | None, env: str, state: str | None, as_json: bool) -> in
 @common
 def graph(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], fmt: str, env: str, state: str | None, as_json: bool) -> int:
     """Print PLAN's operation graph (phases as clusters) as Mermaid or Graphviz dot."""
+    from atomicops import api
+    from atomicops.plan.picture import to_dot, to_mermaid
+
     loaded = api.validate(plan, vars=vars, vars_files=vars_files)
     text = to_mermaid(loaded) if fmt == "mermaid" else to_dot(loaded)
     if as_json:
@@ -517,6 +542,8 @@ def graph(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], fmt: str
 @common
 def verify(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
     """Run every verify check of PLAN against what is applied (read-only)."""
+    from atomicops import api
+
     results = api.verify(plan, env=env, state=state, vars=vars, vars_files=vars_files)
     failed = [r for r in results if not r["ok"]]
     if as_json:
@@ -539,8 +566,10 @@ def unlock(lock_id: str | None, force: bool, env: str, state: str | None, as_jso
     Without --lock-id it only shows the holder: breaking a lock needs the id it shows, so
     nobody breaks a lock they have not looked at. A holder still running on this host keeps
     its lock unless --force is given."""
+    from atomicops.journal import views
+
     if lock_id is None:
-        current = api.lock_holder(env=env, state=state)
+        current = views.lock_holder(env=env, state=state)
         if current is None:
             if as_json:
                 _emit({"locked": False})
@@ -552,7 +581,7 @@ def unlock(lock_id: str | None, force: bool, env: str, state: str | None, as_jso
             f"{current.command}, since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(current.started))}); "
             f"to break it: atomicops unlock --env {env} --lock-id {current.lock_id}"
         )
-    held = api.unlock(env=env, state=state, lock_id=lock_id, force=force)
+    held = views.unlock(env=env, state=state, lock_id=lock_id, force=force)
     if as_json:
         _emit({"released": held.as_dict() if held else None})
     elif held:
@@ -646,6 +675,9 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
                   find_orphans: bool, env: str, state: str | None, as_json: bool) -> int:
     """List what exists in the target: AWS resources, PostgreSQL tables (rows, checksums),
     JetStream streams (messages, last sequence)."""
+    from atomicops import api, inventory, rehearsal
+    from atomicops.plan.loader import read_vars_file
+
     where: dict[str, Any] = {}
     for vf in vars_files:
         where.update(read_vars_file(vf).values)
@@ -700,6 +732,11 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     """Sandbox up, apply, verify, roll back, and prove nothing leaked (AWS, PostgreSQL, JetStream).
 
     With no PLAN it rehearses the bundled MisterSmith migration."""
+    from rich.table import Table
+
+    from atomicops import rehearsal
+    from atomicops.plan.loader import parse_var
+
     if plan is None:
         plan = str(rehearsal.FLAGSHIP_PLAN)
     progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{_data(text)}[/cyan]"))

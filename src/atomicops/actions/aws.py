@@ -26,7 +26,6 @@ from decimal import Decimal
 from functools import cache, lru_cache
 from typing import Any
 
-import boto3
 import botocore.session
 from botocore import xform_name
 from botocore.config import Config
@@ -175,6 +174,10 @@ class AwsConnection:
         # that no token makes idempotent go through clients that send once; the engine
         # decides what to do with a lost answer (engine/executor.py).
         self.config_once = self.config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
+        # Imported here: `validate` needs only botocore's models, and boto3 (with s3transfer)
+        # would double its import time (docs/performance.md).
+        import boto3
+
         self.session = boto3.session.Session(profile_name=profile, region_name=region)
         self._clients: dict[tuple[str, bool], Any] = {}
         self._lock = threading.Lock()

@@ -16,11 +16,13 @@ import shlex
 import string
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus
 
 from atomicops.errors import ActionError
-from atomicops.plan.model import SecretSpec
+
+if TYPE_CHECKING:  # annotations only: importing the model would load pydantic for `status`
+    from atomicops.plan.model import SecretSpec
 
 REDACTED = "***"
 _ALPHABET = string.ascii_letters + string.digits

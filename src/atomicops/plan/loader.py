@@ -23,6 +23,7 @@ from atomicops.errors import PlanInvalid, Problem, UsageError
 from atomicops.graph import Graph
 from atomicops.plan import confine
 from atomicops.plan.model import Plan
+from atomicops.plan.names import OFFERED_MARK
 from atomicops.plan.source import SourceMap, did_you_mean, format_path, load_yaml, read_source
 
 
@@ -79,10 +80,6 @@ def parse_var(assignment: str) -> tuple[str, Any]:
     return name.strip(), value
 
 
-OFFERED_MARK = "atomicops.vars"
-"""A vars file holding ``atomicops.vars: offered`` offers its values: a plan takes those it
-declares and passes over the rest. ``atomicops sandbox up`` writes its vars file so, since one
-sandbox serves plans that each use some of its services. (A dot can never be in a var name.)"""
 
 
 @dataclass

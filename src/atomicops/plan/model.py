@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-ID_MAX = 64
-"""Longest plan name, operation id or step name (and ``--env``): ``${step.key}``,
-``<env>/<op>/<step>``, must fit an AWS tag value (256 characters)."""
+# A plan name, operation id or step name (and ``--env``): ``${step.key}``,
+# ``<env>/<op>/<step>``, must fit an AWS tag value (256 characters).
+from atomicops.plan.names import ID_MAX, ID_PATTERN
+
 OP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 """An operation id is referenced as ``${ops.ID.OUTPUT}``, split at dots: no dot in it."""
 MAX_SECONDS = 7 * 24 * 3600.0

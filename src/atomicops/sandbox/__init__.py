@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from atomicops.errors import UsageError
-from atomicops.plan.loader import OFFERED_MARK
+from atomicops.plan.names import OFFERED_MARK
 from atomicops.sandbox.service import ServiceInfo, is_ours, port_open, private_dir, stop_pid
 
 DEFAULT_DIR = Path(".atomicops") / "sandbox"

@@ -1,0 +1,118 @@
+"""B3, the journal: the latency of one durable journal transition (median, p99) and the
+journal's bytes per step, against a bare fsynced SQLite insert as the floor.
+
+    python bench/journal.py --steps 2000
+    python bench/journal.py --steps 20              # what CI runs (a smoke run, not a timing)
+
+A step is two transitions, as the engine writes them: ``step_started`` (the intent, with
+the step's idempotency token) and ``step_done`` (outputs, the resolved undo, timings). Each
+goes through ``SqliteStore.append`` exactly as a run's do: one IMMEDIATE transaction with the
+fence check and the hash chain, WAL, synchronous=FULL. The floor is one INSERT of the same
+JSON text committed the same way on a bare connection, alternated with the journal's appends
+so that load on a shared machine falls on both alike. Writes bench/results/journal.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from atomicops.journal.sqlite import SqliteStore
+from atomicops.journal.store import LockHolder
+
+RESULTS = Path(__file__).resolve().parent / "results" / "journal.json"
+ENV = "bench"
+
+
+def step_events(i: int) -> list[tuple[str, dict[str, object]]]:
+    """The two events of one step, with payloads shaped like an AWS create's."""
+    now = time.time()
+    started = {"token": uuid.uuid4().hex, "key": f"op{i // 3}/step{i % 3}", "attempt": 1}
+    done = {
+        "outputs": {"vpc_id": f"vpc-{uuid.uuid4().hex[:17]}", "arn": f"arn:aws:ec2:us-east-1:123456789012:vpc/{i}"},
+        "undo": {"aws": "ec2.delete_vpc", "params": {"VpcId": f"vpc-{uuid.uuid4().hex[:17]}"}},
+        "irreversible": None, "read_only": False, "ok_errors": [], "started": now, "finished": now,
+        "settled_by": None, "result": None,
+    }
+    return [("step_started", started), ("step_done", done)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def files_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--dir", type=Path, default=None, help="Where the journals go (default: the system's temp dir).")
+    args = ap.parse_args()
+    journal_ms: list[float] = []
+    floor_ms: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="atomicops-bench-", dir=args.dir) as scratch:
+        db = Path(scratch) / "journal.db"
+        store = SqliteStore(db)
+        holder = LockHolder(lock_id=uuid.uuid4().hex[:12], run_id="bench", pid=os.getpid(),
+                            host=socket.gethostname(), started=time.time(), command="bench")
+        store.acquire_lock(ENV, holder)
+        held = store.read_lock(ENV)
+        assert held is not None
+        store.close()  # closing the last connection checkpoints the WAL: sizes compare file to file
+        start_size = files_size(db)
+        store = SqliteStore(db)
+        bare = sqlite3.connect(Path(scratch) / "floor.db", isolation_level=None)
+        bare.execute("PRAGMA journal_mode = WAL")
+        bare.execute("PRAGMA synchronous = FULL")
+        bare.execute("CREATE TABLE events (seq INTEGER PRIMARY KEY, data TEXT)")
+        for i in range(args.steps):
+            for type_, data in step_events(i):
+                t0 = time.perf_counter()
+                store.append(ENV, "bench", type_, op=f"op{i // 3}", step=f"step{i % 3}", data=data, fence=held.fence)
+                journal_ms.append((time.perf_counter() - t0) * 1000)
+                text = json.dumps(data, sort_keys=True)
+                t0 = time.perf_counter()
+                bare.execute("BEGIN IMMEDIATE")
+                bare.execute("INSERT INTO events (data) VALUES (?)", (text,))
+                bare.execute("COMMIT")
+                floor_ms.append((time.perf_counter() - t0) * 1000)
+        store.close()
+        bare.close()
+        bytes_per_step = (files_size(db) - start_size) / args.steps  # whole pages: 0 for a few steps
+        with sqlite3.connect(db) as conn:
+            (row_bytes,) = conn.execute(
+                "SELECT sum(length(data) + length(chain) + length(run_id) + length(type) + length(env)"
+                " + coalesce(length(op), 0) + coalesce(length(step), 0)) FROM events").fetchone()
+    rows = []
+    for name, ms in (("bare sqlite insert (floor)", floor_ms), ("journal append", journal_ms)):
+        rows.append({"what": name, "median_ms": round(statistics.median(ms), 3), "p99_ms": round(percentile(ms, 0.99), 3),
+                     "ratio": round(statistics.median(ms) / statistics.median(floor_ms), 2)})
+    doc = {"benchmark": "journal", "steps": args.steps, "transitions": len(journal_ms), "python": sys.version.split()[0],
+           "sqlite": sqlite3.sqlite_version, "rows": rows, "journal_bytes_per_step": round(bytes_per_step, 1),
+           "row_bytes_per_step": round(row_bytes / args.steps, 1),
+           "target_median_ms": 2.0, "meets": rows[1]["median_ms"] <= 2.0}
+    print(f"{'transition':<28} {'median ms':>10} {'p99 ms':>8} {'x floor':>8}")
+    for r in rows:
+        print(f"{r['what']:<28} {r['median_ms']:>10.3f} {r['p99_ms']:>8.3f} {r['ratio']:>8.2f}")
+    print(f"journal bytes per step: {doc['journal_bytes_per_step']:.0f} on disk, {doc['row_bytes_per_step']:.0f} in rows   target median <= 2 ms: "
+          f"{'yes' if doc['meets'] else 'NO'}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
