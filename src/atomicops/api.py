@@ -20,7 +20,7 @@ from atomicops.engine.preflight import preflight
 from atomicops.engine.resume import find_step, outputs_before, settle
 from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, with_dependents
 from atomicops.engine.run import Run
-from atomicops.engine.runtime import open_runtime
+from atomicops.engine.runtime import open_runtime, runtime_of
 from atomicops.errors import (
     ExpectFailed,
     ResumeMismatch,
@@ -163,9 +163,7 @@ def _apply_in_run(
     """
     p = loaded.plan
     preflight(loaded, [o for o in selected if not st.is_applied(o)], env=run.env, run_id=run.id)
-    rt = open_runtime(p, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
-    run.redactor = rt.secrets.redactor
-    try:
+    with runtime_of(run, loaded) as rt:
         applier = Applier(loaded, run, rt, st, parallelism, earlier_runs=set(earlier_runs))
         if prepare is not None:
             st = applier.state = prepare(applier)
@@ -205,8 +203,15 @@ def _apply_in_run(
             raise _with_report(_incomplete(report.rollback), report)
         run.finish("rolled_back")
         raise _with_report(RunFailed(run.id, report.failures, kept=False), report)
-    finally:
-        rt.close()
+
+
+def _recorded_plan(st: EnvState, purpose: str) -> LoadedPlan:
+    """The plan the environment's latest run recorded (vars applied, secrets as specs): what
+    rollback, resume and resolve run with, so that the plan file is never needed."""
+    recorded = st.latest_plan()
+    if recorded is None or recorded.plan is None:
+        raise UsageError(f"environment {st.env!r} has no recorded plan {purpose}")
+    return loaded_from_journal(recorded.plan, file=recorded.plan_file, base_dir=recorded.base_dir)
 
 
 def _with_report(exc: Exception, report: Any) -> Exception:
@@ -262,19 +267,12 @@ def rollback(
         if not selection:
             run.finish("nothing_to_do")
             return RollbackReport()
-        recorded = st.latest_plan()
-        if recorded is None or recorded.plan is None:
-            raise UsageError(f"environment {env!r} has no recorded plan to take connections from")
-        loaded = loaded_from_journal(recorded.plan, file=recorded.plan_file, base_dir=recorded.base_dir)
-        rt = open_runtime(loaded.plan, env=env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
-        run.redactor = rt.secrets.redactor
-        try:
+        loaded = _recorded_plan(st, "to take connections from")
+        with runtime_of(run, loaded) as rt:
             if st.in_flight():
                 # Settle what a killed run left in flight, so nothing it made is forgotten.
                 st = _settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
             report = rollback_ops(run, rt, st, selection, skip=skip, parallelism=parallelism)
-        finally:
-            rt.close()
         if not report.complete:
             run.finish("rollback_incomplete")
             raise _with_report(_incomplete(report), report)
@@ -302,13 +300,11 @@ def resume(
         if not interrupted and not st.half_done():
             run.finish("nothing_to_do")
             return ApplyReport(run.id, nothing_to_do=True)
-        recorded = st.latest_plan()
-        if recorded is None or recorded.plan is None:
-            raise UsageError(f"environment {env!r} has no recorded plan to resume")
-        loaded = loaded_from_journal(recorded.plan, file=recorded.plan_file, base_dir=recorded.base_dir)
+        loaded = _recorded_plan(st, "to resume")
         if plan is not None:
             _check_against_journal(validate(plan, vars=loaded.plan.vars), st, half_applied_only=False)
-        last = max(interrupted, key=lambda r: r.started) if interrupted else recorded
+        last = max(interrupted, key=lambda r: r.started) if interrupted else st.latest_plan()
+        assert last is not None  # _recorded_plan found one
         # A resume takes over the interrupted run: a resume of this resume carries out the
         # same command with the same options (not a bare "resume").
         lineage = st.lineage(last)
@@ -336,9 +332,7 @@ def resume(
 def _resume_rollback(
     run: Run, loaded: LoadedPlan, st: EnvState, command: str, chain: list[str], options: dict[str, Any], parallelism: int
 ) -> RollbackReport:
-    rt = open_runtime(loaded.plan, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
-    run.redactor = rt.secrets.redactor
-    try:
+    with runtime_of(run, loaded) as rt:
         settled = _settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
         if command == "rollback":
             targets = list(options.get("targets") or [])
@@ -346,8 +340,6 @@ def _resume_rollback(
         else:
             selection = {o.id for o in settled.ops.values() if o.run_id in (*chain, run.id)}
         report = rollback_ops(run, rt, settled, selection, skip=options.get("skip") or (), parallelism=parallelism)
-    finally:
-        rt.close()
     if not report.complete:
         run.finish("rollback_incomplete")
         raise _with_report(_incomplete(report), report)
@@ -393,13 +385,8 @@ def resolve(
             run.record("step_settled", op=op, step=step, applied=False, by="resolve", reason=reason)
             run.finish("succeeded")
             return
-        recorded = st.latest_plan()
-        if recorded is None or recorded.plan is None:
-            raise UsageError(f"environment {env!r} has no recorded plan")
-        loaded = loaded_from_journal(recorded.plan, file=recorded.plan_file, base_dir=recorded.base_dir)
-        rt = open_runtime(loaded.plan, env=env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
-        run.redactor = rt.secrets.redactor
-        try:
+        loaded = _recorded_plan(st, "to resolve the step with")
+        with runtime_of(run, loaded) as rt:
             applier = Applier(loaded, run, rt, st, 1)
             plan_op, plan_step = find_step(applier, op, step)
             missing = [k for k in plan_step.result_outputs if k not in (outputs or {})]
@@ -409,8 +396,6 @@ def resolve(
                                        target.started or 0.0, target.started or 0.0, settled_by="resolve", reason=reason)
             if done.error:
                 raise UsageError(f"cannot resolve the undo of {op}/{step}: {done.error}")
-        finally:
-            rt.close()
         run.finish("succeeded")
 
 

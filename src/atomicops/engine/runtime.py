@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from atomicops.actions.base import Connections
 from atomicops.engine.cancel import Cancellation
 from atomicops.engine.executor import Executor
+from atomicops.engine.run import Run
 from atomicops.engine.scope import Scope
 from atomicops.engine.secrets import Secrets
+from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Plan, SecretSpec
 
 
@@ -53,3 +56,15 @@ def open_runtime(
     for name, conn in plan.connections.items():
         connections.define(name, scope.exec_form(conn.model_dump(), secrets))
     return Runtime(plan, scope, secrets, connections, executor)
+
+
+@contextmanager
+def runtime_of(run: Run, loaded: LoadedPlan) -> Iterator[Runtime]:
+    """The runtime a run executes ``loaded`` with: the run's cancellation in every action, the
+    run's journal masking what the runtime's secrets resolve, connections closed at the end."""
+    rt = open_runtime(loaded.plan, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
+    run.redactor = rt.secrets.redactor
+    try:
+        yield rt
+    finally:
+        rt.close()
