@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from journal_edit import edit
 
 from atomicops.errors import (
     EXIT_LOCKED,
@@ -699,14 +700,6 @@ INSERT INTO meta VALUES ('schema_version', '2');
 """
 
 
-def edit(path: Path, sql: str) -> None:
-    """What someone with a sqlite3 shell can do: set the triggers aside and change a row."""
-    raw = sqlite3.connect(path)
-    raw.execute("DROP TRIGGER events_no_update")
-    raw.execute("DROP TRIGGER events_no_delete")
-    raw.execute(sql)
-    raw.commit()
-    raw.close()
 
 
 def test_a_version_2_journal_is_chained_on_open_and_later_edits_are_caught(tmp_path: Path) -> None:

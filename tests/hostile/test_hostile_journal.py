@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import psutil
 import psycopg
 import pytest
+from journal_edit import edit
 
 from atomicops.sandbox.service import ServiceInfo
 
@@ -223,14 +224,6 @@ def test_a_symlinked_journal_is_refused(tmp_path: Path, target_exists: bool) -> 
     assert target.exists() == target_exists  # a dangling link did not create its target
 
 
-def tamper(journal: Path, sql: str) -> None:
-    """Change the journal behind atomicops's back, as someone with a sqlite3 shell can."""
-    conn = sqlite3.connect(journal)
-    conn.execute("DROP TRIGGER events_no_update")
-    conn.execute("DROP TRIGGER events_no_delete")
-    conn.execute(sql)
-    conn.commit()
-    conn.close()
 
 
 def test_an_edited_undo_is_detected_and_nothing_runs(applied: Path) -> None:
@@ -238,7 +231,7 @@ def test_an_edited_undo_is_detected_and_nothing_runs(applied: Path) -> None:
     seq = sqlite3.connect(journal).execute(
         "SELECT seq FROM events WHERE type = 'step_done'"
     ).fetchone()[0]
-    tamper(
+    edit(
         journal,
         f"UPDATE events SET data = replace(data, 'echo undo', 'echo HIJACK') WHERE seq = {seq}",
     )
@@ -256,7 +249,7 @@ def test_a_deleted_event_is_detected(applied: Path) -> None:
     seq = sqlite3.connect(journal).execute(
         "SELECT seq FROM events WHERE type = 'step_done'"
     ).fetchone()[0]
-    tamper(journal, f"DELETE FROM events WHERE seq = {seq}")
+    edit(journal, f"DELETE FROM events WHERE seq = {seq}")
 
     proc = cli("status", cwd=applied)
 
