@@ -15,7 +15,7 @@ from typing import Any
 from atomicops.engine.admission import admit
 from atomicops.engine.apply import Applier, ApplyReport
 from atomicops.engine.cancel import Cancellation
-from atomicops.engine.observer import Observer
+from atomicops.engine.observer import Observer, Silent
 from atomicops.engine.preflight import preflight
 from atomicops.engine.resume import find_step, outputs_before, settle
 from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, with_dependents
@@ -45,6 +45,7 @@ from atomicops.journal.views import (  # noqa: F401 - re-exported
 from atomicops.plan.changes import changes as changed_fields
 from atomicops.plan.changes import definition, fingerprint, recorded_definitions
 from atomicops.plan.loader import LoadedPlan, load_plan, loaded_from_journal
+from atomicops.plan.targets import aws_targets
 
 
 def validate(
@@ -89,6 +90,8 @@ def apply(
     if on_failure not in ("rollback", "keep"):
         raise UsageError(f"--on-failure is rollback or keep, not {on_failure!r}")
     selected = _select(loaded, phase, list(targets))
+    for line in aws_targets(p):  # first, before anything runs: which account this touches
+        (observer or Silent()).note(f"target: {line}")
     store = store_for(state)
     start = {
         "plan": p.model_dump(),  # the journal encodes what JSON lacks (bytes)
@@ -438,6 +441,7 @@ def plan_view(
         "changes": changes,
         "diffs": diffs,
         "warnings": [str(w) for w in loaded.warnings],
+        "targets": aws_targets(loaded.plan),
     }
 
 

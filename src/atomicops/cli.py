@@ -312,6 +312,8 @@ def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: 
         _emit(view)
         return 0
     out.print(f"[bold]plan {_data(view['plan'])}[/bold] on environment {_data(repr(env))}")
+    for line in view["targets"]:
+        out.print(f"target: {_data(line)}")
     out.print("\n[bold]forward[/bold] (phases in order; operations in a wave run in parallel)")
     n = 0
     for ph in view["forward"]:

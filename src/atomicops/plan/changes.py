@@ -19,7 +19,9 @@ from atomicops.plan import refs
 from atomicops.plan.model import Operation
 
 
-def definition(op: Operation, vars: Mapping[str, Any]) -> dict[str, Any]:
+def with_vars(value: Any, vars: Mapping[str, Any]) -> Any:
+    """``value`` with its ``${vars...}`` resolved and every other reference kept as written."""
+
     def look(ref: refs.Ref) -> Any:
         if ref.namespace != "vars":
             raise refs.Keep
@@ -28,9 +30,13 @@ def definition(op: Operation, vars: Mapping[str, Any]) -> dict[str, Any]:
         except AtomicOpsError:
             raise refs.Keep from None  # reported by validation, or when the step runs
 
+    return refs.resolve(value, look)
+
+
+def definition(op: Operation, vars: Mapping[str, Any]) -> dict[str, Any]:
     # As the journal will hold it: JSON's shapes, with a !!binary value kept as bytes (pydantic's
     # JSON mode would decode it as UTF-8 text and fail).
-    resolved: dict[str, Any] = refs.resolve(from_json(to_json(op.model_dump())), look)
+    resolved: dict[str, Any] = with_vars(from_json(to_json(op.model_dump())), vars)
     return resolved
 
 
