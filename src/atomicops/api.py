@@ -9,27 +9,31 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from atomicops.engine.admission import admit
 from atomicops.engine.apply import Applier, ApplyReport
 from atomicops.engine.cancel import Cancellation
 from atomicops.engine.observer import Observer, Silent
-from atomicops.engine.preflight import preflight
-from atomicops.engine.resume import find_step, outputs_before, settle
+from atomicops.engine.resume import find_step, outputs_before
 from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, with_dependents
 from atomicops.engine.run import Run
+from atomicops.engine.runs import (
+    apply_in_run,
+    check_against_journal,
+    incomplete,
+    recorded_plan,
+    resume_rollback,
+    settle_or_stop,
+    was_interrupted,
+    with_report,
+)
 from atomicops.engine.runtime import open_runtime, runtime_of
 from atomicops.errors import (
-    ExpectFailed,
-    ResumeMismatch,
-    RollbackIncomplete,
-    RunFailed,
-    Uncertain,
     UsageError,
 )
-from atomicops.journal.state import EnvState, derive
+from atomicops.journal.state import derive
 from atomicops.journal.store import JournalStore
 
 # What only reads the journal lives in journal/views.py (no engine loaded); re-exported here
@@ -44,7 +48,8 @@ from atomicops.journal.views import (  # noqa: F401 - re-exported
 )
 from atomicops.plan.changes import changes as changed_fields
 from atomicops.plan.changes import definition, fingerprint, recorded_definitions
-from atomicops.plan.loader import LoadedPlan, load_plan, loaded_from_journal
+from atomicops.plan.loader import LoadedPlan, load_plan
+from atomicops.plan.selection import select_operations
 from atomicops.plan.targets import aws_targets
 
 
@@ -89,7 +94,7 @@ def apply(
     on_failure = on_failure or p.on_failure
     if on_failure not in ("rollback", "keep"):
         raise UsageError(f"--on-failure is rollback or keep, not {on_failure!r}")
-    selected = _select(loaded, phase, list(targets))
+    selected = select_operations(loaded, phase, list(targets))
     for line in aws_targets(p):  # first, before anything runs: which account this touches
         (observer or Silent()).note(f"target: {line}")
     store = store_for(state)
@@ -103,149 +108,32 @@ def apply(
         st = run.state()
         prepare = None
         admit(st, "apply", selected, deps=loaded.deps)
-        if _interrupted(st):
+        if was_interrupted(st):
             # A killed run left steps in flight: settle them by their probes first, provided
             # the plan still says what the journal recorded for them.
-            _check_against_journal(loaded, st, half_applied_only=True)
-            prepare = functools.partial(_settle_or_stop, run)
-        return _apply_in_run(
+            check_against_journal(loaded, st, half_applied_only=True)
+            prepare = functools.partial(settle_or_stop, run)
+        return apply_in_run(
             run, loaded, st, selected, full=phase is None and not list(targets),
             on_failure=on_failure, parallelism=parallelism, prepare=prepare,
             earlier_runs=[r.id for r in st.unfinished_runs() if r.id != run.id],
         )
 
 
-def _interrupted(st: EnvState) -> bool:
-    return bool(st.in_flight()) or any(o.status in ("applying", "rolling_back") for o in st.ops.values())
 
 
-def _check_against_journal(given: LoadedPlan, st: EnvState, *, half_applied_only: bool) -> None:
-    """Operations the journal recorded must be unchanged in the plan that continues them
-    (compared by the fingerprint journalled when each started)."""
-    differences = []
-    for op in st.ops.values():
-        half_applied = op.status in ("applying", "rolling_back", "uncertain") or any(s.in_flight for s in op.steps.values())
-        if not op.fingerprint or op.status == "rolled_back" or (half_applied_only and not half_applied):
-            continue
-        try:
-            now = fingerprint(given.plan.operation(op.id), given.plan.vars)
-        except KeyError:
-            differences.append(f"operation {op.id} is in the journal but not in {given.file}")
-            continue
-        if now != op.fingerprint:
-            differences.append(f"operation {op.id} differs in {given.file} from what the journal recorded")
-    if differences:
-        raise ResumeMismatch(differences)
 
 
-def _settle_or_stop(run: Run, applier: Applier) -> EnvState:
-    settled, uncertain = settle(applier)
-    if uncertain:
-        run.finish("uncertain", steps=uncertain)
-        raise Uncertain(run.env, uncertain)
-    return settled
 
 
-def _apply_in_run(
-    run: Run,
-    loaded: LoadedPlan,
-    st: EnvState,
-    selected: list[str],
-    *,
-    full: bool,
-    on_failure: str,
-    parallelism: int,
-    prepare: Callable[[Applier], EnvState] | None = None,
-    earlier_runs: Iterable[str] = (),
-) -> ApplyReport:
-    """The body of an apply inside a run that holds the lock (``apply`` and ``resume``).
-
-    ``prepare`` runs first with the applier ready (resume settles in-flight steps there) and
-    returns the state to continue from; ``earlier_runs`` are runs whose operations a failure
-    should roll back too (the run that resume finishes).
-    """
-    p = loaded.plan
-    preflight(loaded, [o for o in selected if not st.is_applied(o)], env=run.env, run_id=run.id)
-    with runtime_of(run, loaded) as rt:
-        applier = Applier(loaded, run, rt, st, parallelism, earlier_runs=set(earlier_runs))
-        if prepare is not None:
-            st = applier.state = prepare(applier)
-            applier.refresh_outputs()
-        report = applier.report
-        pending = []
-        for op_id in selected:
-            op_state = st.ops.get(op_id)
-            if op_state and op_state.status == "applied":
-                report.unchanged.append(op_id)
-                if op_state.fingerprint != fingerprint(p.operation(op_id), p.vars):
-                    report.changed_since_applied.append(op_id)
-            else:
-                pending.append(op_id)
-        for op_id in report.changed_since_applied:
-            run.observer.note(
-                f"operation {op_id} changed in the plan since it was applied; it is left as "
-                f"applied (roll it back with --target {op_id} and apply to replace it)",
-                level="warning",
-            )
-        ok = applier.run_phases(pending)
-        if ok and full and p.verify:
-            failures = applier.verify_plan()
-            if failures:
-                report.failures.append(ExpectFailed(failures))
-                ok = False
-        if ok:
-            run.finish("succeeded", applied=report.applied)
-            return report
-        if on_failure == "keep":
-            run.finish("kept")
-            raise _with_report(RunFailed(run.id, report.failures, kept=True), report)
-        run.observer.note("rolling back what this run applied", level="warning")
-        report.rollback = applier.rollback_this_run()
-        if not report.rollback.complete:
-            run.finish("rollback_incomplete")
-            raise _with_report(_incomplete(report.rollback), report)
-        run.finish("rolled_back")
-        raise _with_report(RunFailed(run.id, report.failures, kept=False), report)
 
 
-def _recorded_plan(st: EnvState, purpose: str) -> LoadedPlan:
-    """The plan the environment's latest run recorded (vars applied, secrets as specs): what
-    rollback, resume and resolve run with, so that the plan file is never needed."""
-    recorded = st.latest_plan()
-    if recorded is None or recorded.plan is None:
-        raise UsageError(f"environment {st.env!r} has no recorded plan {purpose}")
-    return loaded_from_journal(recorded.plan, file=recorded.plan_file, base_dir=recorded.base_dir)
 
 
-def _with_report(exc: Exception, report: Any) -> Exception:
-    exc.report = report  # type: ignore[attr-defined]
-    return exc
 
 
-def _incomplete(rb: RollbackReport) -> RollbackIncomplete:
-    return RollbackIncomplete(
-        remaining=sorted(set(rb.failed) | set(rb.left)),
-        failures=[f"{op}: {err}" for op, err in sorted(rb.failed.items())],
-    )
 
 
-def _select(loaded: LoadedPlan, phase: str | None, targets: list[str]) -> list[str]:
-    """The operations an apply runs, in plan order: a phase's, or the targets and what they
-    need (within the phase when one is given), or all."""
-    p = loaded.plan
-    every = [op.id for op in p.operations]
-    if phase is not None and phase not in p.phases:
-        raise UsageError(f"unknown phase {phase!r} (phases: {', '.join(p.phases)})")
-    unknown = [t for t in targets if t not in every]
-    if unknown:
-        raise UsageError(f"unknown operation(s): {', '.join(unknown)}")
-    wanted = set(every)
-    if targets:
-        graph = loaded.graph
-        wanted = set().union(*({t} | graph.ancestors(t) for t in targets))
-    if phase is not None:
-        wanted &= {op.id for op in p.operations if p.phase_of(op) == phase}
-    return [i for i in every if i in wanted]
 
 
 def rollback(
@@ -270,15 +158,15 @@ def rollback(
         if not selection:
             run.finish("nothing_to_do")
             return RollbackReport()
-        loaded = _recorded_plan(st, "to take connections from")
+        loaded = recorded_plan(st, "to take connections from")
         with runtime_of(run, loaded) as rt:
             if st.in_flight():
                 # Settle what a killed run left in flight, so nothing it made is forgotten.
-                st = _settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
+                st = settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
             report = rollback_ops(run, rt, st, selection, skip=skip, parallelism=parallelism)
         if not report.complete:
             run.finish("rollback_incomplete")
-            raise _with_report(_incomplete(report), report)
+            raise with_report(incomplete(report), report)
         run.finish("rolled_back", undone=report.undone, left=report.left)
         return report
 
@@ -303,11 +191,11 @@ def resume(
         if not interrupted and not st.half_done():
             run.finish("nothing_to_do")
             return ApplyReport(run.id, nothing_to_do=True)
-        loaded = _recorded_plan(st, "to resume")
+        loaded = recorded_plan(st, "to resume")
         if plan is not None:
-            _check_against_journal(validate(plan, vars=loaded.plan.vars), st, half_applied_only=False)
+            check_against_journal(validate(plan, vars=loaded.plan.vars), st, half_applied_only=False)
         last = max(interrupted, key=lambda r: r.started) if interrupted else st.latest_plan()
-        assert last is not None  # _recorded_plan found one
+        assert last is not None  # recorded_plan found one
         # A resume takes over the interrupted run: a resume of this resume carries out the
         # same command with the same options (not a bare "resume").
         lineage = st.lineage(last)
@@ -320,34 +208,18 @@ def resume(
             for o in st.ops.values()
         )
         if rollback or task.command == "rollback" or failing:
-            return _resume_rollback(run, loaded, st, task.command, chain, options, parallelism)
+            return resume_rollback(run, loaded, st, task.command, chain, options, parallelism)
         on_failure = str(options.get("on_failure") or loaded.plan.on_failure)
-        selected = _select(loaded, options.get("phase"), list(options.get("targets") or []))
+        selected = select_operations(loaded, options.get("phase"), list(options.get("targets") or []))
         admit(st, "resume", selected, deps=loaded.deps)
 
-        return _apply_in_run(
+        return apply_in_run(
             run, loaded, st, selected, full=not options.get("phase") and not options.get("targets"),
-            on_failure=on_failure, parallelism=parallelism, prepare=functools.partial(_settle_or_stop, run),
+            on_failure=on_failure, parallelism=parallelism, prepare=functools.partial(settle_or_stop, run),
             earlier_runs=chain,
         )
 
 
-def _resume_rollback(
-    run: Run, loaded: LoadedPlan, st: EnvState, command: str, chain: list[str], options: dict[str, Any], parallelism: int
-) -> RollbackReport:
-    with runtime_of(run, loaded) as rt:
-        settled = _settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
-        if command == "rollback":
-            targets = list(options.get("targets") or [])
-            selection = with_dependents(settled, targets) if targets else set(settled.ops)
-        else:
-            selection = {o.id for o in settled.ops.values() if o.run_id in (*chain, run.id)}
-        report = rollback_ops(run, rt, settled, selection, skip=options.get("skip") or (), parallelism=parallelism)
-    if not report.complete:
-        run.finish("rollback_incomplete")
-        raise _with_report(_incomplete(report), report)
-    run.finish("rolled_back", undone=report.undone)
-    return report
 
 
 def resolve(
@@ -388,7 +260,7 @@ def resolve(
             run.record("step_settled", op=op, step=step, applied=False, by="resolve", reason=reason)
             run.finish("succeeded")
             return
-        loaded = _recorded_plan(st, "to resolve the step with")
+        loaded = recorded_plan(st, "to resolve the step with")
         with runtime_of(run, loaded) as rt:
             applier = Applier(loaded, run, rt, st, 1)
             plan_op, plan_step = find_step(applier, op, step)
