@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from run_cli import cli
 
 PLANS = Path(__file__).parent / "plans"
 BAD = Path(__file__).parent / "bad_plans"
-
-
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "atomicops.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})},
-    )
 
 
 UNDO_FAILS = """

@@ -4,12 +4,10 @@ with the exit code, and the error when there is one."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from run_cli import cli
 
 BAD = Path(__file__).parent / "bad_plans"
 
@@ -36,11 +34,6 @@ operations:
 verify:
   - {name: up, run: ["sh", "-c", "echo '{\\"status\\": \\"down\\"}'"], expect: {"json.status": up}}
 """
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "atomicops.cli", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120, check=False, env={**os.environ})
 
 
 @pytest.fixture

@@ -4,14 +4,12 @@ no orphan, no duplicate, and a rollback afterwards leaves the account as it was.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import boto3
 import pytest
+from run_cli import cli
 
 from atomicops import api
 from atomicops.engine.crash import CRASH_EXIT_CODE
@@ -19,14 +17,6 @@ from atomicops.inventory import aws as inventory
 
 PLANS = Path(__file__).parent / "plans"
 TYPES = ["ec2.vpcs", "ec2.subnets", "ec2.security_groups", "dynamodb.tables", "iam.roles"]
-
-
-def cli(*args: str, cwd: Path, crash: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ATOMICOPS_CRASH_AT"}
-    if crash:
-        env["ATOMICOPS_CRASH_AT"] = crash
-    return subprocess.run([sys.executable, "-m", "atomicops.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=180)
 
 
 @pytest.fixture

@@ -4,16 +4,13 @@ key pending deletion keeps its tags; so does anything an earlier, killed run lea
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from lossy_proxy import LossyProxy
+from run_cli import cli
 
 from atomicops import api
 from atomicops.engine.crash import CRASH_EXIT_CODE
@@ -98,14 +95,6 @@ def test_a_probe_by_step_run_does_not_claim_what_an_earlier_run_left(tmp_path, m
         proxy.shutdown()
         proxy.server_close()
         ec2.delete_vpc(VpcId=planted)
-
-
-def cli(*args: str, cwd: Path, crash: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ATOMICOPS_CRASH_AT"}
-    if crash:
-        env["ATOMICOPS_CRASH_AT"] = crash
-    return subprocess.run([sys.executable, "-m", "atomicops.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=180, check=False)
 
 
 def test_resume_probes_with_the_run_of_the_killed_intent(tmp_path, moto_endpoint, ec2):

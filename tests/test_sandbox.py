@@ -13,8 +13,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -28,19 +26,12 @@ import psutil
 import psycopg
 import pytest
 import yaml
+from run_cli import cli
 
 from atomicops import sandbox
 
 SERVICES = ("aws", "postgres", "nats")
 VARS = {"aws": "aws_endpoint", "postgres": "database_url", "nats": "nats_url"}
-CLI_TIMEOUT = 120
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "atomicops.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False,
-    )  # fmt: skip
 
 
 def cli_json(*args: str, cwd: Path) -> dict[str, Any]:

@@ -4,10 +4,9 @@ forgotten --vars-file silently targeted real AWS)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
+
+from run_cli import cli
 
 PLAN = """
 atomicops: 1
@@ -20,11 +19,6 @@ operations:
     steps:
       - {name: touch, do: {run: [touch, marked]}, undo: {run: [rm, -f, marked]}}
 """
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "atomicops.cli", *args], cwd=cwd, env=dict(os.environ),
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_plan_and_apply_name_real_aws_when_no_endpoint_is_given(tmp_path: Path) -> None:

@@ -4,15 +4,13 @@ nothing made."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from run_cli import cli
 
 PLAN = """
 atomicops: 1
@@ -32,12 +30,6 @@ operations:
           params: {Filters: [{Name: "tag:atomicops:run", Values: ["STEP_RUN"]}]}
           outputs: {vpc_id: "Vpcs[0].VpcId"}
 """
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    return subprocess.run([sys.executable, "-m", "atomicops.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=180, check=False)
 
 
 def write(tmp_path: Path, step_run: str) -> Path:

@@ -24,17 +24,9 @@ import psutil
 import psycopg
 import pytest
 from journal_edit import edit
+from run_cli import cli
 
 from atomicops.sandbox.service import ServiceInfo
-
-CLI_TIMEOUT = 120
-
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "atomicops.cli", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=CLI_TIMEOUT, check=False,
-    )  # fmt: skip
 
 
 @pytest.fixture
@@ -222,8 +214,6 @@ def test_a_symlinked_journal_is_refused(tmp_path: Path, target_exists: bool) -> 
     assert str(journal_of(work)) in proc.stderr and "symbolic link" in proc.stderr, proc.stderr
     assert effects(work) == []
     assert target.exists() == target_exists  # a dangling link did not create its target
-
-
 
 
 def test_an_edited_undo_is_detected_and_nothing_runs(applied: Path) -> None:

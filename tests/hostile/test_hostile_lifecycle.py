@@ -6,17 +6,9 @@ rollback it did not do. Each case runs the real command in a subprocess."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-
-def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ATOMICOPS_CRASH_AT"}
-    return subprocess.run([sys.executable, "-m", "atomicops.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
-
+from run_cli import cli
 
 HEAD = """
 atomicops: 1

@@ -3,25 +3,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from run_cli import cli
 
 from atomicops import api
 from atomicops.engine.crash import CRASH_EXIT_CODE
 from atomicops.errors import PlanInvalid, PreflightFailed, RunFailed
 from atomicops.sandbox.service import free_port
-
-
-def cli(*args: str, cwd: Path, crash: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "ATOMICOPS_CRASH_AT"}
-    if crash:
-        env["ATOMICOPS_CRASH_AT"] = crash
-    return subprocess.run([sys.executable, "-m", "atomicops.cli", *args], check=False, cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
 
 
 def write(tmp_path: Path, text: str, name: str = "plan.yaml") -> Path:
