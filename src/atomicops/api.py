@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from atomicops.engine import checkpoints
 from atomicops.engine.admission import admit
 from atomicops.engine.apply import Applier, ApplyReport
 from atomicops.engine.cancel import Cancellation
@@ -33,6 +34,7 @@ from atomicops.engine.runtime import open_runtime, runtime_of
 from atomicops.errors import (
     UsageError,
 )
+from atomicops.journal.marks import Checkpoint
 from atomicops.journal.state import derive
 from atomicops.journal.store import JournalStore
 
@@ -142,18 +144,32 @@ def rollback(
     state: str | JournalStore | None = None,
     targets: Iterable[str] = (),
     skip: Iterable[str] = (),
+    to: str | None = None,
     parallelism: int = 10,
     observer: Observer | None = None,
     cancel: Cancellation | None = None,
 ) -> RollbackReport:
-    """Undo applied operations from the journal alone (the plan file is not read)."""
+    """Undo applied operations from the journal alone (the plan file is not read).
+
+    ``to`` names a checkpoint: only the operations started after it are undone (see
+    :mod:`atomicops.engine.checkpoints`); :class:`UnknownCheckpoint` (exit 2) if there is none."""
     store = store_for(state)
     targets, skip = list(targets), list(skip)
-    with Run(store, env, "rollback", observer=observer, start_data={"options": {"targets": targets, "skip": skip}},
-             cancel=cancel) as run:
+    options: dict[str, Any] = {"targets": targets, "skip": skip}
+    if to is not None:
+        if targets:
+            raise UsageError("--to and --target choose what to undo in two ways; give one of them")
+        # Refused before the run starts, so a mistyped name leaves no run in the history; the
+        # position goes into the run's options, so a resume finishes this same rollback.
+        options.update(to=to, to_seq=checkpoints.find(derive(env, store.events(env)), to).seq)
+    with Run(store, env, "rollback", observer=observer, start_data={"options": options}, cancel=cancel) as run:
         st = run.state()
         admit(st, "rollback", targets + skip)
-        selection = with_dependents(st, targets) if targets else set(st.ops)
+        if to is not None:
+            checkpoints.find(st, to)  # still there now that this run holds the lock
+            selection = checkpoints.undo_selection(run, st, int(options["to_seq"]))
+        else:
+            selection = with_dependents(st, targets) if targets else set(st.ops)
         selection = {o for o in selection if needs_undo(st.ops[o])}
         if not selection:
             run.finish("nothing_to_do")
@@ -163,12 +179,30 @@ def rollback(
             if st.in_flight():
                 # Settle what a killed run left in flight, so nothing it made is forgotten.
                 st = settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
-            report = rollback_ops(run, rt, st, selection, skip=skip, parallelism=parallelism)
+            report = rollback_ops(run, rt, st, selection, skip=skip, parallelism=parallelism,
+                                  keep_marks=[to] if to else ())
         if not report.complete:
             run.finish("rollback_incomplete")
             raise with_report(incomplete(report), report)
         run.finish("rolled_back", undone=report.undone, left=report.left)
         return report
+
+
+def checkpoint(
+    name: str,
+    *,
+    env: str = "default",
+    state: str | JournalStore | None = None,
+    observer: Observer | None = None,
+) -> Checkpoint:
+    """Mark the environment's journal where it stands now, as checkpoint ``name``: a later
+    ``rollback(to=name)`` undoes what is applied after it. Takes the environment's lock;
+    :class:`CheckpointExists` if the name is taken (a live mark, or the recorded plan's)."""
+    with Run(store_for(state), env, "checkpoint", observer=observer, start_data={"options": {"name": name}}) as run:
+        mark = checkpoints.mark_by_hand(run, name)
+        # Not a settling outcome: a mark leaves an interrupted run for `resume` to finish.
+        run.finish("marked", checkpoint=name)
+        return mark
 
 
 def resume(

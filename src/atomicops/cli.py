@@ -386,24 +386,31 @@ def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phas
 @main.command()
 @click.option("--target", "targets", multiple=True, metavar="OP", help="Undo OP and everything that depends on it.")
 @click.option("--skip", "skip", multiple=True, metavar="OP", help="Leave OP (and what it needs) applied.")
-@click.option("--to", "to", default=None, metavar="CHECKPOINT", help="Undo everything applied after CHECKPOINT.")
+@click.option("--to", "to", default=None, metavar="CHECKPOINT",
+              help="Undo only the operations started after CHECKPOINT (a plan's `checkpoint:` or `atomicops "
+                   "checkpoint NAME`); what was applied before it stays. `atomicops status` lists the checkpoints.")
 @click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
 @common
 def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, parallelism: int,
              env: str, state: str | None, as_json: bool) -> int:
-    """Undo applied operations from the journal, in reverse dependency order (no plan needed)."""
+    """Undo applied operations from the journal, in reverse dependency order (no plan needed).
+
+    \b
+    With --to CHECKPOINT only what started after the mark is undone (and what depends on it);
+    marks it goes back past are dropped. Killed half-way, `atomicops resume` finishes the
+    same partial rollback.
+    """
     from atomicops import api
 
-    if to is not None:
-        raise click.UsageError("--to CHECKPOINT needs checkpoints, which this version does not record yet")
     observer = Silent() if as_json else Progress(err)
     with ctrl_c(rolling_back=True) as cancel:
-        report = api.rollback(env=env, state=state, targets=targets, skip=skip, parallelism=parallelism,
+        report = api.rollback(env=env, state=state, targets=targets, skip=skip, to=to, parallelism=parallelism,
                               observer=observer, cancel=cancel)
     if as_json:
         _emit(_jsonable(report))
         return 0
-    out.print(f"[green]rolled back[/green]: {len(report.undone)} operation(s)"
+    back_to = f" back to checkpoint {_data(to)}" if to else ""
+    out.print(f"[green]rolled back{back_to}[/green]: {len(report.undone)} operation(s)"
               + (f"; left applied: {_data(', '.join(report.left))}" if report.left else ""))
     for item in report.irreversible:
         out.print(f"[yellow]irreversible, left as is: {_data(item)}[/yellow]")
@@ -432,6 +439,40 @@ def resume(do_rollback: bool, plan: str | None, parallelism: int, env: str, stat
         out.print(f"[green]resumed[/green]: {len(report.applied)} operation(s) applied")
     else:
         out.print(f"[green]resumed and rolled back[/green]: {len(report.undone)} operation(s)")
+    return 0
+
+
+@main.command(name="checkpoint")
+@click.argument("name")
+@common
+def checkpoint_cmd(name: str, env: str, state: str | None, as_json: bool) -> int:
+    """Mark the journal here as checkpoint NAME, for `atomicops rollback --to NAME`.
+
+    \b
+    A plan marks its own checkpoints (`checkpoint: NAME` on an operation, recorded when that
+    operation completes, with snapshot steps if it has any); this marks one by hand, e.g.
+    before applying a new phase:
+      atomicops checkpoint before-cutover
+      atomicops apply plan.yaml --phase data
+      atomicops rollback --to before-cutover   # undoes only what started after the mark
+
+    Takes the environment's lock (exit 4 while a run holds it). A name already marked, or
+    marked by the recorded plan, is refused (exit 2); so is marking in the middle of an
+    interrupted run. `atomicops status` lists the checkpoints; `history` shows when each was
+    made and dropped.
+    """
+    from atomicops import api
+    from atomicops.plan.names import ID_MAX, ID_PATTERN
+
+    if not re.fullmatch(ID_PATTERN, name) or len(name) > ID_MAX:
+        raise UsageError(f"{name!r}: a checkpoint name is 1 to {ID_MAX} letters, digits, '.', '-' or '_', "
+                         "starting with a letter or digit")
+    mark = api.checkpoint(name, env=env, state=state)
+    if as_json:
+        _emit({"checkpoint": mark.as_dict()})
+    else:
+        out.print(f"[green]checkpoint {_data(name)}[/green] marked at seq {mark.seq} in environment {_data(repr(env))}; "
+                  f"`atomicops rollback --to {_data(name)}` undoes what starts after it")
     return 0
 
 
@@ -490,6 +531,10 @@ def status(env: str, state: str | None, as_json: bool) -> int:
         outs = ", ".join(f"{k}={_short(v)}" for k, v in op["outputs"].items())
         table.add_row(*(_data(cell) for cell in (op["id"], op["phase"], op["status"], took, outs)))
     out.print(table)
+    for mark in doc["checkpoints"]:  # what `rollback --to NAME` can go back to
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(mark["ts"]))
+        by = f"operation {mark['op']}" if mark["op"] else "hand"
+        out.print(_data(f"checkpoint {mark['name']}: seq {mark['seq']}, {at}, by {by} (run {mark['run']})"))
     if doc["lock"]:
         lk = doc["lock"]
         out.print(_data(f"locked by run {lk['run_id']} (pid {lk['pid']} on {lk['host']}, lock id {lk['lock_id']})"))
@@ -515,6 +560,8 @@ def history(limit: int | None, env: str, state: str | None, as_json: bool) -> in
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["ts"]))
         where = "/".join(x for x in (ev["op"], ev["step"]) if x)
         detail = {k: v for k, v in ev["data"].items() if k in ("error", "outcome", "command", "already_gone", "outputs") and v}
+        if ev["type"] in ("checkpoint", "checkpoint_dropped"):  # the mark's name and position
+            detail = {k: v for k, v in ev["data"].items() if k in ("name", "seq", "by") and v}
         # A reason is a person's word on what happened (resolve, an irreversible step): in full.
         reason = f" reason: {ev['data']['reason']}" if ev["data"].get("reason") else ""
         out.print(f"{ev['seq']:>6} {when} {_data(ev['run'])} {_data(ev['type']):<13} {_data(where)} {_data(_short(detail)) if detail else ''}{_data(reason)}")

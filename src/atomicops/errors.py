@@ -295,3 +295,26 @@ class Refused(UsageError):
         self.command = command
         self.reasons = reasons
         super().__init__(f"{command} refused:\n" + "\n".join(f"  {r}" for r in reasons))
+
+
+class UnknownCheckpoint(UsageError):
+    """``rollback --to NAME`` names no live checkpoint of the environment; ``known`` lists the
+    ones there are (a mark a rollback went back past is gone). Nothing ran."""
+
+    def __init__(self, env: str, name: str, known: list[str]):
+        self.env = env
+        self.name = name
+        self.known = known
+        listed = ", ".join(known) if known else "none (`atomicops checkpoint NAME` marks one)"
+        super().__init__(f"environment {env!r} has no checkpoint {name!r}; its checkpoints: {listed}")
+
+
+class CheckpointExists(UsageError):
+    """``atomicops checkpoint NAME`` was given a name a live mark, or the recorded plan, already
+    uses: ``rollback --to`` needs one mark per name. Nothing was marked."""
+
+    def __init__(self, env: str, name: str, where: str):
+        self.env = env
+        self.name = name
+        self.where = where
+        super().__init__(f"environment {env!r} already has a checkpoint {name!r} ({where}); pick another name")

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from atomicops.engine import checkpoints
 from atomicops.engine.crash import crashpoint
 from atomicops.engine.executor import extract_outputs
 from atomicops.engine.probe import probe, proves_ownership
@@ -169,7 +170,10 @@ class Applier:
             if isinstance(exc, StepFailed):
                 raise
             raise StepFailed(op.id, "?", error) from None
-        run.record("op_applied", op=op.id, outputs=self_outputs)
+        applied = run.record("op_applied", op=op.id, outputs=self_outputs)
+        if op.checkpoint is not None:
+            crashpoint("before_checkpoint", op.id)
+            checkpoints.record(run, op.checkpoint, seq=applied.seq, op=op.id, by="plan")
         with self._lock:
             self._outputs[op.id] = dict(self_outputs)
             self.report.applied.append(op.id)

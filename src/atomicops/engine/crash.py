@@ -4,7 +4,8 @@ With ``ATOMICOPS_CRASH_AT=<point>[:<step key or op id>]`` in its environment the
 dies with ``os._exit`` (no cleanup, no flush, like SIGKILL) when it reaches that point. The
 points: ``after_intent``, ``after_effect`` (the side effect happened, nothing journalled yet),
 ``after_result``, ``inside_undo`` (undo intent journalled, undo not run), ``after_undo``
-(undo done, not journalled), ``between_operations``. Unset, each check is one dict lookup.
+(undo done, not journalled), ``between_operations``, ``before_checkpoint`` (an operation
+carrying a checkpoint is journalled applied, its mark not yet written: resume writes it). Unset, each check is one dict lookup.
 """
 
 from __future__ import annotations

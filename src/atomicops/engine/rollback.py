@@ -11,6 +11,7 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from atomicops.engine import checkpoints
 from atomicops.engine.crash import crashpoint
 from atomicops.engine.executor import SETTLING_CODES, UNDO_RETRY, settling_retry
 from atomicops.engine.run import Run
@@ -131,9 +132,13 @@ def rollback_ops(
     *,
     skip: Iterable[str] = (),
     parallelism: int = 10,
+    keep_marks: Iterable[str] = (),
 ) -> RollbackReport:
+    """Undo ``selection``; ``keep_marks`` are checkpoints kept even if it goes back past them
+    (the one ``rollback --to`` returns to). Other marks it goes back past are dropped."""
     selection = [o for o in selection if o in state.ops and needs_undo(state.ops[o])]
     skip = set(skip)
+    keep = set(keep_marks)
     report = RollbackReport()
 
     def visit(op_id: str) -> None:
@@ -141,6 +146,7 @@ def rollback_ops(
             raise _Skipped(op_id)
         op = state.ops[op_id]
         undo_operation(run, rt, op)
+        checkpoints.drop_passed(run, keep)
         report.irreversible += [
             f"{op_id}/{s.name}: {s.irreversible}" for s in op.steps.values() if s.present and s.undo is None
         ]

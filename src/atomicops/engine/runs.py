@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from atomicops.engine import checkpoints
 from atomicops.engine.apply import Applier, ApplyReport
 from atomicops.engine.preflight import preflight
 from atomicops.engine.resume import settle
@@ -94,6 +95,8 @@ def apply_in_run(
         if prepare is not None:
             st = applier.state = prepare(applier)
             applier.refresh_outputs()
+        # A run killed between an operation and its checkpoint left the mark unwritten.
+        checkpoints.record_missing(run, p, st, set(earlier_runs))
         report = applier.report
         pending = []
         for op_id in selected:
@@ -136,12 +139,17 @@ def resume_rollback(
 ) -> RollbackReport:
     with runtime_of(run, loaded) as rt:
         settled = settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
-        if command == "rollback":
+        to = options.get("to")
+        if command == "rollback" and to:
+            # The same partial rollback: back to the position recorded when it started.
+            selection = checkpoints.undo_selection(run, settled, int(options["to_seq"]))
+        elif command == "rollback":
             targets = list(options.get("targets") or [])
             selection = with_dependents(settled, targets) if targets else set(settled.ops)
         else:
             selection = {o.id for o in settled.ops.values() if o.run_id in (*chain, run.id)}
-        report = rollback_ops(run, rt, settled, selection, skip=options.get("skip") or (), parallelism=parallelism)
+        report = rollback_ops(run, rt, settled, selection, skip=options.get("skip") or (), parallelism=parallelism,
+                              keep_marks=[to] if to else ())
     if not report.complete:
         run.finish("rollback_incomplete")
         raise with_report(incomplete(report), report)

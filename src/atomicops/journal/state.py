@@ -27,6 +27,8 @@ undo_done          already_gone, code
 undo_failed        error, code
 undo_skipped       reason (an irreversible step)
 op_undone          (all of its present steps are undone)
+checkpoint         name, seq (the position it stands for), op, by, run    -- journal/marks.py
+checkpoint_dropped name, reason (a rollback went back past the mark)
 =================  ==========================================================================
 
 A step is *present* while its effect may exist in the world (done, or its undo in flight or
@@ -39,6 +41,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from atomicops.journal import marks
 from atomicops.journal.store import Event
 
 # Step statuses after which the step's effect may exist in the world (the step is "present";
@@ -133,6 +136,7 @@ class EnvState:
     ops: dict[str, OpState] = field(default_factory=dict)
     runs: dict[str, RunInfo] = field(default_factory=dict)
     last_seq: int = 0
+    checkpoints: dict[str, marks.Checkpoint] = field(default_factory=dict)  # live marks, by name
 
     def op_status(self, op_id: str) -> str:
         op = self.ops.get(op_id)
@@ -205,6 +209,9 @@ def _apply(state: EnvState, ev: Event) -> None:
         if d.get("outcome") in _SETTLING and not state.half_done():
             for other in state.unfinished_runs():
                 other.finished, other.outcome, other.closed_by = ev.ts, "closed", ev.run_id
+        return
+    if ev.type in marks.EVENTS:
+        marks.fold(state.checkpoints, ev)
         return
     if ev.op is None:
         return

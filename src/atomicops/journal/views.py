@@ -69,6 +69,8 @@ def status(env: str = "default", state: str | JournalStore | None = None) -> dic
             {k: v for k, v in asdict(last).items() if k not in ("plan",)} if last else None
         ),
         "operations": ops,
+        # Live marks, oldest first: what `rollback --to NAME` can go back to.
+        "checkpoints": [c.as_dict() for c in sorted(st.checkpoints.values(), key=lambda c: c.seq)],
     }
 
 

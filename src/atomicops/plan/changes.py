@@ -36,7 +36,10 @@ def with_vars(value: Any, vars: Mapping[str, Any]) -> Any:
 def definition(op: Operation, vars: Mapping[str, Any]) -> dict[str, Any]:
     # As the journal will hold it: JSON's shapes, with a !!binary value kept as bytes (pydantic's
     # JSON mode would decode it as UTF-8 text and fail).
-    resolved: dict[str, Any] = with_vars(from_json(to_json(op.model_dump())), vars)
+    # An operation with no checkpoint reads as it did before checkpoints existed, so that
+    # journals written then still match their plans.
+    dumped = op.model_dump(exclude={"checkpoint"} if op.checkpoint is None else None)
+    resolved: dict[str, Any] = with_vars(from_json(to_json(dumped)), vars)
     return resolved
 
 

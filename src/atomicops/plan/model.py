@@ -83,8 +83,19 @@ class Operation(_Model):
     phase: str | None = None
     title: str = ""
     depends_on: list[str] = Field(default_factory=list)
-    steps: list[Step] = Field(min_length=1)
+    steps: list[Step] = Field(default_factory=list)
     verify: list[Action] = Field(default_factory=list)
+    checkpoint: str | None = Field(None, pattern=ID_PATTERN, max_length=ID_MAX)
+    """A named mark the journal records when this operation completes, for ``rollback --to``.
+    Its steps (if any) are the checkpoint's snapshot, reversible like any other step."""
+
+    @model_validator(mode="after")
+    def _steps_or_mark(self) -> Operation:
+        # An operation with no steps would be applied without doing anything: only a pure
+        # mark (a checkpoint between operations) has a reason to be that.
+        if not self.steps and self.checkpoint is None:
+            raise ValueError("an operation needs at least one step (or a `checkpoint:` name, for a pure mark)")
+        return self
 
     @field_validator("id")
     @classmethod

@@ -108,8 +108,14 @@ def _check_names(ctx: _Ctx) -> None:
     if len(set(plan.phases)) != len(plan.phases):
         ctx.add(("phases",), "phase names must be unique")
     seen: dict[str, int] = {}
+    marks: dict[str, str] = {}
     for i, op in enumerate(plan.operations):
         path: Path = ("operations", i)
+        if op.checkpoint is not None:
+            if op.checkpoint in marks:
+                ctx.add((*path, "checkpoint"), f"checkpoint {op.checkpoint!r} is already marked by operation "
+                        f"{marks[op.checkpoint]!r}: `rollback --to` needs one mark per name", op=op.id)
+            marks.setdefault(op.checkpoint, op.id)
         if op.id in seen:
             ctx.add((*path, "id"), f"operation id {op.id!r} is already used by operation #{seen[op.id] + 1}", op=op.id)
         seen.setdefault(op.id, i)
