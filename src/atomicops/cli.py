@@ -84,6 +84,10 @@ class Progress:
             self.c.print(f"{s}   [yellow]![/yellow] {_data(where)} is irreversible, left as is: {_data(d.get('reason'))}")
         elif ev.type == "op_undone":
             self.c.print(f"{s} [yellow]↶ {_data(ev.op)} rolled back[/yellow]")
+        elif ev.type == "checkpoint":
+            self.c.print(f"{s} [cyan]⚑ checkpoint {_data(d.get('name'))}[/cyan] [dim](seq {_data(d.get('seq'))})[/dim]")
+        elif ev.type == "checkpoint_dropped":
+            self.c.print(f"{s} [dim]⚑ checkpoint {_data(d.get('name'))} dropped: {_data(d.get('reason'))}[/dim]")
         elif ev.type == "run_started":
             self.c.print(f"{s} [bold]{_data(d.get('command'))}[/bold] run {_data(ev.run_id)} on environment {_data(repr(ev.env))}")
         elif ev.type == "run_finished":
@@ -409,7 +413,7 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, pa
     if as_json:
         _emit(_jsonable(report))
         return 0
-    back_to = f" back to checkpoint {_data(to)}" if to else ""
+    back_to = f" to checkpoint {_data(to)}" if to else ""
     out.print(f"[green]rolled back{back_to}[/green]: {len(report.undone)} operation(s)"
               + (f"; left applied: {_data(', '.join(report.left))}" if report.left else ""))
     for item in report.irreversible:
@@ -559,12 +563,15 @@ def history(limit: int | None, env: str, state: str | None, as_json: bool) -> in
     for ev in events:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["ts"]))
         where = "/".join(x for x in (ev["op"], ev["step"]) if x)
-        detail = {k: v for k, v in ev["data"].items() if k in ("error", "outcome", "command", "already_gone", "outputs") and v}
-        if ev["type"] in ("checkpoint", "checkpoint_dropped"):  # the mark's name and position
-            detail = {k: v for k, v in ev["data"].items() if k in ("name", "seq", "by") and v}
+        detail: dict[str, Any] | str = {k: v for k, v in ev["data"].items()
+                                         if k in ("error", "outcome", "command", "already_gone", "outputs") and v}
+        if ev["type"] == "checkpoint":  # the mark's name and the position it stands for
+            detail = f"{ev['data'].get('name')} at seq {ev['data'].get('seq')} (by {ev['data'].get('by')})"
+        elif ev["type"] == "checkpoint_dropped":
+            detail = str(ev["data"].get("name"))
         # A reason is a person's word on what happened (resolve, an irreversible step): in full.
         reason = f" reason: {ev['data']['reason']}" if ev["data"].get("reason") else ""
-        out.print(f"{ev['seq']:>6} {when} {_data(ev['run'])} {_data(ev['type']):<13} {_data(where)} {_data(_short(detail)) if detail else ''}{_data(reason)}")
+        out.print(f"{ev['seq']:>6} {when} {_data(ev['run'])} {_data(ev['type']):<13} {_data(where)} {_data(detail if isinstance(detail, str) else _short(detail)) if detail else ''}{_data(reason)}")
     return 0
 
 

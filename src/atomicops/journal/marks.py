@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from atomicops.journal.store import Event
 
-MARK = "checkpoint"  # name, seq, op (None for a hand mark), by (plan | hand | resume), run
+MARK = "checkpoint"  # name, seq, by (plan | hand | resume), run; the event's op carries it (or None)
 DROPPED = "checkpoint_dropped"  # name, reason: a rollback went back past the mark
 EVENTS = frozenset({MARK, DROPPED})
 
@@ -39,6 +39,6 @@ def fold(marks: dict[str, Checkpoint], ev: Event) -> None:
     name = str(d.get("name", ""))
     if ev.type == MARK:
         marks[name] = Checkpoint(name=name, seq=int(d.get("seq") or ev.seq), event_seq=ev.seq, ts=ev.ts,
-                                 run_id=str(d.get("run") or ev.run_id), op=d.get("op"), by=str(d.get("by") or "plan"))
+                                 run_id=str(d.get("run") or ev.run_id), op=ev.op, by=str(d.get("by") or "plan"))
     elif ev.type == DROPPED:
         marks.pop(name, None)
