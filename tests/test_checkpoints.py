@@ -5,16 +5,20 @@ snapshot is a real pg_dump whose undo deletes the dump."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 
+import boto3
 import psycopg
 import pytest
 from run_cli import cli
 
-from atomicops import api
+from atomicops import api, sandbox
 from atomicops.engine.crash import CRASH_EXIT_CODE
 from atomicops.errors import PlanInvalid
+from atomicops.rehearsal import FLAGSHIP_PLAN, run_setup
 from atomicops.sandbox import postgres
 
 PLAN = Path(__file__).parent / "plans" / "checkpoints.yaml"
@@ -212,3 +216,40 @@ def test_validation_names_the_line_and_operation_of_a_bad_mark(tmp_path):
 
     pure = _plan(tmp_path, "  - id: a\n" + STEP + "  - id: mark\n    depends_on: [a]\n    checkpoint: m\n")
     assert api.validate(pure).plan.operation("mark").steps == []
+
+
+def test_the_flagship_rolls_back_to_before_data_and_keeps_its_snapshot(monkeypatch):
+    # Not under pytest's tmp: as root, PostgreSQL runs as another user and needs to reach it.
+    workdir = Path(tempfile.mkdtemp(prefix="atomicops-checkpoints-"))
+    workdir.chmod(0o755)
+    sb = sandbox.up(workdir / "sandbox")
+    for k, v in sandbox.aws_env().items():
+        monkeypatch.setenv(k, v)
+    try:
+        given = {**sb.vars(), "discovery_messages": 20}
+        local = run_setup(api.validate(FLAGSHIP_PLAN, vars=given), lambda text: None)
+        loaded = api.validate(FLAGSHIP_PLAN, vars={**given, **local})
+        state = str(workdir / "journal.db")
+        api.apply(loaded, env="fl", state=state)
+        [mark] = api.status(env="fl", state=state)["checkpoints"]
+        assert (mark["name"], mark["op"]) == ("before-data", "checkpoint")
+
+        report = api.rollback(env="fl", state=state, to="before-data")
+        data_phase = {"schema", "dynamodb", "cutover", "state-import", "stream-copy"}
+        assert set(report.undone) == data_phase
+        ops = {o["id"]: o["status"] for o in api.status(env="fl", state=state)["operations"]}
+        assert {o for o, s in ops.items() if s == "rolled_back"} == data_phase
+        # Everything before the mark is applied and still passes its verify checks.
+        checks = api.verify(loaded, env="fl", state=state)
+        assert checks and all(c["ok"] for c in checks), [c for c in checks if not c["ok"]]
+        rds = boto3.client("rds", region_name=given["region"], endpoint_url=given["aws_endpoint"])
+        snapshot = {"DBClusterSnapshotIdentifier": "mistersmith-before-data-fl"}
+        assert rds.describe_db_cluster_snapshots(**snapshot)["DBClusterSnapshots"]
+
+        api.rollback(env="fl", state=state)
+        with pytest.raises(rds.exceptions.DBClusterSnapshotNotFoundFault):
+            rds.describe_db_cluster_snapshots(**snapshot)  # the snapshot step's undo deleted it
+        assert api.status(env="fl", state=state)["checkpoints"] == []
+    finally:
+        sandbox.down(workdir / "sandbox")
+        shutil.rmtree(workdir, ignore_errors=True)
