@@ -198,6 +198,7 @@ def checkpoint(
     """Mark the environment's journal where it stands now, as checkpoint ``name``: a later
     ``rollback(to=name)`` undoes what is applied after it. Takes the environment's lock;
     :class:`CheckpointExists` if the name is taken (a live mark, or the recorded plan's)."""
+    checkpoints.check_name(name)  # before the run: a bad name leaves nothing in the history
     with Run(store_for(state), env, "checkpoint", observer=observer, start_data={"options": {"name": name}}) as run:
         mark = checkpoints.mark_by_hand(run, name)
         # Not a settling outcome: a mark leaves an interrupted run for `resume` to finish.

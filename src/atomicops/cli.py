@@ -466,11 +466,7 @@ def checkpoint_cmd(name: str, env: str, state: str | None, as_json: bool) -> int
     made and dropped.
     """
     from atomicops import api
-    from atomicops.plan.names import ID_MAX, ID_PATTERN
 
-    if not re.fullmatch(ID_PATTERN, name) or len(name) > ID_MAX:
-        raise UsageError(f"{name!r}: a checkpoint name is 1 to {ID_MAX} letters, digits, '.', '-' or '_', "
-                         "starting with a letter or digit")
     mark = api.checkpoint(name, env=env, state=state)
     if as_json:
         _emit({"checkpoint": mark.as_dict()})

@@ -20,16 +20,18 @@ Picture (journal positions left to right)::
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Collection, Iterable
 
 from atomicops.engine.run import Run
-from atomicops.errors import CheckpointExists, Refused, UnknownCheckpoint
+from atomicops.errors import CheckpointExists, Refused, UnknownCheckpoint, UsageError
 from atomicops.journal import marks
 from atomicops.journal.marks import Checkpoint
-from atomicops.journal.state import EnvState
+from atomicops.journal.state import EnvState, derive
 from atomicops.journal.store import Event
 from atomicops.plan.model import Plan
+from atomicops.plan.names import ID_MAX, ID_PATTERN
 
 _STARTS = frozenset({"op_started", "step_intent"})
 
@@ -68,7 +70,7 @@ def drop_passed(run: Run, keep: Collection[str] = ()) -> list[str]:
     killed between an ``op_undone`` and its drop is caught up by the next rollback."""
     with _dropping:
         events = run.store.events(run.env)
-        st = run.state()
+        st = derive(run.env, events)
         live = [m for m in st.checkpoints.values() if m.name not in keep]
         if not live:
             return []
@@ -115,8 +117,16 @@ def record_missing(run: Run, plan: Plan, st: EnvState, runs: Collection[str]) ->
     return written
 
 
+def check_name(name: str) -> None:
+    """A hand mark's name follows the plan's rules (an operation id's characters and length)."""
+    if not re.fullmatch(ID_PATTERN, name) or len(name) > ID_MAX:
+        raise UsageError(f"{name!r}: a checkpoint name is 1 to {ID_MAX} letters, digits, '.', '-' or '_', "
+                         "starting with a letter or digit")
+
+
 def mark_by_hand(run: Run, name: str) -> Checkpoint:
     """``atomicops checkpoint NAME``: mark the journal where it stands now."""
+    check_name(name)
     st = run.state()
     if name in st.checkpoints:
         mark = st.checkpoints[name]

@@ -139,6 +139,7 @@ def rollback_ops(
     selection = [o for o in selection if o in state.ops and needs_undo(state.ops[o])]
     skip = set(skip)
     keep = set(keep_marks)
+    marked = bool(state.checkpoints)
     report = RollbackReport()
 
     def visit(op_id: str) -> None:
@@ -146,7 +147,8 @@ def rollback_ops(
             raise _Skipped(op_id)
         op = state.ops[op_id]
         undo_operation(run, rt, op)
-        checkpoints.drop_passed(run, keep)
+        if marked:  # no rollback creates a mark: without one at the start there is nothing to drop
+            checkpoints.drop_passed(run, keep)
         report.irreversible += [
             f"{op_id}/{s.name}: {s.irreversible}" for s in op.steps.values() if s.present and s.undo is None
         ]
@@ -154,6 +156,8 @@ def rollback_ops(
     # A second Ctrl-C (or a lost lease) stops the rollback: no new undo starts.
     stop = run.cancel.abort
     result = walk(rollback_order(state, selection), visit, parallelism=parallelism, continue_on_failure=True, stop=stop)
+    if marked:  # once more: catches up a drop a killed rollback did not get to write
+        checkpoints.drop_passed(run, keep)
     for op_id, outcome in result.outcomes.items():
         if outcome == "done":
             report.undone.append(op_id)
