@@ -253,3 +253,18 @@ def test_the_flagship_rolls_back_to_before_data_and_keeps_its_snapshot(monkeypat
     finally:
         sandbox.down(workdir / "sandbox")
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_an_operation_still_running_at_the_mark_counts_as_started_after_it():
+    from atomicops.engine.checkpoints import started_after
+    from atomicops.journal.store import Event
+
+    def ev(seq: int, type: str, op: str) -> Event:
+        return Event(seq=seq, env="e", run_id="r", ts=float(seq), type=type, op=op)
+
+    events = [ev(1, "op_started", "before"), ev(2, "op_applied", "before"),
+              ev(3, "op_started", "straddles"), ev(4, "step_intent", "straddles"),
+              ev(5, "op_applied", "mark-op"),  # the mark stands for seq 5
+              ev(6, "step_intent", "straddles"), ev(7, "op_started", "after")]
+    assert started_after(events, 5) == {"straddles", "after"}
+    assert started_after(events, 7) == set()
