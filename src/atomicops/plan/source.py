@@ -87,11 +87,40 @@ def _too_big(path: str, what: str) -> PlanInvalid:
     return PlanInvalid([Problem(f"the {what} is larger than {MAX_BYTES // 1024} KiB; nothing was read", file=path)])
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """Refuses nesting deeper than :data:`MAX_DEPTH` while composing: PyYAML's composer
-    recurses once per level, so a deep document would otherwise end in RecursionError."""
+# libyaml's parser (``CParser``) turns text into events about 4x faster than PyYAML's
+# pure-Python scanner and parser, which were the largest single cost of `validate`. Its C
+# composer would bypass the limits below, so only its event stream is used: the nodes are
+# composed by PyYAML's Python composer, bounded here. Without libyaml, the Python parser.
+try:
+    from yaml.cyaml import CParser as _EventSource
+except ImportError:  # PyYAML built without libyaml
+    _EventSource = None
+_LIBYAML = _EventSource is not None
+
+
+class _PythonEvents(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+
+
+_Events: Any = _EventSource if _LIBYAML else _PythonEvents
+
+
+class _BoundedLoader(yaml.composer.Composer, _Events, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """Composes nodes from the event stream, refusing nesting deeper than :data:`MAX_DEPTH`:
+    PyYAML's composer recurses once per level, so a deep document would otherwise end in
+    RecursionError. (The composer comes first in the bases so that its ``get_single_node``
+    wins over libyaml's own, unbounded one.)"""
 
     depth = 0
+
+    def __init__(self, stream: str) -> None:
+        _Events.__init__(self, stream)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.depth >= MAX_DEPTH:
@@ -108,8 +137,9 @@ class _BoundedLoader(yaml.SafeLoader):
 def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     """Parse ``text``; raise :class:`PlanInvalid` with the line of a syntax error."""
     smap = SourceMap(file)
-    loader = _BoundedLoader(text)
+    loader = None
     try:
+        loader = _BoundedLoader(text)  # PyYAML's reader checks the characters here
         node = loader.get_single_node()
         if node is None:
             return None, smap
@@ -121,8 +151,7 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         msg = " ".join(str(x) for x in (exc.context, exc.problem) if x)
         raise PlanInvalid([Problem(f"YAML syntax: {msg}", file=file, line=line)]) from None
     except yaml.reader.ReaderError as exc:  # a control character, which YAML does not allow
-        line = text[: exc.position].count("\n") + 1
-        raise PlanInvalid([Problem(f"YAML syntax: {exc.reason} (character {exc.character!r})", file=file, line=line)]) from None
+        raise PlanInvalid([_reader_problem(exc, text, file)]) from None
     except _TooLarge as big:
         raise PlanInvalid([Problem(big.message, file=file, line=big.line)]) from None
     except _DuplicateKey as dup:
@@ -130,8 +159,22 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
             [Problem(f"duplicate key {dup.key!r}", file=file, line=dup.line, key=dup.path)]
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return value, smap
+
+
+def _reader_problem(exc: yaml.reader.ReaderError, text: str, file: str) -> Problem:
+    """libyaml reports the offending byte's offset in the UTF-8 text and no character;
+    PyYAML's reader the character's index and the character itself."""
+    if _LIBYAML and isinstance(exc.character, str):  # "?" from libyaml
+        data = text.encode("utf-8")
+        line = data[: exc.position].count(b"\n") + 1
+        char = data[exc.position:].decode("utf-8", "replace")[:1]
+    else:
+        line = text[: exc.position].count("\n") + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+    return Problem(f"YAML syntax: {exc.reason} (character {char!r})", file=file, line=line)
 
 
 class _TooLarge(Exception):
