@@ -13,6 +13,7 @@ import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path as FsPath
 from typing import Any
 
@@ -36,8 +37,9 @@ class LoadedPlan:
     deps: dict[str, set[str]]
     warnings: list[Problem] = field(default_factory=list)
 
-    @property
+    @cached_property
     def graph(self) -> Graph:
+        # Built once: validation, selection, waves and the walk all ask for it.
         return Graph.build([op.id for op in self.plan.operations], self.deps)
 
     def phase_index(self, op_id: str) -> int:
@@ -45,11 +47,10 @@ class LoadedPlan:
 
     def forward_waves(self) -> list[tuple[str, list[list[str]]]]:
         """Per phase (a barrier), the waves of operations that can run together."""
-        out = []
-        for phase in self.plan.phases:
-            ids = [op.id for op in self.plan.operations if self.plan.phase_of(op) == phase]
-            out.append((phase, self.graph.restricted(ids).waves()))
-        return out
+        by_phase: dict[str, list[str]] = {phase: [] for phase in self.plan.phases}
+        for op in self.plan.operations:  # one pass, not one scan of every operation per phase
+            by_phase.setdefault(self.plan.phase_of(op), []).append(op.id)
+        return [(phase, self.graph.restricted(by_phase[phase]).waves()) for phase in self.plan.phases]
 
 
 def loaded_from_journal(snapshot: Mapping[str, Any], *, file: str | None, base_dir: str | None) -> LoadedPlan:

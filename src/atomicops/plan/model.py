@@ -8,6 +8,7 @@ the action kind that runs them (:mod:`atomicops.actions`), which checks them in
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -174,11 +175,18 @@ class Plan(_Model):
             raise ValueError("the format version is written `atomicops: 1` (a number)")  # noqa: TRY004 - pydantic reports ValueError only
         return value
 
-    def operation(self, op_id: str) -> Operation:
+    @cached_property
+    def operations_by_id(self) -> dict[str, Operation]:
+        # The model is frozen, so the index never goes stale; the engine looks operations up
+        # by id once per operation, and a scan each time was quadratic in the plan's size.
+        # The first of a duplicated id wins, as the scan it replaces did (validation refuses it).
+        out: dict[str, Operation] = {}
         for op in self.operations:
-            if op.id == op_id:
-                return op
-        raise KeyError(op_id)
+            out.setdefault(op.id, op)
+        return out
+
+    def operation(self, op_id: str) -> Operation:
+        return self.operations_by_id[op_id]
 
     def phase_of(self, op: Operation) -> str:
         return op.phase or self.phases[0]

@@ -1,0 +1,162 @@
+"""B4, scale: a generated plan of N operations in 20 phases with random dependencies.
+
+    python bench/scale.py                                   # sizes 1000 5000 10000, apply 1000
+    python bench/scale.py --sizes 20 40 --apply 10 --rounds 1   # what CI runs (a smoke run)
+
+For each size: `atomicops validate` and `atomicops plan` of the plan, each as its own process
+(wall time and peak RSS, the median of --rounds), so the figures include the interpreter and
+imports as a user pays them. Then, in-process, `apply` of --apply operations whose one step is a
+`call` that returns at once, at parallelism 1 and 10, and `rollback` of the same: the wall time
+of the run divided by the operations is the engine's own cost per operation (journal writes
+with fsync, state, scope, the walk), since the steps themselves cost nothing.
+Writes bench/results/scale.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "scale.json"
+PHASES = 20
+STEPS_MODULE = '''"""Steps for the generated scale plan: they return at once."""
+
+
+def instant(ctx, **args):
+    return {}
+'''
+
+
+def generate(n: int, seed: int = 11) -> dict[str, Any]:
+    """N operations spread over 20 phases; each depends on up to 3 random earlier operations
+    of its own phase or an earlier one (so the graph is acyclic and phases are respected)."""
+    rng = random.Random(seed)
+    ops: list[dict[str, Any]] = []
+    for i in range(n):
+        phase = i * PHASES // n
+        op: dict[str, Any] = {
+            "id": f"op-{i:05d}",
+            "phase": f"p{phase:02d}",
+            "steps": [{"name": "s", "do": {"call": "bench_steps:instant", "args": {"i": i}},
+                       "undo": {"call": "bench_steps:instant"}}],
+        }
+        if i:
+            deps = {f"op-{rng.randrange(i):05d}" for _ in range(rng.randint(0, 3))}
+            if deps:
+                op["depends_on"] = sorted(deps)
+        ops.append(op)
+    return {"atomicops": 1, "name": f"scale-{n}", "phases": [f"p{p:02d}" for p in range(PHASES)], "operations": ops}
+
+
+def write_plan(directory: Path, n: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "bench_steps.py").write_text(STEPS_MODULE)
+    plan = directory / "plan.yaml"
+    # JSON is YAML: the generated plan is written the quick way, and parsed as any plan is.
+    plan.write_text(json.dumps(generate(n), indent=1) + "\n")
+    return plan
+
+
+def timed_process(argv: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}: {err[-2000:]}")
+    return took, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+def measure_load(plan: Path, rounds: int, scratch: Path) -> dict[str, Any]:
+    cli = [sys.executable, "-m", "atomicops.cli"]
+    validate = [*cli, "validate", str(plan)]
+    show = [*cli, "plan", str(plan), "--json", "--state", str(scratch / "plan-journal.db")]
+    runs: dict[str, list[tuple[float, float]]] = {"validate": [], "plan": []}
+    for _ in range(rounds):  # alternating, so load on a shared machine falls on both alike
+        runs["validate"].append(timed_process(validate, scratch))
+        runs["plan"].append(timed_process(show, scratch))
+    out: dict[str, Any] = {}
+    for name, samples in runs.items():
+        out[f"{name}_s"] = round(statistics.median(s for s, _ in samples), 3)
+        out[f"{name}_peak_mb"] = round(max(m for _, m in samples), 1)
+    return out
+
+
+def measure_apply(n: int, parallelism: int, scratch: Path) -> dict[str, Any]:
+    from atomicops import api
+
+    directory = scratch / f"apply-{n}-p{parallelism}"
+    plan = write_plan(directory, n)
+    loaded = api.validate(str(plan))
+    state = str(directory / "journal.db")
+    t0 = time.perf_counter()
+    report = api.apply(loaded, state=state, parallelism=parallelism)
+    applied = time.perf_counter() - t0
+    assert len(report.applied) == n, report
+    t0 = time.perf_counter()
+    back = api.rollback(state=state, parallelism=parallelism)
+    rolled = time.perf_counter() - t0
+    assert len(back.undone) == n, back
+    return {
+        "operations": n, "parallelism": parallelism,
+        "apply_s": round(applied, 3), "apply_ms_per_op": round(1000 * applied / n, 3),
+        "rollback_s": round(rolled, 3), "rollback_ms_per_op": round(1000 * rolled / n, 3),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 10000])
+    ap.add_argument("--apply", type=int, default=1000, help="operations applied and rolled back")
+    ap.add_argument("--rounds", type=int, default=3, help="validate/plan processes per size (median)")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="atomicops-scale-") as tmp:
+        scratch = Path(tmp)
+        load_rows = []
+        for n in args.sizes:
+            plan = write_plan(scratch / f"plan-{n}", n)
+            row = {"operations": n, **measure_load(plan, args.rounds, scratch)}
+            row["validate_plus_plan_s"] = round(row["validate_s"] + row["plan_s"], 3)
+            load_rows.append(row)
+        apply_rows = [measure_apply(args.apply, p, scratch) for p in (1, 10)]
+    print(f"{'operations':>10} {'validate s':>10} {'plan s':>7} {'v+p s':>6} {'peak MB':>8}")
+    for r in load_rows:
+        peak = max(r["validate_peak_mb"], r["plan_peak_mb"])
+        print(f"{r['operations']:>10} {r['validate_s']:>10.3f} {r['plan_s']:>7.3f} {r['validate_plus_plan_s']:>6.2f} {peak:>8.1f}")
+    print()
+    print(f"{'operations':>10} {'par':>4} {'apply s':>8} {'ms/op':>6} {'rollback s':>10} {'ms/op':>6}")
+    for r in apply_rows:
+        print(f"{r['operations']:>10} {r['parallelism']:>4} {r['apply_s']:>8.3f} {r['apply_ms_per_op']:>6.2f} "
+              f"{r['rollback_s']:>10.3f} {r['rollback_ms_per_op']:>6.2f}")
+    largest = load_rows[-1]
+    doc = {
+        "benchmark": "scale", "python": sys.version.split()[0], "phases": PHASES, "rounds": args.rounds,
+        "load": load_rows, "apply": apply_rows,
+        "targets": {"validate_plus_plan_s": 3.0, "peak_mb": 300, "ms_per_op": 5.0},
+        "meets": {
+            "validate_plus_plan": largest["validate_plus_plan_s"] <= 3.0,
+            "peak_memory": max(largest["validate_peak_mb"], largest["plan_peak_mb"]) <= 300,
+            "overhead": all(r["apply_ms_per_op"] <= 5.0 and r["rollback_ms_per_op"] <= 5.0 for r in apply_rows),
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(doc, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
