@@ -15,6 +15,7 @@ import boto3
 import pytest
 
 from atomicops import api
+from atomicops.plan.source import MAX_BYTES
 
 DATA = Path(__file__).parent / "input"
 MEMORY_CAP = 1536 << 20  # a regression that expands a bomb fails on memory, not the machine
@@ -81,7 +82,7 @@ def test_non_utf8_input_is_refused_with_its_line(tmp_path):
 
 def test_an_oversized_plan_is_refused_unread(tmp_path):
     big = tmp_path / "big.yaml"
-    big.write_text((DATA / "vars.yaml").read_text() + "#" * (2 << 20) + "\n")
+    big.write_text((DATA / "vars.yaml").read_text() + "#" * (MAX_BYTES + 1) + "\n")
     res = cli("apply", "big.yaml", cwd=tmp_path)
     refused(res, tmp_path, "big.yaml", "larger than")
 

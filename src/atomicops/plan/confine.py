@@ -41,6 +41,7 @@ def problems(raw: Mapping[str, Any], base_dir: str, smap: SourceMap) -> list[Pro
     from atomicops.plan.loader import op_at  # the loader imports this module
 
     found = []
+    beside: dict[str, bool] = {}  # target -> module_beside, asked once per distinct target
     for path, action in _actions(raw, ()):
         if action.get(OPT_OUT) is True:
             continue
@@ -49,11 +50,17 @@ def problems(raw: Mapping[str, Any], base_dir: str, smap: SourceMap) -> list[Pro
             where: KeyPath = (*path, "sql_file")
             found.append(Problem(f"sql_file {sql_file!r} is outside the plan's directory; {HINT}",
                                  file=smap.file, line=smap.line(where), op=op_at(raw, where), key=format_path(where)))
-        if isinstance(call, str) and not is_reference(call) and ":" in call and not module_beside(base_dir, call):
+        if isinstance(call, str) and not is_reference(call) and ":" in call and not _beside(beside, base_dir, call):
             where = (*path, "call")
             found.append(Problem(f"call {call!r}: module {call.split(':')[0]!r} is not in the plan's directory; {HINT}",
                                  file=smap.file, line=smap.line(where), op=op_at(raw, where), key=format_path(where)))
     return found
+
+
+def _beside(memo: dict[str, bool], base_dir: str | Path, call: str) -> bool:
+    if call not in memo:
+        memo[call] = module_beside(base_dir, call)
+    return memo[call]
 
 
 def _actions(value: Any, path: KeyPath) -> Iterator[tuple[KeyPath, Mapping[str, Any]]]:

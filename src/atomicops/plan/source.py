@@ -26,12 +26,14 @@ import yaml
 
 from atomicops.errors import PlanInvalid, Problem, UsageError
 
-MAX_BYTES = 1 << 20
-"""A plan or vars file larger than this is refused (the flagship plan is 63 kB)."""
+MAX_BYTES = 8 << 20
+"""A plan or vars file larger than this is refused (the flagship plan is 63 kB; a generated
+plan of 10,000 operations, the scale docs/performance.md B4 measures, is 1.7 MB)."""
 MAX_DEPTH = 64
 """Nesting deeper than this is refused (the flagship plan nests 12 levels)."""
-MAX_VALUES = 100_000
-"""More values than this, aliases expanded, is refused (the flagship plan has 4,400)."""
+MAX_VALUES = 1_000_000
+"""More values than this, aliases expanded, is refused (the flagship plan has 4,400; the
+10,000-operation plan of B4 about 190,000; a billion-laughs document billions)."""
 
 Path = tuple[str | int, ...]
 
@@ -84,13 +86,13 @@ def read_source(path: str, what: str) -> str:
 
 
 def _too_big(path: str, what: str) -> PlanInvalid:
-    return PlanInvalid([Problem(f"the {what} is larger than {MAX_BYTES // 1024} KiB; nothing was read", file=path)])
+    return PlanInvalid([Problem(f"the {what} is larger than {MAX_BYTES >> 20} MiB; nothing was read", file=path)])
 
 
 # libyaml's parser (``CParser``) turns text into events about 4x faster than PyYAML's
 # pure-Python scanner and parser, which were the largest single cost of `validate`. Its C
 # composer would bypass the limits below, so only its event stream is used: the nodes are
-# composed by PyYAML's Python composer, bounded here. Without libyaml, the Python parser.
+# composed by :func:`_compose`, bounded. Without libyaml, PyYAML's Python parser.
 try:
     from yaml.cyaml import CParser as _EventSource
 except ImportError:  # PyYAML built without libyaml
@@ -99,6 +101,8 @@ _LIBYAML = _EventSource is not None
 
 
 class _PythonEvents(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
+    """PyYAML's own event source, when it was built without libyaml."""
+
     def __init__(self, stream: str) -> None:
         yaml.reader.Reader.__init__(self, stream)
         yaml.scanner.Scanner.__init__(self)
@@ -108,30 +112,101 @@ class _PythonEvents(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser
 _Events: Any = _EventSource if _LIBYAML else _PythonEvents
 
 
-class _BoundedLoader(yaml.composer.Composer, _Events, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
-    """Composes nodes from the event stream, refusing nesting deeper than :data:`MAX_DEPTH`:
-    PyYAML's composer recurses once per level, so a deep document would otherwise end in
-    RecursionError. (The composer comes first in the bases so that its ``get_single_node``
-    wins over libyaml's own, unbounded one.)"""
-
-    depth = 0
+class _BoundedLoader(_Events, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """The event source, and PyYAML's safe constructors and tag resolver; nodes are composed
+    by :func:`_compose`."""
 
     def __init__(self, stream: str) -> None:
         _Events.__init__(self, stream)
-        yaml.composer.Composer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
         yaml.resolver.Resolver.__init__(self)
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.depth >= MAX_DEPTH:
-            raise yaml.composer.ComposerError(
-                None, None, f"nesting deeper than {MAX_DEPTH} levels", self.peek_event().start_mark
-            )
-        self.depth += 1
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
+
+_STR_TAG = "tag:yaml.org,2002:str"
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_FLATTENED = frozenset({_MERGE_TAG, "tag:yaml.org,2002:value"})  # keys flatten_mapping rewrites
+_SEQ_TAG = yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG
+_MAP_TAG = yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG
+
+
+def _compose(loader: _BoundedLoader) -> yaml.Node | None:
+    """The single document's node graph, as PyYAML's composer builds it, refusing nesting
+    deeper than :data:`MAX_DEPTH`.
+
+    A loop over the events with an explicit stack, not PyYAML's recursive composer: that
+    recursed once per level (a deep document ended in RecursionError) and made four method
+    calls per event, most of the time of `validate` on a large plan.
+    """
+    get = loader.get_event
+    loader.get_event()  # stream start
+    event = get()
+    if isinstance(event, yaml.StreamEndEvent):
+        return None
+    # event is the document start
+    anchors: dict[str, yaml.Node] = {}
+    stack: list[tuple[yaml.Node, list[Any]]] = []  # open collections and their children
+    root: yaml.Node | None = None
+    while True:
+        event = get()
+        cls = type(event)
+        if cls is yaml.SequenceEndEvent or cls is yaml.MappingEndEvent:
+            node, _ = stack.pop()
+            node.end_mark = event.end_mark
+        else:
+            if len(stack) >= MAX_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nesting deeper than {MAX_DEPTH} levels", event.start_mark)
+            if cls is yaml.AliasEvent:
+                if event.anchor not in anchors:
+                    raise yaml.composer.ComposerError(None, None, f"found undefined alias {event.anchor!r}", event.start_mark)
+                node = anchors[event.anchor]
+                opened = False
+            else:
+                anchor = event.anchor
+                if anchor is not None and anchor in anchors:
+                    raise yaml.composer.ComposerError(
+                        f"found duplicate anchor {anchor!r}; first occurrence", anchors[anchor].start_mark,
+                        "second occurrence", event.start_mark,
+                    )
+                tag = event.tag
+                if cls is yaml.ScalarEvent:
+                    if tag is None or tag == "!":
+                        tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+                    node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+                    opened = False
+                elif cls is yaml.SequenceStartEvent:
+                    if tag is None or tag == "!":
+                        tag = _SEQ_TAG
+                    node = yaml.SequenceNode(tag, [], event.start_mark, None, flow_style=event.flow_style)
+                    opened = True
+                else:  # a mapping start
+                    if tag is None or tag == "!":
+                        tag = _MAP_TAG
+                    node = yaml.MappingNode(tag, [], event.start_mark, None, flow_style=event.flow_style)
+                    opened = True
+                if anchor is not None:
+                    anchors[anchor] = node  # before its children: an alias inside it is recursive
+            if stack:
+                parent, pending = stack[-1]
+                if type(parent) is yaml.SequenceNode:
+                    parent.value.append(node)
+                elif pending:
+                    parent.value.append((pending.pop(), node))
+                else:
+                    pending.append(node)  # a key, waiting for its value
+            else:
+                root = node
+            if opened:
+                stack.append((node, []))
+        if not stack:
+            break
+    get()  # document end
+    event = get()
+    if not isinstance(event, yaml.StreamEndEvent):
+        assert root is not None
+        raise yaml.composer.ComposerError(
+            "expected a single document in the stream", root.start_mark, "but found another document", event.start_mark
+        )
+    return root
 
 
 def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
@@ -140,7 +215,7 @@ def load_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     loader = None
     try:
         loader = _BoundedLoader(text)  # PyYAML's reader checks the characters here
-        node = loader.get_single_node()
+        node = _compose(loader)
         if node is None:
             return None, smap
         _check_expansion(node)
@@ -225,10 +300,16 @@ class _DuplicateKey(Exception):
 
 def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, smap: SourceMap) -> Any:
     smap.lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        explicit = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
-        loader.flatten_mapping(node)  # honour YAML merge keys (<<); merged pairs come first
-        merged = len(node.value) - explicit
+    cls = type(node)
+    if cls is yaml.ScalarNode:
+        # A plain string is most of a plan: taken as is, not through the constructor machinery.
+        return node.value if node.tag == _STR_TAG else loader.construct_object(node, deep=True)
+    if cls is yaml.MappingNode:
+        merged = 0
+        if any(k.tag in _FLATTENED for k, _ in node.value):
+            explicit = sum(1 for k, _ in node.value if k.tag != _MERGE_TAG)
+            loader.flatten_mapping(node)  # honour YAML merge keys (<<); merged pairs come first
+            merged = len(node.value) - explicit
         out: dict[Any, Any] = {}
         merged_keys: set[Any] = set()
         for index, (key_node, value_node) in enumerate(node.value):
@@ -250,7 +331,7 @@ def _build(loader: yaml.SafeLoader, node: yaml.Node, path: Path, smap: SourceMap
             smap.lines[child] = key_node.start_mark.line + 1
             out[key] = _build(loader, value_node, child, smap)
         return out
-    if isinstance(node, yaml.SequenceNode):
+    if cls is yaml.SequenceNode:
         return [
             _build(loader, item, (*path, i), smap) for i, item in enumerate(node.value)
         ]
@@ -263,6 +344,8 @@ _WORD_BOOLEANS = {"on", "off", "yes", "no", "y", "n"}
 
 
 def _key(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if node.tag == _STR_TAG and type(node) is yaml.ScalarNode:
+        return node.value
     if (
         isinstance(node, yaml.ScalarNode)
         and node.tag == "tag:yaml.org,2002:bool"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, Literal
 
 from atomicops.actions import registry
 from atomicops.engine.secrets import refusal
@@ -47,6 +47,8 @@ class _Ctx:
     problems: list[Problem]
     outputs: dict[str, dict[str, int]]  # op -> output -> index of the step declaring it
     deps: dict[str, set[str]]
+    plan_dir: FsPath | Literal[False] | None = None  # None: not looked at yet; False: no plan file
+    call_targets: dict[str, str | None] = field(default_factory=dict)  # target -> problem
 
     def add(self, path: Path, message: str, *, op: str | None = None, warning: bool = False) -> None:
         self.problems.append(
@@ -399,12 +401,20 @@ def _check_graph(ctx: _Ctx) -> None:
 
 
 def _check_call_target(ctx: _Ctx, target: Any, path: Path, op: str | None) -> None:
-    plan_file = FsPath(ctx.smap.file)
     # A plan recorded in the journal (rollback, resume) runs without its directory: the
     # modules were found when it was validated from its file.
-    if not isinstance(target, str) or refs.is_reference(target) or ":" not in target or not plan_file.is_file():
+    if not isinstance(target, str) or refs.is_reference(target) or ":" not in target:
         return
-    problem = call_target_problem(target, plan_file.resolve().parent)
+    if ctx.plan_dir is None:
+        plan_file = FsPath(ctx.smap.file)
+        ctx.plan_dir = plan_file.resolve().parent if plan_file.is_file() else False
+    if ctx.plan_dir is False:
+        return
+    # Each distinct target is looked up once per validation: a plan's steps call few functions
+    # many times, and each lookup stats the plan's directory and the Python path.
+    if target not in ctx.call_targets:
+        ctx.call_targets[target] = call_target_problem(target, ctx.plan_dir)
+    problem = ctx.call_targets[target]
     if problem:
         ctx.add(path, problem, op=op)
 
