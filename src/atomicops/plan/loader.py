@@ -25,7 +25,14 @@ from atomicops.graph import Graph
 from atomicops.plan import confine
 from atomicops.plan.model import Plan
 from atomicops.plan.names import OFFERED_MARK
-from atomicops.plan.source import SourceMap, did_you_mean, format_path, load_yaml, read_source
+from atomicops.plan.source import (
+    SourceMap,
+    did_you_mean,
+    format_path,
+    gc_paused,
+    load_yaml,
+    read_source,
+)
 
 
 @dataclass
@@ -146,6 +153,16 @@ def load_plan(
     offered_vars: Mapping[str, Any] | None = None,
 ) -> LoadedPlan:
     """``offered_vars`` set the vars the plan declares and are passed over otherwise."""
+    with gc_paused():  # see gc_paused: the model and the checks allocate per value too
+        return _load_plan(path, var_overrides, vars_files, offered_vars)
+
+
+def _load_plan(
+    path: str | os.PathLike[str],
+    var_overrides: Mapping[str, Any] | None,
+    vars_files: Sequence[str],
+    offered_vars: Mapping[str, Any] | None,
+) -> LoadedPlan:
     file = _plan_file(path)
     raw, smap = load_yaml(read_source(file, "plan"), file)
     if not isinstance(raw, dict):
