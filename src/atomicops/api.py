@@ -322,8 +322,9 @@ def plan_view(
     events = store_for(state).events(env)
     st = derive(env, events)
     recorded = recorded_definitions(events)
-    forward = [{"phase": ph, "waves": waves} for ph, waves in loaded.forward_waves()]
-    rollback_seq = [{"phase": ph, "waves": [list(w) for w in reversed(waves)]} for ph, waves in reversed(loaded.forward_waves())]
+    by_phase = loaded.forward_waves()  # once: it is the graph work of the whole view
+    forward = [{"phase": ph, "waves": waves} for ph, waves in by_phase]
+    rollback_seq = [{"phase": ph, "waves": [list(w) for w in reversed(waves)]} for ph, waves in reversed(by_phase)]
     changes = {}
     diffs: dict[str, list[dict[str, Any]]] = {}
     for op in loaded.plan.operations:

@@ -59,9 +59,11 @@ class Graph:
 
     def waves(self) -> list[list[str]]:
         """Groups of nodes that can run together, each after all earlier groups."""
-        self.check_acyclic()
         sorter = graphlib.TopologicalSorter(self.deps)
-        sorter.prepare()
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as exc:
+            raise CycleError(list(exc.args[1])) from None
         out: list[list[str]] = []
         while sorter.is_active():
             ready = sorted(sorter.get_ready())

@@ -57,7 +57,15 @@ class LoadedPlan:
         by_phase: dict[str, list[str]] = {phase: [] for phase in self.plan.phases}
         for op in self.plan.operations:  # one pass, not one scan of every operation per phase
             by_phase.setdefault(self.plan.phase_of(op), []).append(op.id)
-        return [(phase, self.graph.restricted(by_phase[phase]).waves()) for phase in self.plan.phases]
+        # A phase's subgraph is its own edges: validation refuses a dependency on a later
+        # phase, so no path leaves a phase and comes back into it (restricted() would walk
+        # every earlier phase to find that out, once per phase).
+        deps = self.graph.deps
+        out = []
+        for phase in self.plan.phases:
+            members = set(by_phase[phase])
+            out.append((phase, Graph({n: frozenset(d for d in deps[n] if d in members) for n in by_phase[phase]}).waves()))
+        return out
 
 
 def loaded_from_journal(snapshot: Mapping[str, Any], *, file: str | None, base_dir: str | None) -> LoadedPlan:

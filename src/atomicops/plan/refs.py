@@ -91,10 +91,11 @@ def parse(text: str) -> Ref:
 def refs_in(value: Any, path: tuple[str | int, ...] = ()) -> Iterator[tuple[str, tuple[str | int, ...]]]:
     """Every reference text in a nested value, with the path of the string holding it."""
     if isinstance(value, str):
-        for m in _REF.finditer(value):
-            if not m.group(1):
-                yield m.group(2), path
-    elif isinstance(value, Mapping):
+        if "${" in value:  # most strings hold no reference: skip the regex
+            for m in _REF.finditer(value):
+                if not m.group(1):
+                    yield m.group(2), path
+    elif isinstance(value, (dict, Mapping)):  # dict first: an ABC check is slow
         for k, v in value.items():
             yield from refs_in(v, (*path, k))
     elif isinstance(value, list):

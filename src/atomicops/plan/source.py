@@ -292,6 +292,9 @@ def _check_expansion(root: yaml.Node) -> None:
     on_path: set[int] = set()
 
     def size(node: yaml.Node, depth: int) -> int:
+        cls = type(node)
+        if cls is yaml.ScalarNode:
+            return 1  # a leaf: cannot recurse or nest, and needs no memo
         key = id(node)
         if key in sizes:
             return sizes[key]
@@ -301,17 +304,16 @@ def _check_expansion(root: yaml.Node) -> None:
         if depth >= MAX_DEPTH:
             raise _TooLarge(f"nesting deeper than {MAX_DEPTH} levels", line)
         total = 1
-        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
-            on_path.add(key)
-            for item in node.value:
-                for child in item if isinstance(node, yaml.MappingNode) else (item,):
-                    total += size(child, depth + 1)
-                    if total > MAX_VALUES:
-                        raise _TooLarge(
-                            f"more than {MAX_VALUES:,} values once aliases are expanded "
-                            "(an alias bomb?); write the values out, or split the plan", line
-                        )
-            on_path.discard(key)
+        on_path.add(key)
+        children = (c for pair in node.value for c in pair) if cls is yaml.MappingNode else node.value
+        for child in children:
+            total += size(child, depth + 1)
+            if total > MAX_VALUES:
+                raise _TooLarge(
+                    f"more than {MAX_VALUES:,} values once aliases are expanded "
+                    "(an alias bomb?); write the values out, or split the plan", line
+                )
+        on_path.discard(key)
         sizes[key] = total
         return total
 
