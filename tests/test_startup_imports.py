@@ -38,3 +38,10 @@ def test_validate_still_loads_what_it_checks_with(tmp_path: Path) -> None:
     # The lazy imports moved, they did not vanish: validate needs the model and botocore.
     loaded = loaded_after(["validate", str(QUICKSTART)], tmp_path)
     assert "pydantic" in loaded and "botocore" in loaded
+
+
+def test_validate_loads_no_database_driver(tmp_path: Path) -> None:
+    # The sql kind checks a plan without psycopg: it is imported when SQL runs (or when a
+    # literal DSN is parsed), and the quickstart's DSN is a reference.
+    loaded = loaded_after(["validate", str(QUICKSTART)], tmp_path)
+    assert "psycopg" not in loaded

@@ -66,11 +66,7 @@ import re
 import string
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
-
-import psycopg
-import psycopg.sql
-from psycopg.conninfo import conninfo_to_dict
+from typing import TYPE_CHECKING, Any
 
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
 from atomicops.actions.common import positive_or_absent
@@ -89,6 +85,12 @@ from atomicops.actions.sql_connection import (  # noqa: F401 - names the handle'
 from atomicops.errors import ActionError
 from atomicops.plan import confine
 from atomicops.plan.refs import is_reference
+
+# psycopg (0.1 s to import) is loaded by the functions that talk to a database, so that
+# `validate` and the journal commands never pay for it (docs/performance.md, B6).
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg.sql
 
 MAX_ROWS = 10_000
 
@@ -306,6 +308,7 @@ def _ident_issues(text: str, ident: Any) -> Iterator[CheckIssue]:
 
 
 def _identifiers(ident: Any) -> dict[str, psycopg.sql.Identifier]:
+    import psycopg.sql
     if not isinstance(ident, Mapping):
         raise ActionError(KIND, "ident must map names to identifiers", code="InvalidAction")
     out = {}
@@ -397,6 +400,9 @@ class SqlKind(ActionKind):
         if not isinstance(dsn, str) or not dsn:
             yield CheckIssue(("dsn",), "a postgres connection needs dsn: postgresql://...")
         elif not is_reference(dsn):
+            import psycopg  # only for a literal DSN: libpq parses it
+            from psycopg.conninfo import conninfo_to_dict
+
             try:
                 conninfo_to_dict(dsn)
             except psycopg.Error:
@@ -443,6 +449,7 @@ class SqlKind(ActionKind):
         return text
 
     def execute(self, action: Mapping[str, Any], ctx: ActionContext) -> Any:
+        import psycopg.sql
         text = self.source(action, ctx)
         params = action.get("params") or {}
         if not isinstance(params, Mapping):
@@ -487,6 +494,8 @@ class SqlKind(ActionKind):
         database: str | None,
         ctx: ActionContext,
     ) -> dict[str, Any]:
+        import psycopg
+
         def fail(exc: psycopg.Error, during_commit: bool = False) -> ActionError:
             return translate_error(
                 exc,

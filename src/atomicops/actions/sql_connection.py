@@ -15,15 +15,15 @@ import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
-from typing import Any
-
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.pq import TransactionStatus
-from psycopg.types.json import Jsonb
+from typing import TYPE_CHECKING, Any
 
 from atomicops.actions.common import refuse_unknown_keys
 from atomicops.errors import ActionError
+
+# psycopg (0.1 s to import) is loaded by the functions that talk to a database, so that
+# `validate` and the journal commands never pay for it (docs/performance.md, B6).
+if TYPE_CHECKING:
+    import psycopg
 
 KIND = "sql"
 
@@ -87,6 +87,7 @@ def bind(params: Mapping[str, Any]) -> dict[str, Any]:
     (so ``id = ANY(%(ids)s)`` works, for uuid columns too); scalars go as they are. For a
     JSON array of scalars, cast in SQL: ``to_jsonb(%(tags)s::text[])``.
     """
+    from psycopg.types.json import Jsonb
     out: dict[str, Any] = {}
     for key, value in params.items():
         if isinstance(value, Mapping) or (
@@ -126,6 +127,8 @@ class PostgresConnection:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         statement_timeout: int | None = None,
     ) -> None:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
         try:
             self._conninfo = conninfo_to_dict(dsn)
         except psycopg.Error:
@@ -176,6 +179,8 @@ class PostgresConnection:
     # -- sessions
 
     def _open(self, database: str | None) -> psycopg.Connection[Any]:
+        import psycopg
+        from psycopg.conninfo import make_conninfo
         overrides: dict[str, Any] = {
             "connect_timeout": max(1, int(self.connect_timeout)),
             "application_name": "atomicops",
@@ -203,6 +208,7 @@ class PostgresConnection:
 
         It is returned to the pool only if it ended idle (no open transaction) and unbroken.
         """
+        from psycopg.pq import TransactionStatus
         conn: psycopg.Connection[Any] | None = None
         with self._lock:
             if self._closed:
@@ -268,6 +274,7 @@ def _usable(conn: psycopg.Connection[Any]) -> bool:
     DROP DATABASE ... WITH (FORCE)); finding out here costs one round trip, finding out in
     the action would fail a step that never reached the server.
     """
+    import psycopg
     if conn.closed or conn.broken:
         return False
     try:
@@ -348,6 +355,7 @@ def translate_error(
     during_commit: bool = False,
 ) -> ActionError:
     """An ActionError for a psycopg failure. Never quotes parameter values or passwords."""
+    import psycopg
     with_params = bool(values)
     sqlstate = getattr(exc, "sqlstate", None)
     if sqlstate is None and isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
