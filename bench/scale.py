@@ -72,8 +72,8 @@ def write_plan(directory: Path, n: int) -> Path:
     return plan
 
 
-def timed_process(argv: list[str], cwd: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one process."""
+def timed_process(argv: list[str], cwd: Path) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds) of one process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -82,21 +82,22 @@ def timed_process(argv: list[str], cwd: Path) -> tuple[float, float]:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}: {err[-2000:]}")
-    return took, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    return took, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # ru_maxrss is in KiB on Linux
 
 
 def measure_load(plan: Path, rounds: int, scratch: Path) -> dict[str, Any]:
     cli = [sys.executable, "-m", "atomicops.cli"]
     validate = [*cli, "validate", str(plan)]
     show = [*cli, "plan", str(plan), "--json", "--state", str(scratch / "plan-journal.db")]
-    runs: dict[str, list[tuple[float, float]]] = {"validate": [], "plan": []}
+    runs: dict[str, list[tuple[float, float, float]]] = {"validate": [], "plan": []}
     for _ in range(rounds):  # alternating, so load on a shared machine falls on both alike
         runs["validate"].append(timed_process(validate, scratch))
         runs["plan"].append(timed_process(show, scratch))
     out: dict[str, Any] = {}
     for name, samples in runs.items():
-        out[f"{name}_s"] = round(statistics.median(s for s, _ in samples), 3)
-        out[f"{name}_peak_mb"] = round(max(m for _, m in samples), 1)
+        out[f"{name}_s"] = round(statistics.median(s for s, _, _ in samples), 3)
+        out[f"{name}_cpu_s"] = round(statistics.median(c for _, _, c in samples), 3)
+        out[f"{name}_peak_mb"] = round(max(m for _, m, _ in samples), 1)
     return out
 
 
@@ -107,18 +108,20 @@ def measure_apply(n: int, parallelism: int, scratch: Path) -> dict[str, Any]:
     plan = write_plan(directory, n)
     loaded = api.validate(str(plan))
     state = str(directory / "journal.db")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     report = api.apply(loaded, state=state, parallelism=parallelism)
-    applied = time.perf_counter() - t0
+    applied, applied_cpu = time.perf_counter() - t0, time.process_time() - c0
     assert len(report.applied) == n, report
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     back = api.rollback(state=state, parallelism=parallelism)
-    rolled = time.perf_counter() - t0
+    rolled, rolled_cpu = time.perf_counter() - t0, time.process_time() - c0
     assert len(back.undone) == n, back
     return {
         "operations": n, "parallelism": parallelism,
         "apply_s": round(applied, 3), "apply_ms_per_op": round(1000 * applied / n, 3),
         "rollback_s": round(rolled, 3), "rollback_ms_per_op": round(1000 * rolled / n, 3),
+        # CPU of the whole process (every thread): what the engine costs when the machine is shared
+        "apply_cpu_ms_per_op": round(1000 * applied_cpu / n, 3), "rollback_cpu_ms_per_op": round(1000 * rolled_cpu / n, 3),
     }
 
 
@@ -136,17 +139,20 @@ def main() -> int:
             plan = write_plan(scratch / f"plan-{n}", n)
             row = {"operations": n, **measure_load(plan, args.rounds, scratch)}
             row["validate_plus_plan_s"] = round(row["validate_s"] + row["plan_s"], 3)
+            row["validate_plus_plan_cpu_s"] = round(row["validate_cpu_s"] + row["plan_cpu_s"], 3)
             load_rows.append(row)
         apply_rows = [measure_apply(args.apply, p, scratch) for p in (1, 10)]
-    print(f"{'operations':>10} {'validate s':>10} {'plan s':>7} {'v+p s':>6} {'peak MB':>8}")
+    print(f"{'operations':>10} {'validate s':>10} {'plan s':>7} {'v+p s':>6} {'v+p cpu s':>9} {'peak MB':>8}")
     for r in load_rows:
         peak = max(r["validate_peak_mb"], r["plan_peak_mb"])
-        print(f"{r['operations']:>10} {r['validate_s']:>10.3f} {r['plan_s']:>7.3f} {r['validate_plus_plan_s']:>6.2f} {peak:>8.1f}")
+        print(f"{r['operations']:>10} {r['validate_s']:>10.3f} {r['plan_s']:>7.3f} {r['validate_plus_plan_s']:>6.2f} "
+              f"{r['validate_plus_plan_cpu_s']:>9.2f} {peak:>8.1f}")
     print()
-    print(f"{'operations':>10} {'par':>4} {'apply s':>8} {'ms/op':>6} {'rollback s':>10} {'ms/op':>6}")
+    print(f"{'operations':>10} {'par':>4} {'apply s':>8} {'ms/op':>6} {'cpu ms/op':>9} {'rollback s':>10} {'ms/op':>6} {'cpu ms/op':>9}")
     for r in apply_rows:
         print(f"{r['operations']:>10} {r['parallelism']:>4} {r['apply_s']:>8.3f} {r['apply_ms_per_op']:>6.2f} "
-              f"{r['rollback_s']:>10.3f} {r['rollback_ms_per_op']:>6.2f}")
+              f"{r['apply_cpu_ms_per_op']:>9.2f} {r['rollback_s']:>10.3f} {r['rollback_ms_per_op']:>6.2f} "
+              f"{r['rollback_cpu_ms_per_op']:>9.2f}")
     largest = load_rows[-1]
     doc = {
         "benchmark": "scale", "python": sys.version.split()[0], "phases": PHASES, "rounds": args.rounds,
