@@ -70,18 +70,21 @@ def write_plan(directory: Path, n: int) -> Path:
 def killed_journal(directory: Path, plan: Path) -> Path:
     """Apply until the blocking step starts, SIGKILL the process, and return the journal."""
     journal = directory / "journal.db"
+    # Its progress goes to a file: a pipe nobody reads fills up and blocks the run.
+    log = (directory / "apply.log").open("wb")
     proc = subprocess.Popen([*CLI, "apply", str(plan), "--state", str(journal)], cwd=directory,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=log)
     deadline = time.monotonic() + 600
     while not (directory / "started").exists():
         if proc.poll() is not None:
-            raise SystemExit(f"apply exited {proc.returncode} before the kill: {proc.stderr.read().decode()[-2000:]}")
+            raise SystemExit(f"apply exited {proc.returncode} before the kill: {(directory / 'apply.log').read_text()[-2000:]}")
         if time.monotonic() > deadline:
             proc.kill()
             raise SystemExit("apply did not reach the blocking step within 10 minutes")
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    log.close()
     (directory / "release").touch()
     return journal
 
@@ -97,13 +100,15 @@ def copy_journal(journal: Path, to: Path) -> Path:
 
 def timed(argv: list[str], cwd: Path) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one process."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    took = time.perf_counter() - t0
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise SystemExit(f"{' '.join(argv)} exited {code}: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
+    with tempfile.TemporaryFile() as err:  # a file, not a pipe: nobody reads while it runs
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        took = time.perf_counter() - t0
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(argv)} exited {code}: {err.read().decode()[-2000:]}")
     return took, usage.ru_utime + usage.ru_stime
 
 

@@ -75,9 +75,10 @@ def loaded_from_journal(snapshot: Mapping[str, Any], *, file: str | None, base_d
     """
     from atomicops.plan.validate import validate_plan
 
-    plan = Plan.model_validate(snapshot)
-    name = file or "<plan recorded in the journal>"
-    problems, deps = validate_plan(plan, snapshot, SourceMap(name))
+    with gc_paused():  # see gc_paused: a recorded plan of 1,000 operations is as many objects
+        plan = Plan.model_validate(snapshot)
+        name = file or "<plan recorded in the journal>"
+        problems, deps = validate_plan(plan, snapshot, SourceMap(name))
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise PlanInvalid(errors)
