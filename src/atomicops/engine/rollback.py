@@ -102,10 +102,19 @@ def undo_operation(run: Run, rt: Runtime, op: OpState) -> None:
 def rollback_order(state: EnvState, selection: Iterable[str]) -> Graph:
     """The graph to walk for undoing ``selection``: recorded dependencies, phases as barriers."""
     chosen = {op_id: state.ops[op_id] for op_id in selection}
+    by_phase: dict[int, list[str]] = {}
+    for op_id, op in chosen.items():
+        by_phase.setdefault(op.phase_index, []).append(op_id)
+    # Each operation comes after every one of the nearest earlier phase present: the phases
+    # before that are ordered through it. (Edges to every earlier operation were quadratic:
+    # 500,000 for 1,000 operations in 20 phases.) A failed undo still stops every earlier
+    # phase, through the skipped operations between.
+    phases = sorted(by_phase)
+    before = {p: by_phase[phases[i - 1]] if i else [] for i, p in enumerate(phases)}
     deps: dict[str, set[str]] = {}
     for op_id, op in chosen.items():
         deps[op_id] = {d for d in op.depends_on if d in chosen}
-        deps[op_id] |= {o for o, other in chosen.items() if other.phase_index < op.phase_index}
+        deps[op_id].update(before[op.phase_index])
     return Graph.build(chosen, deps).inverted()
 
 
