@@ -1,4 +1,4 @@
-"""A tiny run of each benchmark in bench/ (B3, B6), so none can rot: it runs to the end and
+"""A tiny run of each benchmark in bench/ (B1, B2, B3, B6), so none can rot: it runs to the end and
 writes its JSON with the figures docs/performance.md quotes. Nothing here is timed."""
 
 from __future__ import annotations
@@ -35,3 +35,17 @@ def test_journal_writes_its_table(tmp_path: Path) -> None:
     for row in doc["rows"]:
         assert set(row) == {"what", "median_ms", "p99_ms", "ratio"}
     assert doc["journal_bytes_per_step"] >= 0 and doc["row_bytes_per_step"] > 0 and doc["target_median_ms"] == 2.0
+
+
+def test_runbook_writes_its_table(tmp_path: Path) -> None:
+    # --skip-cli: no awscli here; (b) and (c) each run forward and back against one moto server.
+    doc = run("runbook.py", "--rounds", "1", "--skip-cli", out=tmp_path / "runbook.json")
+    assert doc["benchmark"] == "runbook" and doc["rounds"] == 1
+    rows = {r["way"]: r for r in doc["rows"]}
+    assert set(rows) == {"b serial boto3", "c atomicops"}
+    for row in rows.values():
+        assert set(row) == {"way", "forward_s", "rollback_s", "total_s", "api_calls"}
+        assert row["forward_s"] > 0 and row["rollback_s"] > 0 and row["api_calls"] > 0
+    # The serial script makes exactly the page's calls: 36 forward, 36 back, plus 2 waiters' polls.
+    assert rows["b serial boto3"]["api_calls"] >= 72
+    assert set(doc["ratios"]) == {"c/b"} and set(doc["meets"]) == {"c/b <= 1.0"}
