@@ -137,9 +137,9 @@ def main() -> int:
         finally:
             moto.stop(info)
     rows = []
-    for way in forward:
-        f, r = statistics.median(forward[way]), statistics.median(rollback[way])
-        t = statistics.median([a + b for a, b in zip(forward[way], rollback[way], strict=True)])
+    for way, fs in forward.items():
+        f, r = statistics.median(fs), statistics.median(rollback[way])
+        t = statistics.median([a + b for a, b in zip(fs, rollback[way], strict=True)])
         rows.append({"way": way, "forward_s": round(f, 3), "rollback_s": round(r, 3), "total_s": round(t, 3),
                      "api_calls": api_calls[way]})
     by = {r["way"][0]: r for r in rows}
