@@ -49,3 +49,13 @@ def test_runbook_writes_its_table(tmp_path: Path) -> None:
     # The serial script makes exactly the page's calls: 36 forward, 36 back, plus 2 waiters' polls.
     assert rows["b serial boto3"]["api_calls"] >= 72
     assert set(doc["ratios"]) == {"c/b"} and set(doc["meets"]) == {"c/b <= 1.0"}
+
+
+def test_data_copy_writes_its_table(tmp_path: Path) -> None:
+    doc = run("data_copy.py", "--messages", "120", "--sample", "50", out=tmp_path / "data_copy.json")
+    assert doc["benchmark"] == "data_copy" and doc["messages"] == 120 and doc["sample"] == 50
+    for name in ("raw_batch", "per_item", "atomicops_copy_step", "atomicops_apply_process", "atomicops_undo", "scan_and_delete_each"):
+        assert doc[name]["seconds"] > 0
+    kill = doc["kill_and_resume"]
+    assert kill["resume_s"] > 0 and kill["uninterrupted_s"] > 0
+    assert set(doc["meets"]) == {"copy >= 0.9x raw batch", "copy >= 10x per item", "undo <= 1.1x copy", "resume within +-20%"}
