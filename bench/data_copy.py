@@ -146,7 +146,7 @@ def main() -> int:
     sv = sb.vars()
     rows: dict[str, Any] = {}
     try:
-        say = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
+        say = lambda text: print(text, file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         asyncio.run(_seed(sv["nats_url"], n))
         say(f"seeded {n} messages in {time.perf_counter() - t0:.1f}s")
