@@ -3,9 +3,13 @@ with --rollback), roll back, and check that nothing leaked, nothing was made twi
 journal is coherent. Prints the figures.
 
     python bench/crash_soak.py --trials 200
+    python bench/crash_soak.py --trials 200 --no-probes      # every hand-written probe removed
     python bench/crash_soak.py --trials 3 --messages 100     # what CI runs
 
 Everything runs on one sandbox (moto, PostgreSQL, NATS) this script starts and stops.
+"Left for a person" counts the interrupted steps that resume or rollback could not settle
+(exit 3, "may or may not have taken effect"): with --no-probes it measures what the engine
+settles by itself, without the plan author's probes.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -23,6 +28,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from atomicops import api, inventory, sandbox
 from atomicops.journal import open_store
@@ -46,11 +53,37 @@ def duplicates(snapshot: dict[str, Any]) -> list[str]:
     return found
 
 
+def without_probes(into: Path) -> tuple[Path, int]:
+    """A copy of the flagship plan (its modules and files too) with every step's hand-written
+    ``probe`` removed, and how many were removed."""
+    shutil.copytree(FLAGSHIP_PLAN, into)
+    doc = yaml.safe_load((into / "plan.yaml").read_text())
+    removed = 0
+    for op in doc["operations"]:
+        for step in op.get("steps", []):
+            removed += step.pop("probe", None) is not None
+    (into / "plan.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, width=1000))
+    return into, removed
+
+
+UNSETTLED = re.compile(r"nothing can tell: (.+)")
+
+
+def left_for_a_person(stderr: str) -> set[str]:
+    """The steps an exit 3 names as neither known applied nor known not applied."""
+    found: set[str] = set()
+    for match in UNSETTLED.finditer(stderr):
+        found.update(s.strip() for s in match.group(1).split(",") if s.strip())
+    return found
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--messages", type=int, default=300, help="discovery messages seeded")
     ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--no-probes", action="store_true",
+                    help="strip every hand-written probe from the flagship plan before running")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     rng = random.Random(args.seed)
@@ -61,8 +94,12 @@ def main() -> int:
     os.environ.update(sandbox.aws_env())
     figures: Counter[str] = Counter()
     failures: list[str] = []
+    plan = FLAGSHIP_PLAN
     try:
-        loaded = api.validate(FLAGSHIP_PLAN, vars={**sb.vars(), "discovery_messages": args.messages})
+        if args.no_probes:
+            plan, removed = without_probes(work / "plan-no-probes")
+            figures["probes removed"] = removed
+        loaded = api.validate(plan, vars={**sb.vars(), "discovery_messages": args.messages})
         local = run_setup(loaded, lambda text: None)
         vars_file = work / "vars.yaml"
         vars_file.write_text(json.dumps({**sb.vars(), **local, "discovery_messages": args.messages}))
@@ -76,7 +113,7 @@ def main() -> int:
         baseline = take()
         # How long a whole apply takes, to spread the kills over it.
         t0 = time.monotonic()
-        first = cli("apply", str(FLAGSHIP_PLAN), "--vars-file", str(vars_file), "--env", "calibrate", cwd=work)
+        first = cli("apply", str(plan), "--vars-file", str(vars_file), "--env", "calibrate", cwd=work)
         first.wait()
         apply_seconds = time.monotonic() - t0
         cli("rollback", "--env", "calibrate", cwd=work).wait()
@@ -90,7 +127,7 @@ def main() -> int:
             # moto names a cluster's automated snapshot by the minute: a cluster re-created
             # within the same minute as the last trial's would collide there, not in AWS.
             unique = ["--var", f"aurora_cluster=mistersmith-aurora-{trial}"]
-            proc = cli("apply", str(FLAGSHIP_PLAN), "--vars-file", str(vars_file), "--env", env, *unique, cwd=work)
+            proc = cli("apply", str(plan), "--vars-file", str(vars_file), "--env", env, *unique, cwd=work)
             try:
                 proc.wait(timeout=delay)
                 figures["finished before the kill"] += 1
@@ -102,11 +139,17 @@ def main() -> int:
             resumed = cli("resume", "--env", env, *(["--rollback"] if roll_back else []), cwd=work)
             _, err = resumed.communicate()
             figures[f"resume exit {resumed.returncode}"] += 1
+            person = left_for_a_person(err)
             if resumed.returncode not in (0, 1):
                 failures.append(f"trial {trial}: resume exited {resumed.returncode}: {err.strip().splitlines()[-1:]}")
             dups = duplicates(take()) if not roll_back else []
             rb = cli("rollback", "--env", env, cwd=work)
             _, err = rb.communicate()
+            person |= left_for_a_person(err)
+            figures["left for a person"] += len(person)
+            figures["trials needing a person"] += bool(person)
+            if person:
+                failures.append(f"trial {trial}: left for a person: {', '.join(sorted(person))}")
             if rb.returncode != 0:
                 failures.append(f"trial {trial}: rollback exited {rb.returncode}: {err.strip().splitlines()[-1:]}")
                 figures["rollback failed"] += 1
@@ -129,18 +172,21 @@ def main() -> int:
             for line in failures[failures_before:]:
                 print("  " + line, file=sys.stderr, flush=True)
             print(f"trial {trial}/{args.trials}: killed after {delay:.1f}s, "
-                  f"{'rollback' if roll_back else 'continue'}, leak={bool(leak)} dup={bool(dups)} "
+                  f"{'rollback' if roll_back else 'continue'}, leak={bool(leak)} dup={bool(dups)} person={len(person)} "
                   f"journal={'ok' if not problems else 'BAD'}", file=sys.stderr, flush=True)
         figures["seconds"] = round(time.monotonic() - started)
     finally:
         sandbox.down(root)
         shutil.rmtree(work, ignore_errors=True)
 
-    result = {"figures": dict(figures), "failures": failures, "seed": args.seed}
+    result = {"figures": dict(figures), "failures": failures, "seed": args.seed,
+              "mode": "no-probes" if args.no_probes else "ordinary"}
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        for name in ("trials", "killed", "finished before the kill", "leaks", "duplicates", "corrupt journals", "rollback failed", "seconds"):
+        print(f"{'mode':>26}: {result['mode']}")
+        for name in ("trials", "killed", "finished before the kill", "leaks", "duplicates", "left for a person",
+                     "trials needing a person", "corrupt journals", "rollback failed", "probes removed", "seconds"):
             print(f"{name:>26}: {figures.get(name, 0)}")
         for name in sorted(k for k in figures if k.startswith("resume exit")):
             print(f"{name:>26}: {figures[name]}")

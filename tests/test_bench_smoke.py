@@ -1,4 +1,4 @@
-"""A tiny run of each benchmark in bench/ (B3, B4, B5, B6), so none can rot: it runs to the end and
+"""A tiny run of each benchmark in bench/ (B1 to B6), so none can rot: it runs to the end and
 writes its JSON with the figures docs/performance.md quotes. Nothing here is timed."""
 
 from __future__ import annotations
@@ -56,3 +56,37 @@ def test_recovery_writes_its_table(tmp_path: Path) -> None:
     # The five applied before the kill stay applied, and the resume finishes the last one.
     assert row["applied_before_kill"] == 5 and row["applied_after_resume"] == 6
     assert row["resume_s"] > 0 and row["floor_s"] > 0 and row["target_s"] == 2.0
+
+
+def test_runbook_writes_its_table(tmp_path: Path) -> None:
+    # --skip-cli: no awscli here; (b) and (c) each run forward and back against one moto server.
+    doc = run("runbook.py", "--rounds", "1", "--skip-cli", out=tmp_path / "runbook.json")
+    assert doc["benchmark"] == "runbook" and doc["rounds"] == 1
+    rows = {r["way"]: r for r in doc["rows"]}
+    assert set(rows) == {"b serial boto3", "c atomicops"}
+    for row in rows.values():
+        assert set(row) == {"way", "forward_s", "rollback_s", "total_s", "api_calls"}
+        assert row["forward_s"] > 0 and row["rollback_s"] > 0 and row["api_calls"] > 0
+    # The serial script makes exactly the page's calls: 36 forward, 36 back, plus 2 waiters' polls.
+    assert rows["b serial boto3"]["api_calls"] >= 72
+    assert set(doc["ratios"]) == {"c/b"} and set(doc["meets"]) == {"c/b <= 1.0"}
+
+
+def test_data_copy_writes_its_table(tmp_path: Path) -> None:
+    doc = run("data_copy.py", "--messages", "120", "--sample", "50", out=tmp_path / "data_copy.json")
+    assert doc["benchmark"] == "data_copy" and doc["messages"] == 120 and doc["sample"] == 50
+    for name in ("raw_batch", "per_item", "atomicops_copy_step", "atomicops_apply_process", "atomicops_undo", "scan_and_delete_each"):
+        assert doc[name]["seconds"] > 0
+    kill = doc["kill_and_resume"]
+    assert kill["resume_s"] > 0 and kill["uninterrupted_s"] > 0
+    assert set(doc["meets"]) == {"copy >= 0.9x raw batch", "copy >= 10x per item", "undo <= 1.1x copy", "resume within +-20%"}
+
+
+def test_crash_soak_without_probes_counts_what_is_left_for_a_person() -> None:
+    # One trial with every hand-written probe stripped from the flagship (bench/crash_soak.py).
+    done = subprocess.run([sys.executable, str(BENCH / "crash_soak.py"), "--trials", "1", "--messages", "60",
+                           "--seed", "3", "--no-probes", "--json"], capture_output=True, text=True, timeout=600)
+    doc = json.loads(done.stdout)
+    assert doc["mode"] == "no-probes" and doc["figures"]["trials"] == 1
+    assert doc["figures"]["probes removed"] > 50
+    assert "left for a person" in doc["figures"] and "leaks" in doc["figures"]

@@ -35,12 +35,15 @@ _REQUESTS: dict[str, dict[str, Any]] = {
 }
 
 
-def preflight(loaded: LoadedPlan, op_ids: Iterable[str], *, env: str, run_id: str) -> None:
+def preflight(loaded: LoadedPlan, op_ids: Iterable[str], *, env: str, run_id: str,
+              plan_verify: bool = True) -> None:
     """Raise PreflightFailed listing every var, secret and connection the operations
-    ``op_ids`` (and the plan's verify checks) would fail on."""
+    ``op_ids`` (and the plan's verify checks, when the run makes them) would fail on."""
     plan = loaded.plan
     pending = set(op_ids)
-    actions = list(_actions(plan, pending))
+    # A partial apply (--target, --phase) does not run the plan's verify checks: their vars
+    # and connections (the orchestrator URL, the database) are not this run's to ask for.
+    actions = list(_actions(plan, pending, verify=plan_verify))
     if not actions:
         return
     problems = _vars(plan, actions)

@@ -89,7 +89,8 @@ def apply_in_run(
     should roll back too (the run that resume finishes).
     """
     p = loaded.plan
-    preflight(loaded, [o for o in selected if not st.is_applied(o)], env=run.env, run_id=run.id)
+    preflight(loaded, [o for o in selected if not st.is_applied(o)], env=run.env, run_id=run.id,
+              plan_verify=full)
     with runtime_of(run, loaded) as rt:
         applier = Applier(loaded, run, rt, st, parallelism, earlier_runs=set(earlier_runs))
         if prepare is not None:

@@ -3,8 +3,7 @@
 Batched ``batch_write_item`` (25 items per call, the API's limit) with ``UnprocessedItems``
 retried under exponential backoff; progress reported; a high-water mark journalled every few
 batches, so a killed copy resumes after the last sequence it wrote. The undo deletes exactly
-the sequence range written, found by querying the partition key (never a scan) and deleted
-in batches.
+the claimed sequence range by key, in batches (never a scan, and no read of the range).
 """
 
 from __future__ import annotations
@@ -118,18 +117,41 @@ def copy_to_dynamodb(ctx: ActionContext, stream: str, table: str, first_seq: int
     return {"copied": count, "checksum": checksum}
 
 
+def _anything_copied(ddb: Any, table: str, stream: str, first: int, last: int) -> bool:
+    """One item of the range is there (a single one-item query, not a read of the range)."""
+    found = ddb.query(
+        TableName=table,
+        KeyConditionExpression="StreamName = :s AND SequenceNumber BETWEEN :a AND :b",
+        ExpressionAttributeValues={":s": {"S": stream}, ":a": {"N": str(first)}, ":b": {"N": str(last)}},
+        ProjectionExpression="SequenceNumber",
+        Limit=1,
+    )
+    return bool(found.get("Items"))
+
+
 def delete_copied(ctx: ActionContext, stream: str, table: str, first_seq: int, last_seq: int) -> dict[str, Any]:
+    """Delete the claimed range's keys, in batches of 25, without reading the items first.
+
+    The keys are known (the stream's name and each sequence of the claimed range), and a
+    DeleteRequest of an absent key is a no-op, so this deletes exactly what the copy may have
+    written and nothing else; reading the range back first (a paged query) cost as much as
+    the deletes. An empty range (the copy step's undo already ran, or it never wrote) is
+    found with one one-item query and costs nothing more."""
     ddb = connection_of(ctx, "aws").client("dynamodb")
+    first, last = int(first_seq), int(last_seq)
     deleted = 0
     try:
+        if last < first or not _anything_copied(ddb, table, stream, first, last):
+            return {"deleted": 0}
         keys = (
-            {"DeleteRequest": {"Key": {"StreamName": item["StreamName"], "SequenceNumber": item["SequenceNumber"]}}}
-            for item in _table_items(ddb, table, stream, int(first_seq), int(last_seq))
+            {"DeleteRequest": {"Key": {"StreamName": {"S": stream}, "SequenceNumber": {"N": str(seq)}}}}
+            for seq in range(first, last + 1)
         )
+        total = last - first + 1
         for batch in _batches(keys, BATCH):
             _write(ddb, table, batch)
             deleted += len(batch)
-            ctx.progress(deleted, None, f"items deleted from {table}")
+            ctx.progress(deleted, total, f"keys deleted from {table}")
     except ddb.exceptions.ResourceNotFoundException:
         raise ActionError("call", f"table {table} does not exist", code="ResourceNotFoundException") from None
     return {"deleted": deleted}
