@@ -214,11 +214,8 @@ class NatsKind(ActionKind):
     # -- execution
 
     def writes(self, action: Mapping[str, Any]) -> bool:
-        try:
-            verb, _ = parse_action(action)
-        except ValueError:
-            return True
-        return verb not in READ_VERBS
+        body = action.get(KIND)  # the verb alone decides; its arguments' shape is check()'s
+        return not (isinstance(body, Mapping) and len(body) == 1 and next(iter(body)) in READ_VERBS)
 
     def execute(self, action: Mapping[str, Any], ctx: ActionContext) -> Any:
         try:
