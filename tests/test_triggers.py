@@ -371,6 +371,7 @@ def test_a_trigger_that_fires_in_the_window_after_apply_rolls_the_run_back(healt
     with pytest.raises(TriggerFired) as caught:
         api.apply(plan, state=state, monitor=0.5, observer=BreakWhenWatching())
     assert caught.value.check == "health" and "503" in caught.value.observed
+    assert caught.value.during == "window" and "in the window after the apply" in str(caught.value)
     assert left(tmp_path) == []  # all three operations applied, then rolled back
     (trig,) = events(state, kind="trigger_fired")
     assert trig["data"]["during"] == "window"
@@ -415,6 +416,8 @@ def test_monitor_rolls_back_what_the_last_apply_applied_when_a_trigger_fires(str
     assert left(tmp_path) == []
     monitor_run = caught.value.run_id
     assert monitor_run != applied.run_id
+    (trig,) = events(state, kind="trigger_fired")
+    assert trig["run"] == monitor_run and trig["data"]["during"] == "monitor"
     undone = {e["op"] for e in events(state, kind="op_undone") if e["run"] == monitor_run}
     assert undone == {"first", "broken", "later"}
 

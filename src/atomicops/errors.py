@@ -162,6 +162,11 @@ class TriggerFired(RunFailed):
         self.at = at
         self.during = during
         super().__init__(run_id, failures, kept)
+        where = {"apply": "during the apply", "window": "in the window after the apply",
+                 "monitor": "while monitoring"}.get(during, during)
+        what = "kept as it stands (--on-failure keep)" if kept else "rolled back"
+        others = "".join(f"\n  {f}" for f in failures if not str(f).startswith(f"trigger {check} fired"))
+        Exception.__init__(self, f"trigger {check} fired {where}: {observed}\nrun {run_id}: {what}{others}")
 
 
 class Interrupted(AtomicOpsError):

@@ -160,7 +160,8 @@ def apply_in_run(
                 raise with_report(incomplete(report.rollback), report)
         run.finish("kept" if kept else "rolled_back")
         if firing is not None:
-            raise with_report(TriggerFired(run.id, firing.check, firing.observed, firing.at, report.failures, kept=kept), report)
+            raise with_report(TriggerFired(run.id, firing.check, firing.observed, firing.at, report.failures, kept=kept,
+                                           during=watch.fired_during if watch else "apply"), report)
         raise with_report(RunFailed(run.id, report.failures, kept=kept), report)
 
 

@@ -202,6 +202,7 @@ class Monitoring:
         self.started = 0.0
         self.window_started: float | None = None
         self.ended: str | None = None
+        self.fired_during = during  # "window" once finish() saw it fire after the apply
 
     @classmethod
     def of(cls, run: Run, rt: Runtime, triggers: Triggers | None, *, base_dir: str, during: str) -> Monitoring | None:
@@ -260,9 +261,9 @@ class Monitoring:
         if firing is not None:
             reason = "fired"
             after = self.window_started is not None and firing.at >= self.window_started
+            self.fired_during = "window" if after and self.during == "apply" else self.during
             self.run.record("trigger_fired", check=firing.check, observed=firing.observed, at=firing.at,
-                            misses=firing.misses, during="window" if after else self.during)
-            self.run.observer.note(f"trigger {firing.check} fired: {firing.observed}", level="warning")
+                            misses=firing.misses, during=self.fired_during)
         self.ended = reason
         self.run.record("monitor_ended", reason=reason, seconds=round(time.time() - self.started, 2),
                         checks=self.watcher.snapshot())
