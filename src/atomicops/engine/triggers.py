@@ -19,6 +19,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -122,12 +123,15 @@ class Watcher:
     # -- one round
 
     def poll_once(self) -> Firing | None:
-        """Run every check once; the first that reached its ``failures`` fires."""
+        """Run every check once, all at once (a slow one must not hold the others back); the
+        first, in plan order, that reached its ``failures`` fires."""
+        checks = self.triggers.checks
+        with ThreadPoolExecutor(max_workers=len(checks), thread_name_prefix="trigger") as pool:
+            answers = list(pool.map(self._poll, checks))
         firing = None
-        for i, check in enumerate(self.triggers.checks):
+        for i, (outcome, observed) in enumerate(answers):
             if self._cancel.stop.is_set():
                 break
-            outcome, observed = self._poll(check)
             redacted = clipping.head(self.secrets.redactor.text(observed), OBSERVED_LIMIT)
             with self._lock:
                 view = self.views[i]
