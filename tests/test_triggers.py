@@ -303,6 +303,18 @@ def test_a_quiet_trigger_lets_the_run_finish_and_the_window_ends_on_time(alarm, 
     assert not events(state, kind="trigger_fired")
 
 
+def test_a_reapply_that_changes_nothing_polls_nothing_and_waits_no_window(health, tmp_path):
+    check = {"name": "health", "http": {"url": f"{health.url}/health"}, "expect": {"json.status": "healthy"}}
+    plan = write_plan(tmp_path, check, settle=0.1, minutes=10)
+    state = str(tmp_path / "journal.db")
+    api.apply(plan, state=state, monitor=0)
+    t0 = time.monotonic()
+    again = api.apply(plan, state=state)  # the plan's 10-minute window would apply
+    assert again.applied == [] and time.monotonic() - t0 < 10
+    assert [e["run"] for e in events(state, kind="monitor_started")] != [again.run_id]
+    assert len(events(state, kind="monitor_started")) == 1
+
+
 def test_insufficient_data_fires_only_when_the_check_says_so(alarm, aws_connection, tmp_path):
     cw, name = alarm
     cw.set_alarm_state(AlarmName=name, StateValue="INSUFFICIENT_DATA", StateReason="no data yet")

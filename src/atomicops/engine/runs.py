@@ -123,7 +123,8 @@ def apply_in_run(
             )
         window = p.triggers.monitor_minutes if (p.triggers and monitor is None) else (monitor or 0.0)
         # Polled from the first operation of the run, never sharing its connections.
-        watch = Monitoring.of(run, rt, p.triggers, base_dir=loaded.base_dir, during="apply")
+        # Nothing to apply, nothing to watch: a re-apply that changes nothing waits no window.
+        watch = Monitoring.of(run, rt, p.triggers, base_dir=loaded.base_dir, during="apply") if pending else None
         if watch is not None:
             watch.start(window)
         try:

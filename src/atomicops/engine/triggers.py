@@ -146,9 +146,9 @@ class Watcher:
         action = {k: v for k, v in check.items() if k not in CHECK_KEYS}
         try:
             resolved = self.scope.exec_form(action, self.secrets)
+            expect = self.scope.exec_form(check.get("expect") or {}, self.secrets)
         except AtomicOpsError as exc:
             return "waiting", f"waiting: {exc}"
-        expect = self.scope.exec_form(check.get("expect") or {}, self.secrets)
         try:
             result = self.executor.execute(resolved, retry=Retry(attempts=1))
         except AtomicOpsError as exc:
