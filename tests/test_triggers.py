@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -460,6 +463,27 @@ def test_monitor_cli_rolls_back_on_fire_with_exit_1(health, tmp_path):
     assert doc["type"] == "TriggerFired" and doc["trigger"]["check"] == "health"
     assert "503" in doc["trigger"]["observed"]
     assert left(tmp_path) == []
+
+
+def test_ctrl_c_ends_the_monitoring_and_never_the_environment(health, tmp_path):
+    check = {"name": "health", "http": {"url": f"{health.url}/health"}, "expect": {"json.status": "healthy"}}
+    plan = write_plan(tmp_path, check, settle=0.1)
+    assert cli("apply", str(plan), "--monitor", "0", cwd=tmp_path).returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "atomicops.cli", "monitor", "--minutes", "5"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the first status line: the watch is under way
+        if "monitoring:" in line:
+            assert "left" in line and "health" in line
+            break
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "ended by Ctrl-C" in out and "everything stays applied" in out
+    assert left(tmp_path) == ["broken", "first", "later"]
+    state = str(tmp_path / ".atomicops" / "journal.db")
+    assert events(state, kind="monitor_ended")[-1]["data"]["reason"] == "interrupted"
+    assert not events(state, kind="op_undone")
 
 
 # -- the read-only rule ---------------------------------------------------------------------
