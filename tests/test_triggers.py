@@ -463,6 +463,9 @@ def test_monitor_cli_rolls_back_on_fire_with_exit_1(health, tmp_path):
     assert doc["type"] == "TriggerFired" and doc["trigger"]["check"] == "health"
     assert "503" in doc["trigger"]["observed"]
     assert left(tmp_path) == []
+    trail = cli("history", cwd=tmp_path).stdout
+    fired = next(line for line in trail.splitlines() if "trigger_fired" in line)
+    assert "health (monitor): " in fired and "503" in fired
 
 
 def test_ctrl_c_ends_the_monitoring_and_never_the_environment(health, tmp_path):

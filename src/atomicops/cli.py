@@ -631,6 +631,9 @@ def history(limit: int | None, env: str, state: str | None, as_json: bool) -> in
             detail = str(ev["data"].get("name"))
         # A reason is a person's word on what happened (resolve, an irreversible step): in full.
         reason = f" reason: {ev['data']['reason']}" if ev["data"].get("reason") else ""
+        if ev["type"] == "trigger_fired":  # which check, where, and what it saw (clipped when recorded)
+            d = ev["data"]
+            reason = f"{d.get('check')} ({d.get('during')}): {d.get('observed')}"
         out.print(f"{ev['seq']:>6} {when} {_data(ev['run'])} {_data(ev['type']):<13} {_data(where)} {_data(detail if isinstance(detail, str) else _short(detail)) if detail else ''}{_data(reason)}")
     return 0
 
