@@ -33,6 +33,7 @@ from run_cli import cli
 from atomicops import api
 from atomicops.actions import registry
 from atomicops.engine.runtime import open_runtime
+from atomicops.engine.secrets import REDACTED
 from atomicops.engine.triggers import Watcher
 from atomicops.errors import PlanInvalid, TriggerFired
 
@@ -51,6 +52,9 @@ class Health:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if self.path == "/whoami":  # echoes the caller's credentials, as a careless service may
+                    self._answer(200, {"auth": self.headers.get("Authorization")})
+                    return
                 code, body = (200, {"status": "healthy"}) if health.healthy else (503, {"status": "failing"})
                 self._answer(code, body)
 
@@ -487,6 +491,24 @@ def test_ctrl_c_ends_the_monitoring_and_never_the_environment(health, tmp_path):
     state = str(tmp_path / ".atomicops" / "journal.db")
     assert events(state, kind="monitor_ended")[-1]["data"]["reason"] == "interrupted"
     assert not events(state, kind="op_undone")
+
+
+def test_what_a_trigger_saw_is_journalled_with_secrets_masked(health, tmp_path, monkeypatch):
+    token = "tok-" + uuid.uuid4().hex + uuid.uuid4().hex
+    monkeypatch.setenv("TRIGGER_TEST_TOKEN", token)
+    check = {"name": "whoami", "http": {"url": f"{health.url}/whoami", "headers": {"Authorization": "${secrets.token}"}},
+             "expect": {"json.auth": "nobody"}}
+    plan = write_plan(tmp_path, check, settle=0.1)
+    raw = yaml.safe_load(plan.read_text())
+    raw["secrets"] = {"token": {"env": "TRIGGER_TEST_TOKEN"}}
+    plan.write_text(yaml.safe_dump(raw, sort_keys=False))
+    state = str(tmp_path / "journal.db")
+    with pytest.raises(TriggerFired) as caught:
+        api.apply(plan, state=state)
+    assert token not in caught.value.observed and caught.value.observed == f"json.auth: expected nobody, got {REDACTED}"
+    (trig,) = events(state, kind="trigger_fired")
+    assert token not in json.dumps(trig) and trig["data"]["observed"] == caught.value.observed
+    assert token.encode() not in Path(state).read_bytes()
 
 
 # -- the read-only rule ---------------------------------------------------------------------
