@@ -107,6 +107,8 @@ def apply(
     selected = select_operations(loaded, phase, list(targets))
     for line in aws_targets(p):  # first, before anything runs: which account this touches
         (observer or Silent()).note(f"target: {line}")
+    if monitor and not (p.triggers and p.triggers.checks):
+        (observer or Silent()).note(f"--monitor {monitor:g}: {loaded.file} has no rollback triggers to watch", level="warning")
     store = store_for(state)
     start = {
         "plan": p.model_dump(),  # the journal encodes what JSON lacks (bytes)
