@@ -484,8 +484,9 @@ def test_ctrl_c_ends_the_monitoring_and_never_the_environment(health, tmp_path):
             assert "left" in line and "health" in line
             break
     proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0, out
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out + err
+    assert "the watch ends; everything stays applied" in err
     assert "ended by Ctrl-C" in out and "everything stays applied" in out
     assert left(tmp_path) == ["broken", "first", "later"]
     state = str(tmp_path / ".atomicops" / "journal.db")

@@ -213,7 +213,7 @@ def _jsonable(obj: Any) -> Any:
 
 
 @contextlib.contextmanager
-def ctrl_c(*, rolling_back: bool = False, watching: bool = False) -> Iterator[Cancellation]:
+def ctrl_c(*, rolling_back: bool = False) -> Iterator[Cancellation]:
     """Ctrl-C asks the run to stop instead of killing it between a step and its journal record.
 
     The first press stops new work; the run undoes what it was doing and rolls back (or keeps,
@@ -228,7 +228,7 @@ def ctrl_c(*, rolling_back: bool = False, watching: bool = False) -> Iterator[Ca
         cancel.interrupt()
         if rolling_back:
             cancel.interrupt()  # no forward work to stop: the first press stops the undoing
-        if watching and not cancel.abort.is_set() and cancel.reason == "interrupted":
+        if cancel.watching and not cancel.abort.is_set():
             err.print("[yellow]interrupted: the watch ends; everything stays applied "
                       "(during a rollback a second Ctrl-C stops it)[/yellow]")
         elif cancel.abort.is_set():
@@ -526,7 +526,7 @@ def monitor(minutes: float | None, plan: str | None, on_failure: str, parallelis
     from atomicops import api
 
     observer = Silent() if as_json else Progress(err)
-    with ctrl_c(watching=True) as cancel:
+    with ctrl_c() as cancel:
         report = api.monitor(env=env, state=state, minutes=minutes, plan=plan, on_failure=on_failure,
                              parallelism=parallelism, observer=observer, cancel=cancel)
     if as_json:

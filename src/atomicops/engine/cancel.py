@@ -26,6 +26,7 @@ class Cancellation:
         self.abort = threading.Event()
         self.halt = threading.Event()
         self.reason: str | None = None
+        self.watching = False  # in a rollback-trigger window: Ctrl-C ends the watch, nothing else
 
     def interrupt(self) -> None:
         """Ctrl-C: the first stops new work (the run then rolls back), the second the rollback."""

@@ -240,6 +240,13 @@ class Monitoring:
         if self.fired is not None:
             return "fired"
         deadline = time.monotonic() + seconds
+        self.run.cancel.watching = True
+        try:
+            return self._wait(deadline, until)
+        finally:
+            self.run.cancel.watching = False
+
+    def _wait(self, deadline: float, until: threading.Event) -> str:
         last_line, last_shown = "", 0.0
         while True:
             if self.fired is not None:
