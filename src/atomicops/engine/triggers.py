@@ -117,7 +117,8 @@ class Watcher:
                     self.fired = firing
                 self.on_fire(firing)
                 return
-            next_poll += self.poll_seconds
+            # A round slower than the interval starts the next at once, never a burst to catch up.
+            next_poll = max(next_poll + self.poll_seconds, time.monotonic())
             self._cancel.stop.wait(max(0.0, next_poll - time.monotonic()))
 
     # -- one round
