@@ -113,7 +113,7 @@ def main() -> int:
         baseline = take()
         # How long a whole apply takes, to spread the kills over it.
         t0 = time.monotonic()
-        first = cli("apply", str(plan), "--vars-file", str(vars_file), "--env", "calibrate", cwd=work)
+        first = cli("apply", str(plan), "--vars-file", str(vars_file), "--env", "calibrate", "--monitor", "0", cwd=work)
         first.wait()
         apply_seconds = time.monotonic() - t0
         cli("rollback", "--env", "calibrate", cwd=work).wait()
@@ -127,7 +127,7 @@ def main() -> int:
             # moto names a cluster's automated snapshot by the minute: a cluster re-created
             # within the same minute as the last trial's would collide there, not in AWS.
             unique = ["--var", f"aurora_cluster=mistersmith-aurora-{trial}"]
-            proc = cli("apply", str(plan), "--vars-file", str(vars_file), "--env", env, *unique, cwd=work)
+            proc = cli("apply", str(plan), "--vars-file", str(vars_file), "--env", env, "--monitor", "0", *unique, cwd=work)
             try:
                 proc.wait(timeout=delay)
                 figures["finished before the kill"] += 1

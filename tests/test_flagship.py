@@ -101,7 +101,7 @@ def test_every_probe_finds_what_its_step_made_and_nothing_it_did_not(workdir, mo
         local = run_setup(api.validate(FLAGSHIP_PLAN, vars=given), lambda text: None)
         loaded = api.validate(FLAGSHIP_PLAN, vars={**given, **local})
         state = str(workdir / "journal.db")
-        api.apply(loaded, env="a", state=state)
+        api.apply(loaded, env="a", state=state, monitor=0)  # the flagship's window is 10 minutes
         journal = api.environment("a", state)
         owned = {f"{op.id}/{s.name}" for op in loaded.plan.operations for s in op.steps
                  if s.probe is not None and proves_ownership(s, op)}  # fmt: skip

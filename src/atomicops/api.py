@@ -16,6 +16,7 @@ from atomicops.engine import checkpoints
 from atomicops.engine.admission import admit
 from atomicops.engine.apply import Applier, ApplyReport
 from atomicops.engine.cancel import Cancellation
+from atomicops.engine.monitor import MonitorReport, monitor_in_run
 from atomicops.engine.observer import Observer, Silent
 from atomicops.engine.resume import find_step, outputs_before
 from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, with_dependents
@@ -86,11 +87,18 @@ def apply(
     targets: Iterable[str] = (),
     observer: Observer | None = None,
     cancel: Cancellation | None = None,
+    monitor: float | None = None,
 ) -> ApplyReport:
     """Apply the plan's pending operations. Raises RunFailed (exit 1) when the run failed.
 
     ``cancel.interrupt()`` (the CLI's Ctrl-C) stops starting new operations; the run then rolls
-    back what it applied (unless ``on_failure`` is keep); a second one stops the rollback."""
+    back what it applied (unless ``on_failure`` is keep); a second one stops the rollback.
+
+    The plan's rollback triggers are polled during the run and for ``monitor`` minutes after
+    it (None: the plan's ``triggers.monitor_minutes``; 0: no window). One that fires rolls
+    the run back (or keeps it) and raises TriggerFired, a RunFailed (exit 1)."""
+    if monitor is not None and monitor < 0:
+        raise UsageError(f"--monitor takes minutes, 0 or more, not {monitor}")
     loaded = _loaded(plan, vars, vars_files)
     p = loaded.plan
     on_failure = on_failure or p.on_failure
@@ -99,12 +107,14 @@ def apply(
     selected = select_operations(loaded, phase, list(targets))
     for line in aws_targets(p):  # first, before anything runs: which account this touches
         (observer or Silent()).note(f"target: {line}")
+    if monitor and not (p.triggers and p.triggers.checks):
+        (observer or Silent()).note(f"--monitor {monitor:g}: {loaded.file} has no rollback triggers to watch", level="warning")
     store = store_for(state)
     start = {
         "plan": p.model_dump(),  # the journal encodes what JSON lacks (bytes)
         "plan_file": os.path.abspath(loaded.file),
         "base_dir": loaded.base_dir,
-        "options": {"phase": phase, "targets": list(targets), "on_failure": on_failure},
+        "options": {"phase": phase, "targets": list(targets), "on_failure": on_failure, "monitor": monitor},
     }
     with Run(store, env, "apply", observer=observer, start_data=start, cancel=cancel) as run:
         st = run.state()
@@ -118,7 +128,7 @@ def apply(
         return apply_in_run(
             run, loaded, st, selected, full=phase is None and not list(targets),
             on_failure=on_failure, parallelism=parallelism, prepare=prepare,
-            earlier_runs=[r.id for r in st.unfinished_runs() if r.id != run.id],
+            earlier_runs=[r.id for r in st.unfinished_runs() if r.id != run.id], monitor=monitor,
         )
 
 
@@ -251,10 +261,40 @@ def resume(
         return apply_in_run(
             run, loaded, st, selected, full=not options.get("phase") and not options.get("targets"),
             on_failure=on_failure, parallelism=parallelism, prepare=functools.partial(settle_or_stop, run),
-            earlier_runs=chain,
+            earlier_runs=chain, monitor=options.get("monitor"),  # the window the apply was asked for
         )
 
 
+
+
+def monitor(
+    *,
+    env: str = "default",
+    state: str | JournalStore | None = None,
+    minutes: float | None = None,
+    plan: str | os.PathLike[str] | None = None,
+    on_failure: str = "rollback",
+    parallelism: int = 10,
+    observer: Observer | None = None,
+    cancel: Cancellation | None = None,
+) -> MonitorReport:
+    """Watch an applied environment with its rollback triggers for ``minutes`` (None: the
+    plan's ``triggers.monitor_minutes``), holding its lock. The triggers are the recorded
+    plan's, or ``plan``'s when given. A trigger that fires rolls back what the last apply
+    applied (or keeps it, ``on_failure="keep"``) and raises TriggerFired (exit 1);
+    ``cancel.interrupt()`` (Ctrl-C) ends the watch and leaves everything applied."""
+    if on_failure not in ("rollback", "keep"):
+        raise UsageError(f"--on-failure is rollback or keep, not {on_failure!r}")
+    if minutes is not None and minutes < 0:
+        raise UsageError(f"--minutes takes 0 or more, not {minutes}")
+    store = store_for(state)
+    options = {"minutes": minutes, "plan": os.fspath(plan) if plan else None, "on_failure": on_failure}
+    with Run(store, env, "monitor", observer=observer, start_data={"options": options}, cancel=cancel) as run:
+        st = run.state()
+        loaded = recorded_plan(st, "to take the rollback triggers from")
+        if plan is not None:
+            loaded = validate(plan, vars=loaded.plan.vars)
+        return monitor_in_run(run, loaded, st, minutes=minutes, on_failure=on_failure, parallelism=parallelism)
 
 
 def resolve(

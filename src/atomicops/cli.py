@@ -90,6 +90,18 @@ class Progress:
             self.c.print(f"{s} [dim]⚑ checkpoint {_data(d.get('name'))} dropped: {_data(d.get('reason'))}[/dim]")
         elif ev.type == "run_started":
             self.c.print(f"{s} [bold]{_data(d.get('command'))}[/bold] run {_data(ev.run_id)} on environment {_data(repr(ev.env))}")
+        elif ev.type == "monitor_started":
+            names = ", ".join(f"{c['name']}" + (f" (fires after {c['failures']} misses)" if c.get("failures", 1) > 1 else "")
+                              for c in d.get("checks") or [])
+            window = d.get("window_minutes") or 0
+            after = f", then {window:g} min after" if window and d.get("during") == "apply" else ""
+            self.c.print(f"{s} [bold]⌚ rollback triggers[/bold] polled every {d.get('poll_seconds'):g}s"
+                         f"{_data(after)}: {_data(names)}")
+        elif ev.type == "trigger_fired":
+            self.c.print(f"{s} [red bold]⚠ trigger {_data(d.get('check'))} fired[/red bold] "
+                         f"[red]({_data(d.get('during'))}): {_data(d.get('observed'))}[/red]")
+        elif ev.type == "monitor_ended":
+            self.c.print(f"{s} [dim]rollback triggers: {_data(d.get('reason'))} after {d.get('seconds', 0):.1f}s[/dim]")
         elif ev.type == "run_finished":
             self.c.print(f"{s} run {_data(ev.run_id)}: {_data(d.get('outcome'))}")
 
@@ -154,6 +166,9 @@ def _print_error(exc: BaseException, as_json: bool, internal: bool = False) -> N
         doc: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__}
         if isinstance(exc, PlanInvalid):
             doc["problems"] = [p.as_dict() for p in exc.problems]
+        if hasattr(exc, "check") and hasattr(exc, "observed"):  # TriggerFired (errors.py)
+            doc["trigger"] = {"check": exc.check, "observed": exc.observed, "at": getattr(exc, "at", None),
+                              "during": getattr(exc, "during", None), "kept": getattr(exc, "kept", None)}
         report = getattr(exc, "report", None)
         if report is not None:
             doc["report"] = _jsonable(report)
@@ -213,7 +228,10 @@ def ctrl_c(*, rolling_back: bool = False) -> Iterator[Cancellation]:
         cancel.interrupt()
         if rolling_back:
             cancel.interrupt()  # no forward work to stop: the first press stops the undoing
-        if cancel.abort.is_set():
+        if cancel.watching and not cancel.abort.is_set():
+            err.print("[yellow]interrupted: the watch ends; everything stays applied "
+                      "(during a rollback a second Ctrl-C stops it)[/yellow]")
+        elif cancel.abort.is_set():
             err.print("[yellow]interrupted: no further undo starts; what is left stays applied "
                       "for `atomicops rollback` or `atomicops resume`[/yellow]")
         else:
@@ -351,8 +369,10 @@ def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: 
 @click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256), help="Operations run at once.")
 @click.option("--on-failure", type=click.Choice(["rollback", "keep"]), default=None,
               help="On failure roll the run back (default, or the plan's on_failure) or keep it for inspection.")
-@click.option("--monitor", "monitor", type=float, default=None, metavar="MIN",
-              help="Minutes to keep polling rollback triggers after apply (plan's triggers.monitor_minutes).")
+@click.option("--monitor", "monitor", type=click.FloatRange(min=0), default=None, metavar="MIN",
+              help="Minutes to keep polling the plan's rollback triggers once everything is applied "
+                   "(default: the plan's triggers.monitor_minutes; 0 skips the window; they are polled "
+                   "during the apply in any case). A trigger that fires rolls the run back: exit 1.")
 @common
 def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phase: str | None, targets: tuple[str, ...],
               parallelism: int, on_failure: str | None, monitor: float | None, env: str, state: str | None, as_json: bool) -> int:
@@ -368,18 +388,24 @@ def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phas
     Exit codes: 0 done; 1 failed (or interrupted) and rolled back, or kept if asked;
     2 invalid input, nothing ran; 3 rollback incomplete, action needed; 4 locked by another run.
 
+    \b
+    Rollback triggers (the plan's triggers.checks) are polled every poll_seconds from the
+    first operation on, and for --monitor minutes once all is applied. When one fires
+    (after its `failures` misses in a row) no new operation starts, the ones running finish,
+    and the run rolls back (or is kept, with --on-failure keep): exit 1, and the journal
+    holds the check, the time and what it saw. Ctrl-C during the window ends the watch only.
+
     First a preflight checks every var, secret and connection the run needs (connections of
     the first phase to run are asked once) and refuses with exit 2, listing every problem,
     before anything is created.
     """
     from atomicops import api
 
-    if monitor:
-        err.print("[yellow]--monitor: rollback triggers are not polled by this version yet[/yellow]")
     observer = Silent() if as_json else Progress(err)
     with ctrl_c() as cancel:
         report = api.apply(plan, env=env, state=state, vars=vars, vars_files=vars_files, parallelism=parallelism,
-                           on_failure=on_failure, phase=phase, targets=targets, observer=observer, cancel=cancel)
+                           on_failure=on_failure, phase=phase, targets=targets, observer=observer, cancel=cancel,
+                           monitor=monitor)
     if as_json:
         _emit(_jsonable(report))
         return 0
@@ -477,6 +503,44 @@ def checkpoint_cmd(name: str, env: str, state: str | None, as_json: bool) -> int
 
 
 @main.command()
+@click.option("--minutes", type=click.FloatRange(min=0, min_open=True), default=None, metavar="M",
+              help="How long to watch (default: the recorded plan's triggers.monitor_minutes).")
+@click.option("--plan", "plan", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Take the triggers from this plan file instead of the plan the last run recorded.")
+@click.option("--on-failure", type=click.Choice(["rollback", "keep"]), default="rollback", show_default=True,
+              help="When a trigger fires: roll back what the last apply applied, or keep it and report.")
+@click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
+@common
+def monitor(minutes: float | None, plan: str | None, on_failure: str, parallelism: int,
+            env: str, state: str | None, as_json: bool) -> int:
+    """Watch an applied environment with its rollback triggers; roll back if one fires.
+
+    \b
+    The window after a deployment, after the fact: the triggers recorded with the last run
+    (or --plan's) are polled every poll_seconds for M minutes, holding the environment's
+    lock. A status line shows the time left and what each check last saw.
+    When a check misses `failures` times in a row, what the last successful apply applied
+    is rolled back from the journal: exit 1 (3 if the rollback is incomplete).
+    The window ending, or Ctrl-C, ends the watch and leaves everything applied: exit 0.
+    """
+    from atomicops import api
+
+    observer = Silent() if as_json else Progress(err)
+    with ctrl_c() as cancel:
+        report = api.monitor(env=env, state=state, minutes=minutes, plan=plan, on_failure=on_failure,
+                             parallelism=parallelism, observer=observer, cancel=cancel)
+    if as_json:
+        _emit(_jsonable(report))
+        return 0
+    how = {"elapsed": "the window ended", "interrupted": "ended by Ctrl-C"}.get(report.ended, report.ended)
+    out.print(f"[green]watched[/green] run {_data(report.watched_run)} for {report.minutes:g} minute(s): "
+              f"no trigger fired ({_data(how)}); everything stays applied")
+    for c in report.checks:
+        out.print(f"  {_data(c['name'])}: {_data(c['state'])} after {c['polls']} poll(s) {_data(c['last'], 120)}")
+    return 0
+
+
+@main.command()
 @click.argument("op")
 @click.argument("step")
 @click.option("--applied/--not-applied", "applied", default=None, help="Whether the step took effect.")
@@ -567,6 +631,9 @@ def history(limit: int | None, env: str, state: str | None, as_json: bool) -> in
             detail = str(ev["data"].get("name"))
         # A reason is a person's word on what happened (resolve, an irreversible step): in full.
         reason = f" reason: {ev['data']['reason']}" if ev["data"].get("reason") else ""
+        if ev["type"] == "trigger_fired":  # which check, where, and what it saw (clipped when recorded)
+            d = ev["data"]
+            reason = f"{d.get('check')} ({d.get('during')}): {d.get('observed')}"
         out.print(f"{ev['seq']:>6} {when} {_data(ev['run'])} {_data(ev['type']):<13} {_data(where)} {_data(detail if isinstance(detail, str) else _short(detail)) if detail else ''}{_data(reason)}")
     return 0
 

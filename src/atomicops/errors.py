@@ -148,6 +148,27 @@ class RunFailed(AtomicOpsError):
         super().__init__(f"run {run_id} failed and was {what}:\n{detail}")
 
 
+class TriggerFired(RunFailed):
+    """A rollback trigger fired (during apply, its monitoring window, or `atomicops monitor`):
+    the run was rolled back, or kept when asked. ``observed`` is what the check saw, secrets
+    masked and clipped; ``at`` is when it fired (epoch seconds)."""
+
+    def __init__(
+        self, run_id: str, check: str, observed: str, at: float,
+        failures: list[StepFailed | AtomicOpsError], kept: bool, *, during: str = "apply",
+    ):
+        self.check = check
+        self.observed = observed
+        self.at = at
+        self.during = during
+        super().__init__(run_id, failures, kept)
+        where = {"apply": "during the apply", "window": "in the window after the apply",
+                 "monitor": "while monitoring"}.get(during, during)
+        what = "kept as it stands (--on-failure keep)" if kept else "rolled back"
+        others = "".join(f"\n  {f}" for f in failures if not str(f).startswith(f"trigger {check} fired"))
+        Exception.__init__(self, f"trigger {check} fired {where}: {observed}\nrun {run_id}: {what}{others}")
+
+
 class Interrupted(AtomicOpsError):
     """The run was asked to stop (Ctrl-C): it started no operation after that."""
 

@@ -125,14 +125,17 @@ def test_an_unknown_phase_is_one_error_not_a_later_phase_error_per_dependency(tm
 
 # -- C: checks that never ran --------------------------------------------------------------
 
-def test_triggers_that_are_not_polled_are_a_warning_at_their_line(tmp_path: Path):
+def test_a_trigger_that_could_write_is_refused_at_its_line(tmp_path: Path):
+    # Triggers are polled over and over during a run: a `run` command could do anything.
     plan = write(tmp_path, (
         "atomicops: 1\nname: p\ntriggers:\n  poll_seconds: 5\n  checks:\n"
         "    - {run: [echo, '{}'], expect: {json.ok: {exists: false}}}\n"
         "operations:\n  - id: a\n    steps: [{name: s, read_only: true, do: {run: ['true']}}]\n"
     ))
-    (warning,) = api.validate(plan).warnings
-    assert warning.line == 3 and "not polled" in warning.message
+    with pytest.raises(PlanInvalid) as caught:
+        api.validate(plan)
+    (problem,) = caught.value.problems
+    assert problem.line == 6 and "must only read" in problem.message and problem.file == str(plan)
 
 
 # -- D: preflight refuses a run that would fail half-way, before anything is created -------

@@ -106,6 +106,12 @@ READ_VERBS = frozenset(
      "Validate", "Simulate", "Estimate", "Preview", "Test"}
 )  # fmt: skip
 
+# What a rollback trigger may call (boto3 spelling): reads only. ``batch_`` alone is not
+# one (batch_write_item), nor are ``check_``/``test_`` (test_invoke_method runs a handler).
+READ_ONLY_PREFIXES = (
+    "describe_", "get_", "list_", "head_", "search_", "lookup_", "batch_get_", "filter_", "query", "scan",
+)  # fmt: skip
+
 # Only calls that bring a resource into being get the atomicops tags. Update, List, Get,
 # Assume... also take ``Tags`` on some services, but there the member is a filter, a session
 # tag or a replacement set, and adding ours would change what the call means.
@@ -673,6 +679,13 @@ class AwsKind(ActionKind):
                 yield CheckIssue((key,), f"{key} must be a positive number")
 
     # -- static checks
+
+    def writes(self, action: Mapping[str, Any]) -> bool:
+        try:
+            _, operation = parse_operation(action.get(self.key))
+        except ValueError:
+            return True
+        return not operation.startswith(READ_ONLY_PREFIXES)
 
     def check(self, action: Mapping[str, Any]) -> Iterator[CheckIssue]:
         target = action.get(self.key)

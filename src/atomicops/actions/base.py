@@ -44,6 +44,12 @@ class Connections:
         with self._lock:
             self._specs[name] = dict(spec)
 
+    def fresh(self) -> Connections:
+        """The same connection specs with none of the handles: for a watcher that must never
+        wait behind (or hold up) the steps using these (engine/triggers.py)."""
+        with self._lock:
+            return Connections(self._specs)
+
     def spec(self, name: str) -> Mapping[str, Any]:
         return self._specs[name]
 
@@ -158,6 +164,12 @@ class ActionKind(ABC):
 
     def disconnect(self, handle: Any) -> None:
         return None
+
+    def writes(self, action: Mapping[str, Any]) -> bool:
+        """Whether running ``action`` may change something. Rollback triggers are polled over
+        and over during a run, so only actions this returns False for may be one. The safe
+        answer is True: a kind that cannot tell (``run``, ``call``) keeps it."""
+        return True
 
     def describe(self, action: Mapping[str, Any]) -> str:
         """A one-line human description (``ec2.create_vpc``)."""

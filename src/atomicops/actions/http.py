@@ -48,6 +48,11 @@ class HttpKind(ActionKind):
         if "json" in spec and "body" in spec:
             yield CheckIssue(("http",), "give json or body, not both")
 
+    def writes(self, action: Mapping[str, Any]) -> bool:
+        spec = action.get("http")
+        method = spec.get("method", "GET") if isinstance(spec, Mapping) else None
+        return not (isinstance(method, str) and method.upper() in ("GET", "HEAD"))
+
     def execute(self, action: Mapping[str, Any], ctx: ActionContext) -> Any:
         spec = action["http"]
         method = str(spec.get("method", "GET")).upper()

@@ -78,6 +78,10 @@ VERBS: dict[str, Verb] = {
     "consumer_info": Verb(("stream", "name"), frozenset({"stream", "name"})),
 }
 
+# Verbs that only read (what a rollback trigger may use). ``request`` is not one: what the
+# responder does with a request is up to it.
+READ_VERBS = frozenset({"stream_info", "consumer_info"})
+
 # Types of the arguments that are not config fields.
 _ARG_TYPES: dict[str, Any] = {
     "subject": str,
@@ -208,6 +212,10 @@ class NatsKind(ActionKind):
         yield from _check_args(verb, args)
 
     # -- execution
+
+    def writes(self, action: Mapping[str, Any]) -> bool:
+        body = action.get(KIND)  # the verb alone decides; its arguments' shape is check()'s
+        return not (isinstance(body, Mapping) and len(body) == 1 and next(iter(body)) in READ_VERBS)
 
     def execute(self, action: Mapping[str, Any], ctx: ActionContext) -> Any:
         try:

@@ -221,6 +221,27 @@ def _leading_words(statement: str, count: int = 5) -> str:
     return " ".join(words) or body[:1]
 
 
+# Words that make a SELECT change something: `WITH d AS (DELETE ...) SELECT`, `SELECT ...
+# INTO new_table`, `FOR UPDATE` locks. Matched outside quotes and comments.
+_WRITING_WORDS = frozenset({
+    "INSERT", "UPDATE", "DELETE", "MERGE", "INTO", "CREATE", "DROP", "ALTER", "TRUNCATE",
+    "GRANT", "REVOKE", "COPY", "CALL", "DO", "LOCK", "NOTIFY", "SET", "VACUUM", "REFRESH",
+})  # fmt: skip
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|--[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
+def is_select_only(text: str) -> bool:
+    """One statement that starts with SELECT (or WITH, TABLE, VALUES, SHOW) and holds no word
+    that writes. Conservative: a function with side effects cannot be seen from here, so the
+    rule is a guard against mistakes, not a sandbox."""
+    statements = split_statements(text)
+    if len(statements) != 1 or "$" in statements[0]:  # dollar quoting hides what it holds
+        return False
+    words = set(_WORD.findall(_QUOTED.sub(" ", statements[0]).upper()))
+    first = _leading_words(statements[0], 1)
+    return first in ("SELECT", "WITH", "TABLE", "VALUES", "SHOW") and not (words & _WRITING_WORDS)
+
+
 def needs_autocommit(statement: str) -> bool:
     """True for a statement PostgreSQL refuses to run inside a transaction block."""
     return bool(_NO_TRANSACTION.match(_leading_words(statement)))
@@ -425,6 +446,10 @@ class SqlKind(ActionKind):
                 yield CheckIssue((key,), f"{key} must be the name of {what}")
         yield from self._check_source(action, params)
 
+    def writes(self, action: Mapping[str, Any]) -> bool:
+        text = action.get(self.key)
+        return not (isinstance(text, str) and is_select_only(text))
+
     def _check_source(self, action: Mapping[str, Any], params: Any) -> Iterator[CheckIssue]:
         text = action.get(self.key)
         if not isinstance(text, str) or not text.strip():
@@ -546,6 +571,9 @@ class SqlFileKind(SqlKind):
 
     key = "sql_file"
     extra_keys = SqlKind.extra_keys | {confine.OPT_OUT}
+
+    def writes(self, action: Mapping[str, Any]) -> bool:
+        return True  # the file is read only at run time: its text cannot be vetted here
 
     def _check_source(self, action: Mapping[str, Any], params: Any) -> Iterator[CheckIssue]:
         # The file is read at run time (the plan's directory is not known to static checks).

@@ -51,6 +51,8 @@ class ApplyReport:
     changed_since_applied: list[str] = field(default_factory=list)
     verify: list[dict[str, Any]] = field(default_factory=list)
     nothing_to_do: bool = False  # a resume that found no interrupted run
+    not_started: list[str] = field(default_factory=list)  # left when the run was halted
+    triggers: dict[str, Any] | None = None  # what the rollback triggers saw (engine/triggers.py)
 
 
 PROGRESS_EVERY = 2.0  # seconds between journalled progress reports without a mark
@@ -85,7 +87,8 @@ class Applier:
         # `${ops.OP.OUT}` anywhere this applier resolves (steps, undos, probes when settling a
         # killed run) reads the outputs it tracks, whoever opened the runtime.
         rt.scope = replace(rt.scope, ops_outputs=self.op_outputs)
-        self.stop = run.cancel.stop
+        # Not `stop`: a fired trigger halts the walk but lets the actions in flight finish.
+        self.stop = run.cancel.halt
 
     def refresh_outputs(self) -> None:
         with self._lock:
@@ -112,7 +115,9 @@ class Applier:
             if not result.ok():
                 if self.stop.is_set():
                     not_started = sorted(n for n, o in result.outcomes.items() if o == "not_started")
-                    self.report.failures.append(Interrupted(not_started))
+                    self.report.not_started = not_started
+                    if self.run.cancel.stop.is_set():  # Ctrl-C or a lost lease; a trigger reports itself
+                        self.report.failures.append(Interrupted(not_started))
                 return False
         return True
 

@@ -9,6 +9,10 @@ Two levels, because stopping forward work and stopping the way back are differen
 * ``abort``: stop undoing too: no new undo starts, an undo in flight finishes or fails, and
   what is left stays applied in the journal for ``rollback`` or ``resume``. Set by a second
   Ctrl-C and when the run loses its lease (its journal writes are refused from then on).
+
+``halt`` is what apply's walk looks at before starting an operation: set with ``stop``, and
+alone by :meth:`Cancellation.fired` (a rollback trigger), which must not cut short the
+actions in flight (``ctx.cancel`` is ``stop``): they finish, then the run rolls back.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ class Cancellation:
     def __init__(self) -> None:
         self.stop = threading.Event()
         self.abort = threading.Event()
+        self.halt = threading.Event()
         self.reason: str | None = None
+        self.watching = False  # in a rollback-trigger window: Ctrl-C ends the watch, nothing else
 
     def interrupt(self) -> None:
         """Ctrl-C: the first stops new work (the run then rolls back), the second the rollback."""
@@ -29,8 +35,16 @@ class Cancellation:
             return
         self.reason = "interrupted"
         self.stop.set()
+        self.halt.set()
+
+    def fired(self, reason: str) -> None:
+        """A rollback trigger fired: start no new operation; what runs finishes."""
+        if self.reason is None:
+            self.reason = reason
+        self.halt.set()
 
     def lease_lost(self) -> None:
         self.reason = "lease lost"
         self.stop.set()
+        self.halt.set()
         self.abort.set()

@@ -16,11 +16,14 @@ from atomicops.engine.resume import settle
 from atomicops.engine.rollback import RollbackReport, rollback_ops, with_dependents
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import runtime_of
+from atomicops.engine.triggers import Monitoring
 from atomicops.errors import (
+    AtomicOpsError,
     ExpectFailed,
     ResumeMismatch,
     RollbackIncomplete,
     RunFailed,
+    TriggerFired,
     Uncertain,
     UsageError,
 )
@@ -81,8 +84,13 @@ def apply_in_run(
     parallelism: int,
     prepare: Callable[[Applier], EnvState] | None = None,
     earlier_runs: Iterable[str] = (),
+    monitor: float | None = None,
 ) -> ApplyReport:
     """The body of an apply inside a run that holds the lock (``apply`` and ``resume``).
+
+    The plan's rollback triggers are polled from the first operation on and, once all is
+    applied, for ``monitor`` minutes (None: the plan's ``monitor_minutes``; 0: no window).
+    When one fires the run starts no new operation and rolls back as a failed run does.
 
     ``prepare`` runs first with the applier ready (resume settles in-flight steps there) and
     returns the state to continue from; ``earlier_runs`` are runs whose operations a failure
@@ -114,25 +122,49 @@ def apply_in_run(
                 f"applied (roll it back with --target {op_id} and apply to replace it)",
                 level="warning",
             )
-        ok = applier.run_phases(pending)
-        if ok and full and p.verify:
-            failures = applier.verify_plan()
-            if failures:
-                report.failures.append(ExpectFailed(failures))
-                ok = False
+        window = p.triggers.monitor_minutes if (p.triggers and monitor is None) else (monitor or 0.0)
+        # Polled from the first operation of the run, never sharing its connections.
+        # Nothing to apply, nothing to watch: a re-apply that changes nothing waits no window.
+        watch = Monitoring.of(run, rt, p.triggers, base_dir=loaded.base_dir, during="apply") if pending else None
+        if watch is not None:
+            watch.start(window)
+        try:
+            ok = applier.run_phases(pending)
+            if ok and full and p.verify and not run.cancel.halt.is_set():
+                failures = applier.verify_plan()
+                if failures:
+                    report.failures.append(ExpectFailed(failures))
+                    ok = False
+            if watch is not None:
+                ended = "apply_failed" if not ok else "no_window"
+                if ok and window > 0 and watch.fired is None:
+                    run.observer.note(f"applied; watching the rollback triggers for {window:g} minute(s) "
+                                      "(Ctrl-C ends the watch, not the environment)")
+                    ended = watch.window(window * 60, until=run.cancel.stop)
+                watch.finish(ended)
+                report.triggers = watch.report()
+        finally:
+            if watch is not None and watch.ended is None:
+                watch.watcher.close()  # an error on the way: stop polling, nothing to record
+        firing = watch.fired if watch is not None else None
+        if firing is not None:
+            report.failures.insert(0, AtomicOpsError(f"trigger {firing.check} fired: {firing.observed}"))
+            ok = False
         if ok:
             run.finish("succeeded", applied=report.applied)
             return report
-        if on_failure == "keep":
-            run.finish("kept")
-            raise with_report(RunFailed(run.id, report.failures, kept=True), report)
-        run.observer.note("rolling back what this run applied", level="warning")
-        report.rollback = applier.rollback_this_run()
-        if not report.rollback.complete:
-            run.finish("rollback_incomplete")
-            raise with_report(incomplete(report.rollback), report)
-        run.finish("rolled_back")
-        raise with_report(RunFailed(run.id, report.failures, kept=False), report)
+        kept = on_failure == "keep"
+        if not kept:
+            run.observer.note("rolling back what this run applied", level="warning")
+            report.rollback = applier.rollback_this_run()
+            if not report.rollback.complete:
+                run.finish("rollback_incomplete")
+                raise with_report(incomplete(report.rollback), report)
+        run.finish("kept" if kept else "rolled_back")
+        if firing is not None:
+            raise with_report(TriggerFired(run.id, firing.check, firing.observed, firing.at, report.failures, kept=kept,
+                                           during=watch.fired_during if watch else "apply"), report)
+        raise with_report(RunFailed(run.id, report.failures, kept=kept), report)
 
 
 def resume_rollback(

@@ -29,6 +29,7 @@ ROLE_KEYS = {
     "undo": frozenset(),
     "probe": frozenset({"outputs", "expect"}),
     "check": frozenset({"expect", "name"}),
+    "trigger": frozenset({"expect", "name", "failures"}),
     "setup": frozenset({"name", "outputs"}),
 }
 
@@ -87,12 +88,7 @@ def validate_plan(
     for i, check in enumerate(plan.verify):
         _check_action(ctx, check, ("verify", i), "check", op=None, allowed=_PLAN_LEVEL)
     if plan.triggers:
-        # Until apply polls them, a plan must not read as if it were protected by them.
-        ctx.add(("triggers",), "triggers are checked here but not polled yet: apply neither watches them "
-                "nor rolls back when one fails; verify checks and `atomicops verify` do run", warning=True)
-        for i, check in enumerate(plan.triggers.checks):
-            path = ("triggers", "checks", i)
-            _check_action(ctx, check, path, "check", op=None, allowed=_PLAN_LEVEL)
+        _check_triggers(ctx, plan.triggers.checks)
     if plan.rehearsal:
         for i, action in enumerate(plan.rehearsal.setup):
             path = ("rehearsal", "setup", i)
@@ -103,6 +99,37 @@ def validate_plan(
     if not any(p.severity == "error" for p in ctx.problems):
         _check_secret_stores(ctx)
     return ctx.problems, ctx.deps
+
+
+def _check_triggers(ctx: _Ctx, checks: list[Any]) -> None:
+    """Trigger checks run again and again while a run works: they must only read."""
+    names: dict[str, int] = {}
+    for i, check in enumerate(checks):
+        path: Path = ("triggers", "checks", i)
+        _check_action(ctx, check, path, "trigger", op=None, allowed=_PLAN_LEVEL)
+        key, _ = registry.kind_of(check)
+        if key is not None and registry.get(key).writes(_vars_applied(ctx, check)):
+            ctx.add((*path, key), f"a rollback trigger must only read, and this {key} action may write: "
+                    f"{_READ_ONLY_RULE.get(key, 'use an aws, http, sql or nats check that only reads')}")
+        failures = check.get("failures", 1)
+        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
+            ctx.add((*path, "failures"), f"failures is how many misses in a row fire the trigger: a whole number, 1 or more, not {failures!r}")
+        name = check.get("name")
+        if name is not None and (not isinstance(name, str) or not name):
+            ctx.add((*path, "name"), "name must be a non-empty string")
+        elif isinstance(name, str):
+            if name in names:
+                ctx.add((*path, "name"), f"trigger name {name!r} is already used by check #{names[name] + 1}")
+            names.setdefault(name, i)
+
+
+_READ_ONLY_RULE = {
+    "aws": "aws checks call describe_*, get_*, list_*, head_*, search_*, lookup_*, batch_get_*, filter_*, query or scan",
+    "sql": "sql checks are one SELECT (or WITH/VALUES/TABLE/SHOW) statement with no INSERT, UPDATE, DELETE, INTO, FOR UPDATE...",
+    "sql_file": "use `sql:` with one SELECT statement (a file's text is read only at run time)",
+    "http": "http checks use method GET or HEAD",
+    "nats": "nats checks use stream_info or consumer_info",
+}
 
 
 def _check_names(ctx: _Ctx) -> None:
