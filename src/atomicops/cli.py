@@ -88,6 +88,8 @@ class Progress:
             self.c.print(f"{s} [cyan]⚑ checkpoint {_data(d.get('name'))}[/cyan] [dim](seq {_data(d.get('seq'))})[/dim]")
         elif ev.type == "checkpoint_dropped":
             self.c.print(f"{s} [dim]⚑ checkpoint {_data(d.get('name'))} dropped: {_data(d.get('reason'))}[/dim]")
+        elif ev.type == "op_skipped":
+            self.c.print(f"{s} [yellow]↷ {_data(ev.op)} skipped: cleaned up by hand ({_data(d.get('by'))})[/yellow]")
         elif ev.type == "run_started":
             self.c.print(f"{s} [bold]{_data(d.get('command'))}[/bold] run {_data(ev.run_id)} on environment {_data(repr(ev.env))}")
         elif ev.type == "run_finished":
@@ -389,13 +391,17 @@ def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phas
 
 @main.command()
 @click.option("--target", "targets", multiple=True, metavar="OP", help="Undo OP and everything that depends on it.")
-@click.option("--skip", "skip", multiple=True, metavar="OP", help="Leave OP (and what it needs) applied.")
+@click.option("--skip", "skip", multiple=True, metavar="OP",
+              help="OP's undo failed and a person has removed what it left by hand: record that "
+                   "(with --reason), then undo what OP stood on. Only a failed undo can be skipped.")
+@click.option("--reason", default=None, metavar="TEXT",
+              help="With --skip: what was done by hand; kept in the history with user@host.")
 @click.option("--to", "to", default=None, metavar="CHECKPOINT",
               help="Undo only the operations started after CHECKPOINT (a plan's `checkpoint:` or `atomicops "
                    "checkpoint NAME`); what was applied before it stays. `atomicops status` lists the checkpoints.")
 @click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
 @common
-def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, parallelism: int,
+def rollback(targets: tuple[str, ...], skip: tuple[str, ...], reason: str | None, to: str | None, parallelism: int,
              env: str, state: str | None, as_json: bool) -> int:
     """Undo applied operations from the journal, in reverse dependency order (no plan needed).
 
@@ -403,19 +409,33 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, pa
     With --to CHECKPOINT only what started after the mark is undone (and what depends on it);
     marks it goes back past are dropped. Killed half-way, `atomicops resume` finishes the
     same partial rollback.
+
+    \b
+    An undo that still fails after its retries is journalled with its error; every branch
+    that does not stand on it is still undone, and the command exits 3 naming what remains.
+    Then either fix the cause and run `atomicops rollback` again (it retries only what
+    remains), or, once a person has removed the resource by hand:
+      atomicops rollback --skip OP --reason "deleted sg-123 in the console"
+    which records it (`atomicops history` shows the reason and user@host) and goes on.
     """
     from atomicops import api
 
+    if reason is not None and not skip:
+        raise click.UsageError("--reason goes with --skip OP")
+    if skip and not (reason or "").strip():
+        raise click.UsageError('--skip needs --reason "what was done by hand" (it is kept in the history)')
     observer = Silent() if as_json else Progress(err)
     with ctrl_c(rolling_back=True) as cancel:
-        report = api.rollback(env=env, state=state, targets=targets, skip=skip, to=to, parallelism=parallelism,
+        report = api.rollback(env=env, state=state, targets=targets, skip=skip, reason=reason, to=to,
+                              parallelism=parallelism,
                               observer=observer, cancel=cancel)
     if as_json:
         _emit(_jsonable(report))
         return 0
+    if report.skipped:
+        out.print(f"[yellow]skipped (cleaned up by hand): {_data(', '.join(report.skipped))}[/yellow]")
     back_to = f" to checkpoint {_data(to)}" if to else ""
-    out.print(f"[green]rolled back{back_to}[/green]: {len(report.undone)} operation(s)"
-              + (f"; left applied: {_data(', '.join(report.left))}" if report.left else ""))
+    out.print(f"[green]rolled back{back_to}[/green]: {len(report.undone)} operation(s)")
     for item in report.irreversible:
         out.print(f"[yellow]irreversible, left as is: {_data(item)}[/yellow]")
     return 0
@@ -560,12 +580,12 @@ def history(limit: int | None, env: str, state: str | None, as_json: bool) -> in
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["ts"]))
         where = "/".join(x for x in (ev["op"], ev["step"]) if x)
         detail: dict[str, Any] | str = {k: v for k, v in ev["data"].items()
-                                         if k in ("error", "outcome", "command", "already_gone", "outputs") and v}
+                                         if k in ("error", "outcome", "command", "already_gone", "outputs", "by") and v}
         if ev["type"] == "checkpoint":  # the mark's name and the position it stands for
             detail = f"{ev['data'].get('name')} at seq {ev['data'].get('seq')} (by {ev['data'].get('by')})"
         elif ev["type"] == "checkpoint_dropped":
             detail = str(ev["data"].get("name"))
-        # A reason is a person's word on what happened (resolve, an irreversible step): in full.
+        # A reason is a person's word on what happened (resolve, --skip, an irreversible step): in full.
         reason = f" reason: {ev['data']['reason']}" if ev["data"].get("reason") else ""
         out.print(f"{ev['seq']:>6} {when} {_data(ev['run'])} {_data(ev['type']):<13} {_data(where)} {_data(detail if isinstance(detail, str) else _short(detail)) if detail else ''}{_data(reason)}")
     return 0
