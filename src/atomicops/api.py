@@ -20,7 +20,13 @@ from atomicops.engine.apply import Applier, ApplyReport
 from atomicops.engine.cancel import Cancellation
 from atomicops.engine.observer import Observer, Silent
 from atomicops.engine.resume import find_step, outputs_before
-from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, skip_by_hand, with_dependents
+from atomicops.engine.rollback import (
+    RollbackReport,
+    needs_undo,
+    rollback_ops,
+    skip_by_hand,
+    with_dependents,
+)
 from atomicops.engine.run import Run
 from atomicops.engine.runs import (
     apply_in_run,

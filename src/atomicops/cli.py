@@ -798,23 +798,41 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
 @click.option("--keep", is_flag=True, help="Leave the sandbox up afterwards, for inspection.")
 @click.option("--dir", "root", default=str(sandbox.DEFAULT_DIR), show_default=True, help="The sandbox's directory.")
 @click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
+@click.option("--fault", "fault", default=None, metavar="KIND",
+              help="Fail on purpose and prove the recovery: step:OP (OP's last step fails), undo:OP "
+                   "(OP's undo fails once; a second rollback finishes), kill (SIGKILL mid-apply, then resume). "
+                   "See docs/faults.md.")
+@click.option("--seed", "seed", default=None, type=int, metavar="N",
+              help="With --fault kill: picks the moment of the kill, to replay one (default: random, shown).")
 @common
 def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, ...], keep: bool, root: str,
-                 parallelism: int, env: str, state: str | None, as_json: bool) -> int:
+                 parallelism: int, fault: str | None, seed: int | None, env: str, state: str | None,
+                 as_json: bool) -> int:
     """Sandbox up, apply, verify, roll back, and prove nothing leaked (AWS, PostgreSQL, JetStream).
 
-    With no PLAN it rehearses the bundled MisterSmith migration."""
+    With no PLAN it rehearses the bundled MisterSmith migration. With --fault it fires one
+    failure on purpose and exits 0 only when the recovery was proven: the failure happened
+    where aimed, the run recovered (its own rollback, a second rollback, a resume), and the
+    inventory after the rollback equals the one before the apply.
+
+    \b
+      atomicops rehearse --fault step:services
+      atomicops rehearse --fault undo:aurora-sg
+      atomicops rehearse --fault kill --seed 11"""
     from rich.table import Table
 
-    from atomicops import rehearsal
+    from atomicops import rehearsal, rehearsal_faults
     from atomicops.plan.loader import parse_var
 
+    if seed is not None and (fault or "") != "kill":
+        raise click.UsageError("--seed goes with --fault kill")
+    drill = rehearsal_faults.parse(fault, seed) if fault is not None else None
     if plan is None:
         plan = str(rehearsal.FLAGSHIP_PLAN)
     progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{_data(text)}[/cyan]"))
     report = rehearsal.rehearse(
         plan, sandbox_dir=root, keep=keep, vars=dict(parse_var(v) for v in var), vars_files=vars_files,
-        parallelism=parallelism, observer=Silent() if as_json else Progress(err), progress=progress,
+        parallelism=parallelism, observer=Silent() if as_json else Progress(err), progress=progress, fault=drill,
     )
     if as_json:
         _emit(_jsonable(report), report.exit_code)
@@ -840,6 +858,12 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
         table.add_row("left applied", escape(", ".join(rb.left)))
     table.add_row("leak check", "[green]clean: the environment equals the one before apply[/green]" if not report.leaks
                   else "[red]LEAKS[/red]: " + _data(json.dumps(report.leaks, default=str), limit=500))
+    if report.fault is not None:
+        fo = report.fault
+        verdict = "[green]recovery proven[/green]" if fo.recovered else "[red]recovery NOT proven[/red]"
+        table.add_row("fault", f"{_data(fo.fault)}{_data(f' (seed {fo.seed})' if fo.seed is not None else '')}: {verdict}")
+        for line in fo.detail:
+            table.add_row("", _data(line))
     table.add_row("timings", _data(", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())))
     if report.sandbox_kept:
         table.add_row("sandbox", f"kept up; journal: {_data(report.state)}")
