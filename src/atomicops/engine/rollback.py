@@ -31,15 +31,11 @@ class RollbackReport:
     irreversible: list[str] = field(default_factory=list)
     skippable: list[str] = field(default_factory=list)  # failed undos `--skip` may settle
     skipped: list[str] = field(default_factory=list)  # settled by a person (`--skip`) this run
+    remaining: list[str] = field(default_factory=list)  # still applied: failed and left, sorted
 
     @property
     def complete(self) -> bool:
         return not self.failed
-
-    @property
-    def remaining(self) -> list[str]:
-        """What is still applied: the failed undos and what waits behind them."""
-        return sorted(set(self.failed) | set(self.left))
 
 
 def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState) -> None:
@@ -172,6 +168,7 @@ def rollback_ops(
             report.failed[op_id] = f"not undone: the rollback was stopped ({run.cancel.reason})"
         else:
             report.left.append(op_id)
+    report.remaining = sorted(set(report.failed) | set(report.left))
     return report
 
 
