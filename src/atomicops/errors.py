@@ -331,3 +331,12 @@ class CheckpointExists(UsageError):
         self.name = name
         self.where = where
         super().__init__(f"environment {env!r} already has a checkpoint {name!r} ({where}); pick another name")
+
+
+class ResumeRolledBack(AtomicOpsError):
+    """The killed apply was failing when it died, so ``resume`` rolled it back instead of
+    finishing it: the kill proved nothing about finishing an apply."""
+
+    def __init__(self, undone: list[str]):
+        self.undone = undone
+        super().__init__(f"the killed apply was already failing; resume rolled back {len(undone)} operation(s)")

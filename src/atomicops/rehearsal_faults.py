@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from atomicops.engine import faults
-from atomicops.errors import AtomicOpsError, UsageError
+from atomicops.errors import AtomicOpsError, ResumeRolledBack, UsageError
 from atomicops.journal.views import store_for
 from atomicops.plan.model import Plan
 
@@ -160,6 +160,9 @@ def apply_with(
         outcome.path_ok = False
         outcome.detail.append(f"resume did not finish the apply: {exc}")
         raise
+    if not hasattr(result, "applied"):  # a RollbackReport: the killed apply was already failing
+        outcome.path_ok = False
+        raise ResumeRolledBack(list(getattr(result, "undone", [])))
     outcome.detail.append("resume finished the apply")
     return result
 
