@@ -59,6 +59,7 @@ def test_a_killed_apply_is_resumed_and_rolled_back_clean(sandbox_root: Path) -> 
     assert fault["seed"] == 11 and fault["killed_after_events"] >= 2
     assert "resume finished the apply" in fault["detail"]
     assert report["apply_error"] is None and all(v["ok"] for v in report["verify"])
+    assert len(report["applied"]) == report["operations"], "the killed apply and the resume applied all"
     assert report["leaks"] == {}
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from atomicops.engine import faults
 from atomicops.errors import AtomicOpsError, ResumeRolledBack, UsageError
-from atomicops.journal.views import store_for
+from atomicops.journal.views import environment, store_for
 from atomicops.plan.model import Plan
 
 KINDS = ("step:OP", "undo:OP", "kill", "alarm", "health")
@@ -164,6 +164,8 @@ def apply_with(
         outcome.path_ok = False
         raise ResumeRolledBack(list(getattr(result, "undone", [])))
     outcome.detail.append("resume finished the apply")
+    # The rehearsal's "applied" is what the killed apply and the resume applied together.
+    result.applied = [op.id for op in environment(env, state).ops.values() if op.status == "applied"]
     return result
 
 
