@@ -16,8 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from atomicops.engine import checkpoints
-from atomicops.engine import faults
+from atomicops.engine import checkpoints, faults
 from atomicops.engine.crash import crashpoint
 from atomicops.engine.executor import extract_outputs
 from atomicops.engine.probe import probe, proves_ownership
