@@ -8,7 +8,9 @@ typed :class:`~atomicops.errors.AtomicOpsError` carrying the exit code of DESIGN
 from __future__ import annotations
 
 import functools
+import getpass
 import os
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -19,7 +21,13 @@ from atomicops.engine.cancel import Cancellation
 from atomicops.engine.monitor import MonitorReport, monitor_in_run
 from atomicops.engine.observer import Observer, Silent
 from atomicops.engine.resume import find_step, outputs_before
-from atomicops.engine.rollback import RollbackReport, needs_undo, rollback_ops, with_dependents
+from atomicops.engine.rollback import (
+    RollbackReport,
+    needs_undo,
+    rollback_ops,
+    skip_by_hand,
+    with_dependents,
+)
 from atomicops.engine.run import Run
 from atomicops.engine.runs import (
     apply_in_run,
@@ -148,6 +156,15 @@ def apply(
 
 
 
+def _person() -> str:
+    """user@host of whoever runs this command: who vouched for a skipped undo."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        user = f"uid {os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
 def rollback(
     *,
     env: str = "default",
@@ -155,6 +172,7 @@ def rollback(
     targets: Iterable[str] = (),
     skip: Iterable[str] = (),
     to: str | None = None,
+    reason: str | None = None,
     parallelism: int = 10,
     observer: Observer | None = None,
     cancel: Cancellation | None = None,
@@ -162,9 +180,14 @@ def rollback(
     """Undo applied operations from the journal alone (the plan file is not read).
 
     ``to`` names a checkpoint: only the operations started after it are undone (see
-    :mod:`atomicops.engine.checkpoints`); :class:`UnknownCheckpoint` (exit 2) if there is none."""
+    :mod:`atomicops.engine.checkpoints`); :class:`UnknownCheckpoint` (exit 2) if there is none.
+    ``skip`` (with ``reason``) records first that a person cleaned up what each of those
+    failed undos left (CloudFormation's continue-update-rollback), then the rollback goes on
+    with what they stood on. A failed undo raises :class:`RollbackIncomplete` (exit 3)."""
     store = store_for(state)
     targets, skip = list(targets), list(skip)
+    if skip and not (reason or "").strip():
+        raise UsageError("--skip needs --reason: what a person did about what the undo left (kept in the history)")
     options: dict[str, Any] = {"targets": targets, "skip": skip}
     if to is not None:
         if targets:
@@ -175,6 +198,9 @@ def rollback(
     with Run(store, env, "rollback", observer=observer, start_data={"options": options}, cancel=cancel) as run:
         st = run.state()
         admit(st, "rollback", targets + skip)
+        if skip:
+            skip_by_hand(run, st, skip, reason or "", by=_person())
+            st = run.state()
         if to is not None:
             checkpoints.find(st, to)  # still there now that this run holds the lock
             selection = checkpoints.undo_selection(run, st, int(options["to_seq"]))
@@ -182,15 +208,15 @@ def rollback(
             selection = with_dependents(st, targets) if targets else set(st.ops)
         selection = {o for o in selection if needs_undo(st.ops[o])}
         if not selection:
-            run.finish("nothing_to_do")
-            return RollbackReport()
+            run.finish("rolled_back" if skip else "nothing_to_do")
+            return RollbackReport(env=env, skipped=skip)
         loaded = recorded_plan(st, "to take connections from")
         with runtime_of(run, loaded) as rt:
             if st.in_flight():
                 # Settle what a killed run left in flight, so nothing it made is forgotten.
                 st = settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
-            report = rollback_ops(run, rt, st, selection, skip=skip, parallelism=parallelism,
-                                  keep_marks=[to] if to else ())
+            report = rollback_ops(run, rt, st, selection, parallelism=parallelism, keep_marks=[to] if to else ())
+        report.skipped = skip
         if not report.complete:
             run.finish("rollback_incomplete")
             raise with_report(incomplete(report), report)

@@ -88,6 +88,8 @@ class Progress:
             self.c.print(f"{s} [cyan]⚑ checkpoint {_data(d.get('name'))}[/cyan] [dim](seq {_data(d.get('seq'))})[/dim]")
         elif ev.type == "checkpoint_dropped":
             self.c.print(f"{s} [dim]⚑ checkpoint {_data(d.get('name'))} dropped: {_data(d.get('reason'))}[/dim]")
+        elif ev.type == "op_skipped":
+            self.c.print(f"{s} [yellow]↷ {_data(ev.op)} skipped: cleaned up by hand ({_data(d.get('by'))})[/yellow]")
         elif ev.type == "run_started":
             self.c.print(f"{s} [bold]{_data(d.get('command'))}[/bold] run {_data(ev.run_id)} on environment {_data(repr(ev.env))}")
         elif ev.type == "monitor_started":
@@ -415,13 +417,17 @@ def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phas
 
 @main.command()
 @click.option("--target", "targets", multiple=True, metavar="OP", help="Undo OP and everything that depends on it.")
-@click.option("--skip", "skip", multiple=True, metavar="OP", help="Leave OP (and what it needs) applied.")
+@click.option("--skip", "skip", multiple=True, metavar="OP",
+              help="OP's undo failed and a person has removed what it left by hand: record that "
+                   "(with --reason), then undo what OP stood on. Only a failed undo can be skipped.")
+@click.option("--reason", default=None, metavar="TEXT",
+              help="With --skip: what was done by hand; kept in the history with user@host.")
 @click.option("--to", "to", default=None, metavar="CHECKPOINT",
               help="Undo only the operations started after CHECKPOINT (a plan's `checkpoint:` or `atomicops "
                    "checkpoint NAME`); what was applied before it stays. `atomicops status` lists the checkpoints.")
 @click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
 @common
-def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, parallelism: int,
+def rollback(targets: tuple[str, ...], skip: tuple[str, ...], reason: str | None, to: str | None, parallelism: int,
              env: str, state: str | None, as_json: bool) -> int:
     """Undo applied operations from the journal, in reverse dependency order (no plan needed).
 
@@ -429,19 +435,33 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], to: str | None, pa
     With --to CHECKPOINT only what started after the mark is undone (and what depends on it);
     marks it goes back past are dropped. Killed half-way, `atomicops resume` finishes the
     same partial rollback.
+
+    \b
+    An undo that still fails after its retries is journalled with its error; every branch
+    that does not stand on it is still undone, and the command exits 3 naming what remains.
+    Then either fix the cause and run `atomicops rollback` again (it retries only what
+    remains), or, once a person has removed the resource by hand:
+      atomicops rollback --skip OP --reason "deleted sg-123 in the console"
+    which records it (`atomicops history` shows the reason and user@host) and goes on.
     """
     from atomicops import api
 
+    if reason is not None and not skip:
+        raise click.UsageError("--reason goes with --skip OP")
+    if skip and not (reason or "").strip():
+        raise click.UsageError('--skip needs --reason "what was done by hand" (it is kept in the history)')
     observer = Silent() if as_json else Progress(err)
     with ctrl_c(rolling_back=True) as cancel:
-        report = api.rollback(env=env, state=state, targets=targets, skip=skip, to=to, parallelism=parallelism,
+        report = api.rollback(env=env, state=state, targets=targets, skip=skip, reason=reason, to=to,
+                              parallelism=parallelism,
                               observer=observer, cancel=cancel)
     if as_json:
         _emit(_jsonable(report))
         return 0
+    if report.skipped:
+        out.print(f"[yellow]skipped (cleaned up by hand): {_data(', '.join(report.skipped))}[/yellow]")
     back_to = f" to checkpoint {_data(to)}" if to else ""
-    out.print(f"[green]rolled back{back_to}[/green]: {len(report.undone)} operation(s)"
-              + (f"; left applied: {_data(', '.join(report.left))}" if report.left else ""))
+    out.print(f"[green]rolled back{back_to}[/green]: {len(report.undone)} operation(s)")
     for item in report.irreversible:
         out.print(f"[yellow]irreversible, left as is: {_data(item)}[/yellow]")
     return 0
@@ -624,12 +644,12 @@ def history(limit: int | None, env: str, state: str | None, as_json: bool) -> in
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["ts"]))
         where = "/".join(x for x in (ev["op"], ev["step"]) if x)
         detail: dict[str, Any] | str = {k: v for k, v in ev["data"].items()
-                                         if k in ("error", "outcome", "command", "already_gone", "outputs") and v}
+                                         if k in ("error", "outcome", "command", "already_gone", "outputs", "by") and v}
         if ev["type"] == "checkpoint":  # the mark's name and the position it stands for
             detail = f"{ev['data'].get('name')} at seq {ev['data'].get('seq')} (by {ev['data'].get('by')})"
         elif ev["type"] == "checkpoint_dropped":
             detail = str(ev["data"].get("name"))
-        # A reason is a person's word on what happened (resolve, an irreversible step): in full.
+        # A reason is a person's word on what happened (resolve, --skip, an irreversible step): in full.
         reason = f" reason: {ev['data']['reason']}" if ev["data"].get("reason") else ""
         if ev["type"] == "trigger_fired":  # which check, where, and what it saw (clipped when recorded)
             d = ev["data"]
@@ -845,23 +865,41 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
 @click.option("--keep", is_flag=True, help="Leave the sandbox up afterwards, for inspection.")
 @click.option("--dir", "root", default=str(sandbox.DEFAULT_DIR), show_default=True, help="The sandbox's directory.")
 @click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
+@click.option("--fault", "fault", default=None, metavar="KIND",
+              help="Fail on purpose and prove the recovery: step:OP (OP's last step fails), undo:OP "
+                   "(OP's undo fails once; a second rollback finishes), kill (SIGKILL mid-apply, then resume). "
+                   "See docs/faults.md.")
+@click.option("--seed", "seed", default=None, type=int, metavar="N",
+              help="With --fault kill: picks the moment of the kill, to replay one (default: random, shown).")
 @common
 def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, ...], keep: bool, root: str,
-                 parallelism: int, env: str, state: str | None, as_json: bool) -> int:
+                 parallelism: int, fault: str | None, seed: int | None, env: str, state: str | None,
+                 as_json: bool) -> int:
     """Sandbox up, apply, verify, roll back, and prove nothing leaked (AWS, PostgreSQL, JetStream).
 
-    With no PLAN it rehearses the bundled MisterSmith migration."""
+    With no PLAN it rehearses the bundled MisterSmith migration. With --fault it fires one
+    failure on purpose and exits 0 only when the recovery was proven: the failure happened
+    where aimed, the run recovered (its own rollback, a second rollback, a resume), and the
+    inventory after the rollback equals the one before the apply.
+
+    \b
+      atomicops rehearse --fault step:services
+      atomicops rehearse --fault undo:aurora-sg
+      atomicops rehearse --fault kill --seed 11"""
     from rich.table import Table
 
-    from atomicops import rehearsal
+    from atomicops import rehearsal, rehearsal_faults
     from atomicops.plan.loader import parse_var
 
+    if seed is not None and (fault or "") != "kill":
+        raise click.UsageError("--seed goes with --fault kill")
+    drill = rehearsal_faults.parse(fault, seed) if fault is not None else None
     if plan is None:
         plan = str(rehearsal.FLAGSHIP_PLAN)
     progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{_data(text)}[/cyan]"))
     report = rehearsal.rehearse(
         plan, sandbox_dir=root, keep=keep, vars=dict(parse_var(v) for v in var), vars_files=vars_files,
-        parallelism=parallelism, observer=Silent() if as_json else Progress(err), progress=progress,
+        parallelism=parallelism, observer=Silent() if as_json else Progress(err), progress=progress, fault=drill,
     )
     if as_json:
         _emit(_jsonable(report), report.exit_code)
@@ -887,6 +925,12 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
         table.add_row("left applied", escape(", ".join(rb.left)))
     table.add_row("leak check", "[green]clean: the environment equals the one before apply[/green]" if not report.leaks
                   else "[red]LEAKS[/red]: " + _data(json.dumps(report.leaks, default=str), limit=500))
+    if report.fault is not None:
+        fo = report.fault
+        verdict = "[green]recovery proven[/green]" if fo.recovered else "[red]recovery NOT proven[/red]"
+        table.add_row("fault", f"{_data(fo.fault)}{_data(f' (seed {fo.seed})' if fo.seed is not None else '')}: {verdict}")
+        for line in fo.detail:
+            table.add_row("", _data(line))
     table.add_row("timings", _data(", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())))
     if report.sandbox_kept:
         table.add_row("sandbox", f"kept up; journal: {_data(report.state)}")

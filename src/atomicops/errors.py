@@ -179,17 +179,30 @@ class Interrupted(AtomicOpsError):
 
 
 class RollbackIncomplete(AtomicOpsError):
+    """Some undos failed: ``remaining`` is still applied (the failed operations and what waits
+    behind them); ``skippable`` are the failed undos a person may settle with ``--skip``."""
+
     exit_code = EXIT_ROLLBACK_INCOMPLETE
 
-    def __init__(self, remaining: list[str], failures: list[str]):
+    def __init__(self, remaining: list[str], failures: list[str], *, env: str = "default",
+                 skippable: list[str] | None = None):
         self.remaining = remaining
         self.failures = failures
+        self.env = env
+        self.skippable = list(skippable or [])
         detail = "\n".join(f"  {f}" for f in failures)
+        flag = "" if env == "default" else f" --env {env}"
+        steps = [f"  atomicops rollback{flag}    # fix the cause, then retry: only what remains is undone"]
+        steps += [
+            f"  atomicops rollback{flag} --skip {op} --reason \"...\"    # a person removed it by hand"
+            for op in self.skippable
+        ]
         super().__init__(
-            "rollback incomplete; still applied: "
+            f"rollback incomplete in environment {env!r}; still applied: "
             + ", ".join(remaining)
             + (f"\n{detail}" if detail else "")
-            + "\nfix the cause and run `atomicops rollback` again"
+            + "\nnext:\n"
+            + "\n".join(steps)
         )
 
 
@@ -339,3 +352,12 @@ class CheckpointExists(UsageError):
         self.name = name
         self.where = where
         super().__init__(f"environment {env!r} already has a checkpoint {name!r} ({where}); pick another name")
+
+
+class ResumeRolledBack(AtomicOpsError):
+    """The killed apply was failing when it died, so ``resume`` rolled it back instead of
+    finishing it: the kill proved nothing about finishing an apply."""
+
+    def __init__(self, undone: list[str]):
+        self.undone = undone
+        super().__init__(f"the killed apply was already failing; resume rolled back {len(undone)} operation(s)")

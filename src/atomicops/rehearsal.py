@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from atomicops import api, inventory, sandbox
+from atomicops import api, inventory, rehearsal_faults, sandbox
 from atomicops.engine.executor import extract_outputs
 from atomicops.engine.observer import Observer
 from atomicops.engine.rollback import RollbackReport
@@ -80,11 +80,14 @@ class RehearsalReport:
     timings: dict[str, float] = field(default_factory=dict)
     state: str = ""
     sandbox_kept: bool = False
+    fault: rehearsal_faults.FaultOutcome | None = None  # `--fault`: what fired, how it recovered
 
     @property
     def exit_code(self) -> int:
         if self.leaks or self.rollback.failed:
             return EXIT_ROLLBACK_INCOMPLETE  # the environment is not where it was
+        if self.fault is not None:  # the failure was the point: 0 when recovery was proven
+            return EXIT_OK if self.fault.recovered else EXIT_FAILED
         if self.apply_error or any(not v["ok"] for v in self.verify):
             return EXIT_FAILED
         return EXIT_OK
@@ -147,12 +150,15 @@ def rehearse(
     parallelism: int = 10,
     observer: Observer | None = None,
     progress: Callable[[str], None] = lambda text: None,
+    fault: rehearsal_faults.Fault | None = None,
 ) -> RehearsalReport:
     t_start = time.monotonic()
     root = Path(sandbox_dir).resolve()
     was_up = sandbox.status(root)["up"]
-    # Fail on a broken plan before starting anything.
-    api.validate(plan, vars=vars, vars_files=vars_files)
+    # Fail on a broken plan (or a fault aimed at no operation) before starting anything.
+    first = api.validate(plan, vars=vars, vars_files=vars_files)
+    if fault is not None:
+        rehearsal_faults.check_against(fault, first.plan)
 
     t0 = time.monotonic()
     sb = sandbox.up(root, progress=progress)
@@ -161,6 +167,8 @@ def rehearse(
     saved_env = {k: os.environ.get(k) for k in sandbox.SANDBOX_AWS_ENV}
     os.environ.update(sandbox.aws_env())
     report = RehearsalReport(plan=str(plan))
+    if fault is not None:
+        report.fault = rehearsal_faults.FaultOutcome(str(fault), seed=fault.seed)
     report.timings["sandbox_up"] = round(time.monotonic() - t0, 2)
     try:
         loaded: LoadedPlan = api.validate(plan, vars=vars, vars_files=vars_files, offered_vars=sb.vars())
@@ -193,9 +201,15 @@ def rehearse(
         t0 = time.monotonic()
         try:
             # Triggers are polled during the apply; the window after it is skipped: the
-            # rehearsal rolls back right after its verify anyway.
-            applied = api.apply(loaded, env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer,
-                                monitor=0)
+            # rehearsal rolls back right after its verify anyway (a resume inherits it).
+            with rehearsal_faults.armed(fault):
+                applied = rehearsal_faults.apply_with(
+                    fault, report.fault,
+                    lambda: api.apply(loaded, env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer,
+                                      monitor=0),
+                    lambda: api.resume(env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer),
+                    state=state, env=REHEARSAL_ENV, steps=report.steps,
+                )
             report.applied = applied.applied
             report.verify = applied.verify
         except (RunFailed, RollbackIncomplete) as exc:
@@ -209,6 +223,8 @@ def rehearse(
             report.apply_error = str(exc)
             report.failures = [Failure(None, None, str(exc))]
         report.timings["apply"] = round(time.monotonic() - t0, 2)
+        if fault is not None and fault.kind == "step" and report.fault is not None:
+            rehearsal_faults.judge_step(fault, report.fault, [f.op for f in report.failures], report.rollback.undone)
 
         if report.apply_error is None:
             t0 = time.monotonic()
@@ -216,19 +232,31 @@ def rehearse(
             report.timings["verify"] = round(time.monotonic() - t0, 2)
 
         t0 = time.monotonic()
-        try:
-            report.rollback.add(api.rollback(env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer))
-        except AtomicOpsError as exc:
-            report.rollback.add(getattr(exc, "report", None))
-            if report.applied and not isinstance(exc, RollbackIncomplete):
-                # The rollback could not run at all (the journal, a lock...): what was
-                # applied may still be there.
-                report.rollback.failed.setdefault("(rollback)", str(exc))
-            progress(f"rollback did not complete: {exc}")
+        # An undo fault fails the first rollback (exit 3); a second one must finish.
+        passes = 2 if fault is not None and fault.kind == "undo" else 1
+        for attempt in range(1, passes + 1):
+            try:
+                with rehearsal_faults.armed(fault):
+                    report.rollback.add(api.rollback(env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer))
+                break
+            except AtomicOpsError as exc:
+                report.rollback.add(getattr(exc, "report", None))
+                if report.applied and not isinstance(exc, RollbackIncomplete):
+                    # The rollback could not run at all (the journal, a lock...): what was
+                    # applied may still be there.
+                    report.rollback.failed.setdefault("(rollback)", str(exc))
+                progress(f"rollback {attempt} did not complete: {exc}")
+            finally:
+                if attempt == 1:
+                    first_failed = dict(report.rollback.failed)
+        if fault is not None and fault.kind == "undo" and report.fault is not None:
+            rehearsal_faults.judge_undo(fault, report.fault, first_failed, report.rollback.failed)
         report.undone = list(report.rollback.undone)
         report.timings["rollback"] = round(time.monotonic() - t0, 2)
 
         report.leaks = inventory.diff(before, take())
+        if report.fault is not None:
+            rehearsal_faults.conclude(report.fault, leaks=bool(report.leaks), undo_failed=bool(report.rollback.failed))
     finally:
         for k, v in saved_env.items():
             if v is None:

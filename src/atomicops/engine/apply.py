@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from atomicops.engine import checkpoints
+from atomicops.engine import checkpoints, faults
 from atomicops.engine.crash import crashpoint
 from atomicops.engine.executor import extract_outputs
 from atomicops.engine.probe import probe, proves_ownership
@@ -229,6 +229,7 @@ class Applier:
             return lost[-1].found is False
 
         try:
+            faults.injected("step", op.id, step.name, last=step is op.steps[-1])
             result = rt.executor.execute(
                 action, op=op.id, step_key=key, tags=tags, retry=step.retry, timeout=step.timeout,
                 progress=self._progress(op.id, step.name), resume_mark=resume_mark,

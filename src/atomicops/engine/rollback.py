@@ -11,31 +11,31 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from atomicops.engine import checkpoints
+from atomicops.engine import checkpoints, faults
 from atomicops.engine.crash import crashpoint
 from atomicops.engine.executor import SETTLING_CODES, UNDO_RETRY, settling_retry
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import Runtime
 from atomicops.engine.scope import secrets_only
-from atomicops.errors import ActionError, AtomicOpsError, Uncertain, UndoFailed
+from atomicops.errors import ActionError, AtomicOpsError, Uncertain, UndoFailed, UsageError
 from atomicops.graph import Graph, walk
 from atomicops.journal.state import EnvState, OpState, StepState
 
 
 @dataclass
 class RollbackReport:
+    env: str = ""
     undone: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
-    left: list[str] = field(default_factory=list)  # not undone: skipped or blocked
+    left: list[str] = field(default_factory=list)  # not undone: blocked behind a failed undo
     irreversible: list[str] = field(default_factory=list)
+    skippable: list[str] = field(default_factory=list)  # failed undos `--skip` may settle
+    skipped: list[str] = field(default_factory=list)  # settled by a person (`--skip`) this run
+    remaining: list[str] = field(default_factory=list)  # still applied: failed and left, sorted
 
     @property
     def complete(self) -> bool:
         return not self.failed
-
-
-class _Skipped(AtomicOpsError):
-    pass
 
 
 def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState) -> None:
@@ -58,6 +58,7 @@ def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState) -> None:
         return bool(exc.code) and any(fnmatch.fnmatchcase(exc.code or "", p) for p in SETTLING_CODES)
 
     try:
+        faults.injected("undo", op_id, step.name, fired=lambda: faults.fired_undos(run.store.events(run.env), op_id))
         action = secrets_only(step.undo, rt.secrets)
         try:
             rt.executor.execute(action, op=op_id, retry=UNDO_RETRY, should_retry=lambda exc: not already_gone(exc),
@@ -139,21 +140,19 @@ def rollback_ops(
     state: EnvState,
     selection: Iterable[str],
     *,
-    skip: Iterable[str] = (),
     parallelism: int = 10,
     keep_marks: Iterable[str] = (),
 ) -> RollbackReport:
-    """Undo ``selection``; ``keep_marks`` are checkpoints kept even if it goes back past them
-    (the one ``rollback --to`` returns to). Other marks it goes back past are dropped."""
+    """Undo ``selection``; an operation whose undo fails blocks only what it stands on (its
+    dependencies wait for it), every other branch is still undone. ``keep_marks`` are
+    checkpoints kept even if it goes back past them (the one ``rollback --to`` returns to);
+    other marks it goes back past are dropped."""
     selection = [o for o in selection if o in state.ops and needs_undo(state.ops[o])]
-    skip = set(skip)
     keep = set(keep_marks)
     marked = bool(state.checkpoints)
-    report = RollbackReport()
+    report = RollbackReport(env=run.env)
 
     def visit(op_id: str) -> None:
-        if op_id in skip:
-            raise _Skipped(op_id)
         op = state.ops[op_id]
         undo_operation(run, rt, op)
         if marked:  # no rollback creates a mark: without one at the start there is nothing to drop
@@ -170,10 +169,39 @@ def rollback_ops(
     for op_id, outcome in result.outcomes.items():
         if outcome == "done":
             report.undone.append(op_id)
-        elif outcome == "failed" and not isinstance(result.errors[op_id], _Skipped):
+        elif outcome == "failed":
             report.failed[op_id] = str(result.errors[op_id])
+            if isinstance(result.errors[op_id], UndoFailed):
+                report.skippable.append(op_id)
         elif outcome == "not_started" and stop.is_set():
             report.failed[op_id] = f"not undone: the rollback was stopped ({run.cancel.reason})"
         else:
             report.left.append(op_id)
+    report.remaining = sorted(set(report.failed) | set(report.left))
     return report
+
+
+def skippable(state: EnvState) -> list[str]:
+    """Operations a person may settle with ``rollback --skip``: an undo of theirs failed."""
+    return [o.id for o in state.ops.values() if any(s.status == "undo_failed" for s in o.steps.values())]
+
+
+def skip_by_hand(run: Run, state: EnvState, ops: Iterable[str], reason: str, by: str) -> None:
+    """Record that a person cleaned up what each failed undo of ``ops`` left (CloudFormation's
+    continue-update-rollback with resources to skip): the journal stops holding their steps
+    as applied, so what they stand on can be undone. Nothing is deleted here.
+
+    Only a failed undo can be skipped: an operation that was never tried, or is blocked
+    behind another, is undone by the rollback itself, and skipping it would forget it."""
+    allowed = skippable(state)
+    refused = [o for o in ops if o not in allowed]
+    if refused:
+        raise UsageError(
+            f"--skip {', '.join(refused)}: only an operation whose undo failed can be skipped "
+            f"(now: {', '.join(allowed) or 'none'}); `atomicops rollback` undoes the others"
+        )
+    if not reason.strip():
+        raise UsageError("--skip needs --reason: what a person did about what the undo left")
+    for op_id in ops:
+        steps = [s.name for s in state.ops[op_id].steps.values() if s.present]
+        run.record("op_skipped", op=op_id, reason=reason, by=by, steps=steps)

@@ -181,8 +181,7 @@ def resume_rollback(
             selection = with_dependents(settled, targets) if targets else set(settled.ops)
         else:
             selection = {o.id for o in settled.ops.values() if o.run_id in (*chain, run.id)}
-        report = rollback_ops(run, rt, settled, selection, skip=options.get("skip") or (), parallelism=parallelism,
-                              keep_marks=[to] if to else ())
+        report = rollback_ops(run, rt, settled, selection, parallelism=parallelism, keep_marks=[to] if to else ())
     if not report.complete:
         run.finish("rollback_incomplete")
         raise with_report(incomplete(report), report)
@@ -197,6 +196,8 @@ def with_report(exc: Exception, report: Any) -> Exception:
 
 def incomplete(rb: RollbackReport) -> RollbackIncomplete:
     return RollbackIncomplete(
-        remaining=sorted(set(rb.failed) | set(rb.left)),
+        remaining=rb.remaining,
         failures=[f"{op}: {err}" for op, err in sorted(rb.failed.items())],
+        env=rb.env,
+        skippable=rb.skippable,
     )

@@ -29,6 +29,8 @@ undo_skipped       reason (an irreversible step)
 op_undone          (all of its present steps are undone)
 checkpoint         name, seq (the position it stands for), op, by, run    -- journal/marks.py
 checkpoint_dropped name, reason (a rollback went back past the mark)
+op_skipped         reason, by (user@host), steps: `rollback --skip`, a person cleaned up
+                   what a failed undo left; its steps count as undone
 =================  ==========================================================================
 
 A step is *present* while its effect may exist in the world (done, or its undo in flight or
@@ -243,6 +245,12 @@ def _apply(state: EnvState, ev: Event) -> None:
         doubt = any(s.status == "uncertain" for s in op.steps.values())
         op.status, op.finished, op.error = "uncertain" if doubt else "failed", ev.ts, d.get("error")
     elif ev.type == "op_undone":
+        op.status = "rolled_back"
+    elif ev.type == "op_skipped":
+        # A person removed what the failed undo left (`rollback --skip`): as undone, by hand.
+        for step in op.steps.values():
+            if step.present:
+                step.status, step.error = "skipped", f"skipped by {d.get('by')}: {d.get('reason')}"
         op.status = "rolled_back"
     elif ev.step is not None:
         _apply_step(op, ev)

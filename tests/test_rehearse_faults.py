@@ -1,0 +1,80 @@
+"""`atomicops rehearse --fault` on the flagship plan: each fault fires where aimed, the run
+recovers (a second rollback, a resume) and the inventory after the rollback equals the one
+before the apply; exit 0 only then.
+
+Two modes run here (about 20-30 s each on the sandbox); the others are measured by hand
+(docs/faults.md). Each gets a fresh sandbox: moto keeps a deleted AWS Backup plan's name
+taken, so the flagship's checkpoint operation can be created only once per moto server.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from run_cli import cli
+
+from atomicops import sandbox
+from atomicops.errors import EXIT_INVALID, EXIT_OK
+
+
+@pytest.fixture
+def sandbox_root() -> Iterator[Path]:
+    base = Path(tempfile.mkdtemp(prefix="atomicops-test-faults-"))
+    root = base / "sandbox"
+    try:
+        sandbox.up(root)
+        yield root
+    finally:
+        sandbox.down(root)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def rehearse(root: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    done = cli("rehearse", "--dir", str(root), "--json", *args, cwd=root.parent, timeout=600)
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_an_undo_that_fails_once_is_finished_by_a_second_rollback(sandbox_root: Path) -> None:
+    code, report = rehearse(sandbox_root, "--fault", "undo:aurora-sg")
+    assert code == EXIT_OK, report
+    fault = report["fault"]
+    assert fault["fired"] and fault["path_ok"] and fault["recovered"], fault
+    assert "aurora-sg's undo failed" in " ".join(fault["detail"])
+    assert report["leaks"] == {}
+    assert report["rollback"]["failed"] == {}
+    assert "aurora-sg" in report["rollback"]["undone"]
+
+
+def test_a_killed_apply_is_resumed_and_rolled_back_clean(sandbox_root: Path) -> None:
+    code, report = rehearse(sandbox_root, "--fault", "kill", "--seed", "11")
+    assert code == EXIT_OK, report
+    fault = report["fault"]
+    assert fault["fired"] and fault["recovered"], fault
+    assert fault["seed"] == 11 and fault["killed_after_events"] >= 2
+    assert "resume finished the apply" in fault["detail"]
+    assert report["apply_error"] is None and all(v["ok"] for v in report["verify"])
+    assert len(report["applied"]) == report["operations"], "the killed apply and the resume applied all"
+    assert report["leaks"] == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--fault", "alarm"], "not in this build"),
+        (["--fault", "health"], "not in this build"),
+        (["--fault", "step:no-such-op"], "no operation 'no-such-op'"),
+        (["--fault", "step"], "step needs an operation"),
+        (["--fault", "undo:aurora-sg", "--seed", "3"], "--seed goes with --fault kill"),
+    ],
+)
+def test_a_fault_that_cannot_be_fired_is_refused_before_the_sandbox(tmp_path: Path, args: list[str], says: str) -> None:
+    done = cli("rehearse", "--dir", str(tmp_path / "sb"), *args, cwd=tmp_path)
+    assert done.returncode == EXIT_INVALID, done.stdout + done.stderr
+    assert says in done.stderr
+    assert not (tmp_path / "sb").exists(), "nothing was started"
