@@ -52,4 +52,5 @@ def check_no_adoption(
     # Any run: what this step made in an earlier attempt is still its own to re-create.
     found = probe.lookup(aws(probe.connection), step_key=step_key, env=env, owned=owned)
     if found.state in ("foreign", "unproven"):
-        raise AdoptionRefused(probe.call, found.resource, found.state, found.why)
+        # There and not provably this step's is as good as someone else's: refused alike.
+        raise AdoptionRefused(probe.call, found.resource, "foreign" if found.exists else "unproven", found.why)

@@ -58,6 +58,7 @@ class Lookup:
     resource: str
     response: dict[str, Any] | None = None
     why: str = ""
+    exists: bool = False  # something was found (an unproven lookup may also have failed)
 
 
 @dataclass(frozen=True)
@@ -177,9 +178,9 @@ def _route(aws: Any, p: Params, key: str) -> list[Found]:
     if table is None:
         return []
     for field_name in ("DestinationCidrBlock", "DestinationIpv6CidrBlock", "DestinationPrefixListId"):
-        if p.get(field_name):
-            if any(r.get(field_name) == p[field_name] and r.get("State") != "blackhole" for r in table.get("Routes", [])):
-                return [Found({"Return": True}, None, parent=p["RouteTableId"])]
+        routes = table.get("Routes", [])
+        if p.get(field_name) and any(r.get(field_name) == p[field_name] and r.get("State") != "blackhole" for r in routes):
+            return [Found({"Return": True}, None, parent=p["RouteTableId"])]
     return []
 
 
@@ -724,7 +725,7 @@ class CatalogProbe:
         for state in ("ours", "foreign", "unproven"):
             for candidate, (verdict, why) in zip(candidates, verdicts, strict=True):
                 if verdict == state:
-                    return Lookup(state, resource, candidate.response if state == "ours" else None, why)
+                    return Lookup(state, resource, candidate.response if state == "ours" else None, why, exists=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _verdict(self, aws: Any, found: Found, key: str, env: str, run_id: str | None,
