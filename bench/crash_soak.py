@@ -4,6 +4,11 @@ journal is coherent. Prints the figures.
 
     python bench/crash_soak.py --trials 200
     python bench/crash_soak.py --trials 3 --messages 100     # what CI runs
+    python bench/crash_soak.py --trials 200 --strip-probes   # no hand-written probe at all
+
+``--strip-probes`` runs a copy of the plan with every step's ``probe`` removed: what a killed
+run leaves is then settled only by what the engine knows by itself (the built-in probes of
+engine/catalog.py, ...). Steps it leaves to a person (``resume`` exit 3) are counted by name.
 
 Everything runs on one sandbox (moto, PostgreSQL, NATS) this script starts and stops.
 """
@@ -46,12 +51,35 @@ def duplicates(snapshot: dict[str, Any]) -> list[str]:
     return found
 
 
+def stripped_plan(dest: Path) -> Path:
+    """A copy of the flagship plan directory whose steps have no ``probe``."""
+    import yaml
+
+    shutil.copytree(FLAGSHIP_PLAN, dest)
+    doc = yaml.safe_load((dest / "plan.yaml").read_text())
+    for op in doc["operations"]:
+        for step in op["steps"]:
+            step.pop("probe", None)
+    (dest / "plan.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return dest
+
+
+def left_for_a_person(stderr: str) -> list[str]:
+    """The steps `resume` named as uncertain (errors.Uncertain's message)."""
+    marker = "nothing can tell: "
+    for line in stderr.splitlines():
+        if marker in line:
+            return [s.strip() for s in line.split(marker, 1)[1].split(",") if s.strip()]
+    return []
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--messages", type=int, default=300, help="discovery messages seeded")
     ap.add_argument("--seed", type=int, default=int(time.time()))
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--strip-probes", action="store_true", help="remove every hand-written probe from the plan first")
     args = ap.parse_args()
     rng = random.Random(args.seed)
 
@@ -61,8 +89,10 @@ def main() -> int:
     os.environ.update(sandbox.aws_env())
     figures: Counter[str] = Counter()
     failures: list[str] = []
+    person: Counter[str] = Counter()
+    plan = stripped_plan(work / "plan") if args.strip_probes else FLAGSHIP_PLAN
     try:
-        loaded = api.validate(FLAGSHIP_PLAN, vars={**sb.vars(), "discovery_messages": args.messages})
+        loaded = api.validate(plan, vars={**sb.vars(), "discovery_messages": args.messages})
         local = run_setup(loaded, lambda text: None)
         vars_file = work / "vars.yaml"
         vars_file.write_text(json.dumps({**sb.vars(), **local, "discovery_messages": args.messages}))
@@ -76,7 +106,7 @@ def main() -> int:
         baseline = take()
         # How long a whole apply takes, to spread the kills over it.
         t0 = time.monotonic()
-        first = cli("apply", str(FLAGSHIP_PLAN), "--vars-file", str(vars_file), "--env", "calibrate", cwd=work)
+        first = cli("apply", str(plan), "--vars-file", str(vars_file), "--env", "calibrate", "--monitor", "0", cwd=work)
         first.wait()
         apply_seconds = time.monotonic() - t0
         cli("rollback", "--env", "calibrate", cwd=work).wait()
@@ -90,7 +120,7 @@ def main() -> int:
             # moto names a cluster's automated snapshot by the minute: a cluster re-created
             # within the same minute as the last trial's would collide there, not in AWS.
             unique = ["--var", f"aurora_cluster=mistersmith-aurora-{trial}"]
-            proc = cli("apply", str(FLAGSHIP_PLAN), "--vars-file", str(vars_file), "--env", env, *unique, cwd=work)
+            proc = cli("apply", str(plan), "--vars-file", str(vars_file), "--env", env, "--monitor", "0", *unique, cwd=work)
             try:
                 proc.wait(timeout=delay)
                 figures["finished before the kill"] += 1
@@ -102,6 +132,10 @@ def main() -> int:
             resumed = cli("resume", "--env", env, *(["--rollback"] if roll_back else []), cwd=work)
             _, err = resumed.communicate()
             figures[f"resume exit {resumed.returncode}"] += 1
+            if resumed.returncode == 3:
+                stuck = left_for_a_person(err)
+                figures["steps left for a person"] += len(stuck)
+                person.update(stuck)
             if resumed.returncode not in (0, 1):
                 failures.append(f"trial {trial}: resume exited {resumed.returncode}: {err.strip().splitlines()[-1:]}")
             dups = duplicates(take()) if not roll_back else []
@@ -136,14 +170,18 @@ def main() -> int:
         sandbox.down(root)
         shutil.rmtree(work, ignore_errors=True)
 
-    result = {"figures": dict(figures), "failures": failures, "seed": args.seed}
+    result = {"figures": dict(figures), "failures": failures, "seed": args.seed, "left_for_a_person": dict(person),
+              "strip_probes": args.strip_probes}
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        for name in ("trials", "killed", "finished before the kill", "leaks", "duplicates", "corrupt journals", "rollback failed", "seconds"):
+        for name in ("trials", "killed", "finished before the kill", "leaks", "duplicates", "corrupt journals", "rollback failed",
+                     "steps left for a person", "seconds"):
             print(f"{name:>26}: {figures.get(name, 0)}")
         for name in sorted(k for k in figures if k.startswith("resume exit")):
             print(f"{name:>26}: {figures[name]}")
+        for step, n in person.most_common():
+            print(f"  left for a person: {step} x{n}")
         for f in failures:
             print("  " + f)
     bad = figures["leaks"] or figures["duplicates"] or figures["corrupt journals"] or figures["rollback failed"]
