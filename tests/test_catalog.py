@@ -621,3 +621,11 @@ def test_a_call_the_catalog_does_not_know_has_no_builtin_probe():
     assert catalog_probe({"aws": "ec2.create_key_pair", "params": {"KeyName": "k"}}) is None
     assert catalog_probe({"sql": "select 1"}) is None
     assert not covers("ec2.create_key_pair")
+
+
+def test_a_lookup_that_cannot_reach_aws_is_no_answer(closed_endpoint):
+    aws = AwsConnection(REGION, closed_endpoint, connect_timeout=1, max_attempts=1)
+    probe = catalog_probe({"aws": "sqs.create_queue", "params": {"QueueName": "q"}})
+    assert probe is not None
+    found = probe.lookup(aws, step_key=f"{ENV}/op/step", env=ENV)
+    assert found.state == "unproven" and not found.exists

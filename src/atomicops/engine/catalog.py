@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from atomicops.actions.aws import plain
 
@@ -716,6 +716,8 @@ class CatalogProbe:
             if _gone(exc):
                 return Lookup("absent", resource, why=str(exc.response.get("Error", {}).get("Code")))
             return Lookup("unproven", resource, why=f"{self.call} lookup failed: {exc}")
+        except BotoCoreError as exc:  # unreachable endpoint, no credentials...: no answer
+            return Lookup("unproven", resource, why=f"{self.call} lookup failed: {exc}")
         except (LookupError, KeyError, TypeError, ValueError) as exc:
             return Lookup("unproven", resource, why=f"{self.call} lookup cannot work from these parameters: {exc}")
         if not candidates:
@@ -749,7 +751,7 @@ class CatalogProbe:
             return False
         try:
             return self.entry.parent_tags(aws, parent).get(ENV_TAG) == env
-        except (ClientError, LookupError, KeyError):
+        except (ClientError, BotoCoreError, LookupError, KeyError):
             return False
 
 
