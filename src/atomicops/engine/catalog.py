@@ -23,8 +23,8 @@ a create that succeeds on an existing resource go ahead (engine/adoption.py).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -509,7 +509,12 @@ def _kms_key(aws: Any, p: Params, key: str) -> list[Found]:
     found = []
     for page in kms.get_paginator("list_keys").paginate():
         for k in page["Keys"]:
-            tags = _kms_tags(aws, k["KeyId"])
+            try:
+                tags = _kms_tags(aws, k["KeyId"])
+            except ClientError as exc:
+                if "AccessDenied" in str(exc.response.get("Error", {}).get("Code")):
+                    continue  # a key whose tags this account may not read was not made by this step
+                raise
             if tags.get(STEP_TAG) != key:
                 continue
             meta = plain(kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"])
@@ -694,7 +699,6 @@ class CatalogProbe:
     entry: Entry
     params: dict[str, Any]
     connection: str | None = None
-    owned: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def call(self) -> str:
@@ -722,7 +726,7 @@ class CatalogProbe:
             return Lookup("unproven", resource, why=f"{self.call} lookup cannot work from these parameters: {exc}")
         if not candidates:
             return Lookup("absent", resource, why="not found")
-        owned_set = set(owned) | set(self.owned)
+        owned_set = set(owned)
         verdicts = [self._verdict(aws, c, step_key, env, run_id, owned_set) for c in candidates]
         for state in ("ours", "foreign", "unproven"):
             for candidate, (verdict, why) in zip(candidates, verdicts, strict=True):
@@ -765,7 +769,3 @@ def catalog_probe(do_action: Mapping[str, Any]) -> CatalogProbe | None:
         return None
     connection = do_action.get("connection")
     return CatalogProbe(CATALOG[call], dict(params), connection if isinstance(connection, str) else None)
-
-
-def calls() -> Iterator[str]:
-    return iter(CATALOG)
