@@ -629,3 +629,18 @@ def test_a_lookup_that_cannot_reach_aws_is_no_answer(closed_endpoint):
     assert probe is not None
     found = probe.lookup(aws, step_key=f"{ENV}/op/step", env=ENV)
     assert found.state == "unproven" and not found.exists
+
+
+def test_every_create_call_of_the_flagship_plan_has_a_builtin_probe():
+    from atomicops import api
+    from atomicops.rehearsal import FLAGSHIP_PLAN
+
+    plan = api.validate(FLAGSHIP_PLAN).plan
+    creates = {
+        str(s.do["aws"]) for op in plan.operations for s in op.steps
+        if not s.read_only and "aws" in s.do
+        and str(s.do["aws"]).split(".")[1].split("_")[0] in ("create", "put", "register", "allocate", "authorize",
+                                                             "associate", "attach", "subscribe", "add")
+    }  # fmt: skip
+    assert len(creates) >= 25
+    assert sorted(c for c in creates if not covers(c)) == []
