@@ -3,12 +3,17 @@ with --rollback), roll back, and check that nothing leaked, nothing was made twi
 journal is coherent. Prints the figures.
 
     python bench/crash_soak.py --trials 200
-    python bench/crash_soak.py --trials 200 --no-probes      # every hand-written probe removed
     python bench/crash_soak.py --trials 3 --messages 100     # what CI runs
+    python bench/crash_soak.py --trials 200 --strip-probes all   # no hand-written probe at all
+
+``--strip-probes all`` runs a copy of the plan with every step's ``probe`` removed: what a
+killed run leaves is then settled only by what the engine knows by itself (the built-in
+probes of engine/catalog.py, ...). ``covered`` removes only the probes of the AWS calls the
+catalog covers. Steps left to a person (``resume`` exit 3) are counted by name.
 
 Everything runs on one sandbox (moto, PostgreSQL, NATS) this script starts and stops.
 "Left for a person" counts the interrupted steps that resume or rollback could not settle
-(exit 3, "may or may not have taken effect"): with --no-probes it measures what the engine
+(exit 3, "may or may not have taken effect"): with --strip-probes all it measures what the engine
 settles by itself, without the plan author's probes.
 """
 
@@ -53,17 +58,21 @@ def duplicates(snapshot: dict[str, Any]) -> list[str]:
     return found
 
 
-def without_probes(into: Path) -> tuple[Path, int]:
-    """A copy of the flagship plan (its modules and files too) with every step's hand-written
-    ``probe`` removed, and how many were removed."""
-    shutil.copytree(FLAGSHIP_PLAN, into)
-    doc = yaml.safe_load((into / "plan.yaml").read_text())
+def stripped_plan(dest: Path, which: str) -> tuple[Path, int]:
+    """A copy of the flagship plan directory (its modules and files too) whose steps have no
+    ``probe``: every step's (``all``), or only those of AWS calls the built-in catalog covers
+    (``covered``); and how many probes were removed."""
+    from atomicops.engine.catalog import covers
+
+    shutil.copytree(FLAGSHIP_PLAN, dest)
+    doc = yaml.safe_load((dest / "plan.yaml").read_text())
     removed = 0
     for op in doc["operations"]:
         for step in op.get("steps", []):
-            removed += step.pop("probe", None) is not None
-    (into / "plan.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, width=1000))
-    return into, removed
+            if which == "all" or covers(str(step["do"].get("aws"))):
+                removed += step.pop("probe", None) is not None
+    (dest / "plan.yaml").write_text(yaml.safe_dump(doc, sort_keys=False, width=1000))
+    return dest, removed
 
 
 UNSETTLED = re.compile(r"nothing can tell: (.+)")
@@ -82,9 +91,9 @@ def main() -> int:
     ap.add_argument("--trials", type=int, default=20)
     ap.add_argument("--messages", type=int, default=300, help="discovery messages seeded")
     ap.add_argument("--seed", type=int, default=int(time.time()))
-    ap.add_argument("--no-probes", action="store_true",
-                    help="strip every hand-written probe from the flagship plan before running")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--strip-probes", choices=["all", "covered"], default=None,
+                    help="remove the hand-written probes first: all of them, or those the built-in catalog covers")
     args = ap.parse_args()
     rng = random.Random(args.seed)
 
@@ -95,9 +104,10 @@ def main() -> int:
     figures: Counter[str] = Counter()
     failures: list[str] = []
     plan = FLAGSHIP_PLAN
+    person: Counter[str] = Counter()
     try:
-        if args.no_probes:
-            plan, removed = without_probes(work / "plan-no-probes")
+        if args.strip_probes:
+            plan, removed = stripped_plan(work / "plan-stripped", args.strip_probes)
             figures["probes removed"] = removed
         loaded = api.validate(plan, vars={**sb.vars(), "discovery_messages": args.messages})
         local = run_setup(loaded, lambda text: None)
@@ -139,17 +149,18 @@ def main() -> int:
             resumed = cli("resume", "--env", env, *(["--rollback"] if roll_back else []), cwd=work)
             _, err = resumed.communicate()
             figures[f"resume exit {resumed.returncode}"] += 1
-            person = left_for_a_person(err)
+            stuck = left_for_a_person(err)
             if resumed.returncode not in (0, 1):
                 failures.append(f"trial {trial}: resume exited {resumed.returncode}: {err.strip().splitlines()[-1:]}")
             dups = duplicates(take()) if not roll_back else []
             rb = cli("rollback", "--env", env, cwd=work)
             _, err = rb.communicate()
-            person |= left_for_a_person(err)
-            figures["left for a person"] += len(person)
-            figures["trials needing a person"] += bool(person)
-            if person:
-                failures.append(f"trial {trial}: left for a person: {', '.join(sorted(person))}")
+            stuck |= left_for_a_person(err)
+            person.update(stuck)
+            figures["left for a person"] += len(stuck)
+            figures["trials needing a person"] += bool(stuck)
+            if stuck:
+                failures.append(f"trial {trial}: left for a person: {', '.join(sorted(stuck))}")
             if rb.returncode != 0:
                 failures.append(f"trial {trial}: rollback exited {rb.returncode}: {err.strip().splitlines()[-1:]}")
                 figures["rollback failed"] += 1
@@ -172,24 +183,27 @@ def main() -> int:
             for line in failures[failures_before:]:
                 print("  " + line, file=sys.stderr, flush=True)
             print(f"trial {trial}/{args.trials}: killed after {delay:.1f}s, "
-                  f"{'rollback' if roll_back else 'continue'}, leak={bool(leak)} dup={bool(dups)} person={len(person)} "
+                  f"{'rollback' if roll_back else 'continue'}, leak={bool(leak)} dup={bool(dups)} person={len(stuck)} "
                   f"journal={'ok' if not problems else 'BAD'}", file=sys.stderr, flush=True)
         figures["seconds"] = round(time.monotonic() - started)
     finally:
         sandbox.down(root)
         shutil.rmtree(work, ignore_errors=True)
 
-    result = {"figures": dict(figures), "failures": failures, "seed": args.seed,
-              "mode": "no-probes" if args.no_probes else "ordinary"}
+    mode = f"strip-probes {args.strip_probes}" if args.strip_probes else "ordinary"
+    result = {"figures": dict(figures), "failures": failures, "seed": args.seed, "mode": mode,
+              "left_for_a_person": dict(person)}
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        print(f"{'mode':>26}: {result['mode']}")
+        print(f"{'mode':>26}: {mode}")
         for name in ("trials", "killed", "finished before the kill", "leaks", "duplicates", "left for a person",
                      "trials needing a person", "corrupt journals", "rollback failed", "probes removed", "seconds"):
             print(f"{name:>26}: {figures.get(name, 0)}")
         for name in sorted(k for k in figures if k.startswith("resume exit")):
             print(f"{name:>26}: {figures[name]}")
+        for step, n in person.most_common():
+            print(f"  left for a person: {step} x{n}")
         for f in failures:
             print("  " + f)
     bad = figures["leaks"] or figures["duplicates"] or figures["corrupt journals"] or figures["rollback failed"]

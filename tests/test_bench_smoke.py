@@ -85,8 +85,8 @@ def test_data_copy_writes_its_table(tmp_path: Path) -> None:
 def test_crash_soak_without_probes_counts_what_is_left_for_a_person() -> None:
     # One trial with every hand-written probe stripped from the flagship (bench/crash_soak.py).
     done = subprocess.run([sys.executable, str(BENCH / "crash_soak.py"), "--trials", "1", "--messages", "60",
-                           "--seed", "3", "--no-probes", "--json"], capture_output=True, text=True, timeout=600)
+                           "--seed", "3", "--strip-probes", "all", "--json"], capture_output=True, text=True, timeout=600)
     doc = json.loads(done.stdout)
-    assert doc["mode"] == "no-probes" and doc["figures"]["trials"] == 1
+    assert doc["mode"] == "strip-probes all" and doc["figures"]["trials"] == 1
     assert doc["figures"]["probes removed"] > 50
     assert "left for a person" in doc["figures"] and "leaks" in doc["figures"]

@@ -11,7 +11,6 @@ import boto3
 import pytest
 from run_cli import cli
 
-from atomicops import api
 from atomicops.engine.crash import CRASH_EXIT_CODE
 from atomicops.inventory import aws as inventory
 
@@ -109,28 +108,60 @@ def test_apply_after_a_kill_settles_and_continues(world):
     assert inventory.diff(before, world.inv()) == {}
 
 
-def test_a_step_without_probe_is_uncertain_until_resolved(world, moto_endpoint):
-    env = "crash-uncertain"
+def test_a_step_without_probe_is_settled_by_the_builtin_probe(world):
+    # allow-ecs has no probe: the catalog finds its rule in the group the operation made.
+    env = "crash-builtin"
     before = world.inv()
     point = "after_effect:db-sg/allow-ecs"
     assert cli("apply", str(PLANS / "network.yaml"), "--env", env, *world.vars, cwd=world.cwd, crash=point).returncode == CRASH_EXIT_CODE
+    resumed = cli("resume", "--env", env, cwd=world.cwd)
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(world.status(env).values()) == {"applied"}
+    hist = json.loads(cli("history", "--json", "--env", env, cwd=world.cwd).stdout)
+    settled = [e for e in hist if e["type"] == "step_done" and e["data"].get("settled_by") == "probe"]
+    assert [(e["op"], e["step"]) for e in settled] == [("db-sg", "allow-ecs")]
+    assert settled[0]["data"]["outputs"]["rule_id"].startswith("sgr-")
+    assert cli("rollback", "--env", env, cwd=world.cwd).returncode == 0
+    assert inventory.diff(before, world.inv()) == {}
+
+
+# A call the catalog does not know, with no probe: only a person can tell.
+KEY_PAIR_PLAN = """
+atomicops: 1
+name: key-pair
+vars: {aws_endpoint: null, suffix: x}
+connections:
+  aws: {kind: aws, region: us-east-1, endpoint_url: "${vars.aws_endpoint}"}
+operations:
+  - id: keys
+    steps:
+      - name: key
+        do: {aws: ec2.create_key_pair, params: {KeyName: "crash-${vars.suffix}"}}
+        outputs: {key_id: KeyPairId}
+        undo: {aws: ec2.delete_key_pair, params: {KeyName: "crash-${vars.suffix}"}}
+"""
+
+
+def test_a_step_no_probe_can_settle_is_uncertain_until_resolved(world, moto_endpoint):
+    env = "crash-uncertain"
+    plan = world.cwd / "keys.yaml"
+    plan.write_text(KEY_PAIR_PLAN)
+    suffix = world.vars[-1].split("=", 1)[1]
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
+    assert cli("apply", str(plan), "--env", env, *world.vars, cwd=world.cwd, crash="after_effect:keys/key").returncode == CRASH_EXIT_CODE
     stuck = cli("resume", "--env", env, cwd=world.cwd)
     assert stuck.returncode == 3
-    assert "atomicops resolve db-sg allow-ecs" in stuck.stderr
-    assert world.status(env)["db-sg"] == "uncertain"
+    assert "atomicops resolve keys key" in stuck.stderr
+    assert world.status(env)["keys"] == "uncertain"
 
-    # The operator looks: the rule exists. They settle it with its id, and resume finishes.
-    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
-    group = api.status(env=env, state=str(world.cwd / ".atomicops" / "journal.db"))
-    group_id = next(o for o in group["operations"] if o["id"] == "db-sg")["outputs"]["group_id"]
-    rules = ec2.describe_security_group_rules(Filters=[{"Name": "group-id", "Values": [group_id]}])["SecurityGroupRules"]
-    rule_id = next(r["SecurityGroupRuleId"] for r in rules if not r["IsEgress"])
-    ok = cli("resolve", "db-sg", "allow-ecs", "--applied", "--output", f"rule_id={rule_id}", "--env", env, cwd=world.cwd)
+    # The operator looks: the key pair exists. They settle it with its id, and resume finishes.
+    [pair] = ec2.describe_key_pairs(KeyNames=[f"crash-{suffix}"])["KeyPairs"]
+    ok = cli("resolve", "keys", "key", "--applied", "--output", f"key_id={pair['KeyPairId']}", "--env", env, cwd=world.cwd)
     assert ok.returncode == 0, ok.stderr
     assert cli("resume", "--env", env, cwd=world.cwd).returncode == 0
     assert set(world.status(env).values()) == {"applied"}
     assert cli("rollback", "--env", env, cwd=world.cwd).returncode == 0
-    assert inventory.diff(before, world.inv()) == {}
+    assert not ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [f"crash-{suffix}"]}])["KeyPairs"]
 
 
 def test_resume_refuses_a_plan_that_differs_from_the_journal(world, tmp_path):

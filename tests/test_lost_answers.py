@@ -4,7 +4,7 @@ A TCP proxy on 127.0.0.1 in front of moto's server forwards a request and then d
 connection before the answer reaches the client: the create happened, the client cannot
 know. CreateVpc takes no idempotency token, so a resend (by botocore's own retries or the
 engine's) would make a second VPC under the same step tag. The engine asks the step's probe
-instead. NATS publishes carry the step's token as ``Nats-Msg-Id``, so a resent publish is
+instead (its own, or the built-in one of engine/catalog.py). NATS publishes carry the step's token as ``Nats-Msg-Id``, so a resent publish is
 stored once.
 """
 
@@ -107,21 +107,55 @@ def test_a_create_lost_before_it_reached_aws_is_sent_again_once_the_probe_finds_
         api.rollback(env=env, state=state)
 
 
-def test_a_lost_create_with_no_probe_fails_the_step_instead_of_resending(tmp_path, proxy_for, moto_endpoint):
+def test_a_lost_create_with_no_probe_of_its_own_is_settled_by_the_builtin_probe(tmp_path, proxy_for, moto_endpoint):
     proxy = proxy_for(forward=True)
     env, state = f"lost-{uuid.uuid4().hex[:6]}", str(tmp_path / "j.db")
-    with pytest.raises(RunFailed) as exc:
-        api.apply(write_plan(tmp_path, probe=False), env=env, state=state, vars={"aws_endpoint": proxy.url})
+    api.apply(write_plan(tmp_path, probe=False), env=env, state=state, vars={"aws_endpoint": proxy.url})
     key = f"{env}/net/vpc"
-    made = vpcs_of(moto_endpoint, key)
     try:
+        assert proxy.seen == 1 and len(vpcs_of(moto_endpoint, key)) == 1  # sent once, not duplicated
+        done = step_done(state, env)
+        assert done["settled_by"] == "probe"
+        assert done["outputs"]["vpc_id"] == vpcs_of(moto_endpoint, key)[0]
+    finally:
+        api.rollback(env=env, state=state)
+    assert vpcs_of(moto_endpoint, key) == []
+
+
+KEY_PAIR_PLAN = """
+atomicops: 1
+name: lost-key
+vars: {aws_endpoint: null, name: k}
+connections:
+  aws: {kind: aws, region: us-east-1, endpoint_url: "${vars.aws_endpoint}"}
+operations:
+  - id: keys
+    steps:
+      - name: key
+        do: {aws: ec2.create_key_pair, params: {KeyName: "${vars.name}"}}
+        outputs: {key_id: KeyPairId}
+        undo: {aws: ec2.delete_key_pair, params: {KeyName: "${vars.name}"}}
+"""
+
+
+def test_a_lost_create_nothing_can_probe_fails_the_step_instead_of_resending(tmp_path, moto_endpoint):
+    # The catalog has no entry for key pairs and the step no probe: no resend, no guess.
+    proxy = LossyProxy(moto_endpoint, b"Action=CreateKeyPair", forward=True)
+    env, state, name = f"lost-{uuid.uuid4().hex[:6]}", str(tmp_path / "j.db"), f"lost-{uuid.uuid4().hex[:8]}"
+    plan = tmp_path / "keys.yaml"
+    plan.write_text(KEY_PAIR_PLAN)
+    ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
+    try:
+        with pytest.raises(RunFailed) as exc:
+            api.apply(plan, env=env, state=state, vars={"aws_endpoint": proxy.url, "name": name})
         assert exc.value.exit_code == 1
         assert "may have taken effect" in str(exc.value.report.failures[0])
-        assert proxy.seen == 1 and len(made) == 1  # one VPC, left for `inventory --orphans`
+        made = ec2.describe_key_pairs(Filters=[{"Name": "key-name", "Values": [name]}])["KeyPairs"]
+        assert proxy.seen == 1 and len(made) == 1  # one key pair, left for `inventory --orphans`
     finally:
-        ec2 = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
-        for vpc_id in made:
-            ec2.delete_vpc(VpcId=vpc_id)
+        proxy.shutdown()
+        proxy.server_close()
+        ec2.delete_key_pair(KeyName=name)
 
 
 def test_a_resent_publish_is_stored_once_by_the_steps_token(nats_connection):

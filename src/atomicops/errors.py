@@ -226,6 +226,28 @@ class UndoFailed(AtomicOpsError):
         super().__init__(f"undo of operation {op}, step {step} failed: {cause}")
 
 
+class AdoptionRefused(AtomicOpsError):
+    """A create that succeeds on an existing resource met one this step did not make: going
+    on would journal an undo that deletes it. Nothing was created or deleted."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, call: str, resource: str, state: str, why: str = ""):
+        self.call = call
+        self.resource = resource
+        self.state = state  # "foreign" or "unproven" (see engine/catalog.py)
+        self.why = why
+        reason = f" ({why})" if why else ""
+        super().__init__(
+            f"{resource} already exists and is not this step's{reason}: {call} would take it over "
+            "and a rollback would delete it; nothing was changed. Remove or rename it, or give the "
+            "step another name for it"
+            if state == "foreign"
+            else f"cannot tell whether {resource} exists and whose it is{reason}: {call} could take "
+            "over something this step did not make; nothing was changed"
+        )
+
+
 class Uncertain(AtomicOpsError):
     """Interrupted steps that no probe could settle; ``atomicops resolve`` decides them."""
 

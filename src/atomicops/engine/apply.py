@@ -16,10 +16,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from atomicops.actions import registry
 from atomicops.engine import checkpoints, faults
+from atomicops.engine.adoption import check_no_adoption
 from atomicops.engine.crash import crashpoint
 from atomicops.engine.executor import extract_outputs
-from atomicops.engine.probe import probe, proves_ownership
+from atomicops.engine.probe import can_probe, created_before, probe, proves
 from atomicops.engine.rollback import RollbackReport, rollback_ops, undo_step
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import Runtime
@@ -193,6 +195,8 @@ class Applier:
             action = scope.exec_form(step.do, rt.secrets)
         except AtomicOpsError as exc:
             raise StepFailed(op.id, step.name, run.redactor.text(str(exc))) from None
+        if not step.read_only:
+            self._refuse_adoption(op, step, action, key, self_outputs)
         token = self._token(op.id, step.name, key)
         run.record("step_intent", op=op.id, step=step.name, action=journal_action, key=key, token=token)
         crashpoint("after_intent", key)
@@ -210,6 +214,20 @@ class Applier:
                 raise StepFailed(op.id, step.name, why) from None
             raise Uncertain(run.env, [f"{op.id}/{step.name}"]) from None
 
+    def _refuse_adoption(self, op: Operation, step: Step, action: Any, key: str, self_outputs: dict[str, Any]) -> None:
+        """Before the intent: a create that would succeed on a resource this step did not make
+        fails here, so the journal never holds an undo that would delete it."""
+        aws_kind = registry.get("aws")
+        try:
+            check_no_adoption(
+                action, lambda name: self.rt.executor.connections.get(aws_kind, name),
+                step_key=key, env=self.run.env, owned=created_before(op, step, self_outputs),
+            )
+        except AtomicOpsError as exc:
+            message = self.run.redactor.text(str(exc))
+            self.run.observer.note(f"{op.id}/{step.name}: {message}", level="error")
+            raise StepFailed(op.id, step.name, message) from exc
+
     def _run_step(
         self, op: Operation, step: Step, self_outputs: dict[str, Any], action: Any, key: str, token: str, started: float
     ) -> StepState:
@@ -223,9 +241,9 @@ class Applier:
 
         def may_resend(exc: ActionError) -> bool:
             # Only a probe that proves ownership can say a lost create did not happen.
-            if step.probe is None or not proves_ownership(step, op):
+            if not proves(step, op):
                 return False
-            lost.append(probe(rt, step, self_outputs, key, op.id))
+            lost.append(probe(rt, step, self_outputs, key, op.id, op=op))
             return lost[-1].found is False
 
         try:
@@ -250,11 +268,11 @@ class Applier:
                 self.record_done(op, step, outputs, self_outputs, started, time.time(), result=exc.result)
                 run.record("step_failed", op=op.id, step=step.name, error=message, code=exc.code, after_effect=True)
                 raise StepFailed(op.id, step.name, message) from None
-            if step.probe is not None and proves_ownership(step, op):
+            if can_probe(step) and proves(step, op):
                 # A call can fail after doing its work (a timeout, a partial failure): ask
                 # the probe, and if the resource is there and provably this step's, journal
                 # it so the operation's undo takes it back.
-                answer = probe(rt, step, self_outputs, key, op.id)
+                answer = probe(rt, step, self_outputs, key, op.id, op=op)
                 if answer.found:
                     self.record_done(op, step, answer.outputs, self_outputs, started, time.time(), settled_by="probe")
                     run.record("step_failed", op=op.id, step=step.name, error=message, code=exc.code, after_effect=True)
@@ -279,8 +297,9 @@ class Applier:
         (what ``${step.run}`` means to the probe); this run when None.
 
         Found is believed only from a probe that proves the resource is this step's (it
-        names ``${step.key}``): anything else may have existed before the run, and a
-        rollback would delete it. Not found is believed from any probe.
+        names ``${step.key}``, or it is the built-in probe of an AWS create, which checks
+        the tags itself): anything else may have existed before the run, and a rollback
+        would delete it. Not found is believed from any probe.
         """
         run = self.run
         where = f"{op.id}/{step.name}"
@@ -288,12 +307,12 @@ class Applier:
             run.record("step_settled", op=op.id, step=step.name, applied=False, by="read_only")
             return True
         key = step_key(run.env, op.id, step.name)
-        answer = probe(self.rt, step, self_outputs, key, op.id, run_id=intent_run) if step.probe else None
+        answer = probe(self.rt, step, self_outputs, key, op.id, run_id=intent_run, op=op) if can_probe(step) else None
         doubt = (
             "the step has no probe" if answer is None
             else run.redactor.text(answer.why) if answer.found is None
             else "its probe found something but does not prove it is this step's (the probe does not use ${step.key})"
-            if answer.found and not proves_ownership(step, op)
+            if answer.found and not proves(step, op)
             else None
         )
         if doubt is not None:

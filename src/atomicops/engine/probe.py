@@ -1,8 +1,11 @@
-"""Ask the target whether a step's effect exists: the step's ``probe``, a read-only action.
+"""Ask the target whether a step's effect exists: the step's ``probe``, a read-only action,
+or, for a step without one whose ``do`` is an AWS create call the catalog knows, the
+built-in probe (engine/catalog.py). The step's own probe always wins.
 
 Found means every probe output found something and every ``expect`` holds. An error whose
 code the step counts as "already gone" (``*NotFound*``...) means not found. Anything else is
-no answer at all.
+no answer at all. A built-in probe answers found only for a resource it proves is this
+step's, and not found for one that is absent or plainly someone else's.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import fnmatch
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from atomicops.actions import registry
+from atomicops.engine.catalog import catalog_probe, covers
 from atomicops.engine.executor import extract_outputs
 from atomicops.engine.runtime import Runtime
 from atomicops.errors import ActionError, AtomicOpsError
@@ -54,11 +59,45 @@ def proves_ownership(step: Step, op: Operation | None = None) -> bool:
     return any(r.namespace == "self" and r.path[0] in created for r in named)
 
 
+def builtin(step: Step) -> bool:
+    """Whether the step is probed by the catalog: it has no probe of its own and its ``do``
+    is an AWS call the catalog covers."""
+    call = step.do.get("aws")
+    return step.probe is None and not step.read_only and isinstance(call, str) and covers(call)
+
+
+def can_probe(step: Step) -> bool:
+    return step.probe is not None or builtin(step)
+
+
+def proves(step: Step, op: Operation | None = None) -> bool:
+    """Whether what the step's probe finds may be taken as the step's (see proves_ownership):
+    a built-in probe decides ownership itself, so what it finds is always proven."""
+    return builtin(step) or proves_ownership(step, op)
+
+
+def created_before(op: Operation | None, step: Step, self_outputs: dict[str, Any]) -> set[str]:
+    """Ids and names the operation's earlier (not read-only) steps made: the parents a rule,
+    an attachment or an inline policy of this step may live in and be provably ours."""
+    if op is None:
+        return set()
+    names: set[str] = set()
+    for earlier in op.steps:
+        if earlier.name == step.name:
+            break
+        if not earlier.read_only:
+            names.update(earlier.outputs)
+    return {str(v) for n, v in self_outputs.items() if n in names and isinstance(v, (str, int)) and v != ""}
+
+
 def probe(
-    rt: Runtime, step: Step, self_outputs: dict[str, Any], key: str, op_id: str, *, run_id: str | None = None
+    rt: Runtime, step: Step, self_outputs: dict[str, Any], key: str, op_id: str, *,
+    run_id: str | None = None, op: Operation | None = None,
 ) -> ProbeAnswer:
-    """``run_id``: the run whose intent is settled (``${step.run}``); the current run if None."""
-    assert step.probe is not None
+    """``run_id``: the run whose intent is settled (``${step.run}``); the current run if None.
+    ``op``: the step's operation (what a built-in probe counts as this operation's parents)."""
+    if step.probe is None:
+        return _builtin_probe(rt, step, self_outputs, key, op, run_id)
     scope = replace(rt.scope.with_self(self_outputs, key), step_run=run_id)
     action = {k: v for k, v in step.probe.items() if k not in ("outputs", "expect")}
     try:
@@ -78,3 +117,29 @@ def probe(
     if missing or mismatches:
         return ProbeAnswer(False, why="; ".join(missing + [str(m) for m in mismatches]))
     return ProbeAnswer(True, outputs)
+
+
+def _builtin_probe(
+    rt: Runtime, step: Step, self_outputs: dict[str, Any], key: str, op: Operation | None, run_id: str | None
+) -> ProbeAnswer:
+    try:
+        action = rt.scope.with_self(self_outputs, key).exec_form(step.do, rt.secrets)
+        found = catalog_probe(action)
+        if found is None:
+            return ProbeAnswer(None, why="the step has no probe")
+        aws = rt.executor.connections.get(registry.get("aws"), found.connection)
+        lookup = found.lookup(aws, step_key=key, env=rt.scope.env, run_id=run_id or rt.scope.run_id,
+                              owned=created_before(op, step, self_outputs))  # fmt: skip
+    except AtomicOpsError as exc:
+        return ProbeAnswer(None, why=f"built-in probe failed: {exc}")
+    what = f"built-in probe: {lookup.resource}"
+    if lookup.state in ("absent", "foreign"):
+        return ProbeAnswer(False, why=f"{what}: {lookup.state} ({lookup.why})")
+    if lookup.state == "unproven":
+        return ProbeAnswer(None, why=f"{what}: {lookup.why}")
+    outputs, missing = extract_outputs(step.result_outputs, lookup.response or {})
+    if missing:
+        # Found and ours, but its description lacks what the step's outputs read: no answer
+        # (not found would make the create run again).
+        return ProbeAnswer(None, why=f"{what}: found, but it does not give " + "; ".join(missing))
+    return ProbeAnswer(True, outputs, why=f"{what}: {lookup.why}")

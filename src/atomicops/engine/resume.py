@@ -1,12 +1,14 @@
 """Settle what a killed run left in flight: a step whose intent has no result.
 
-For each such step the step's ``probe`` (a read-only action) finds out whether the effect
+For each such step the step's ``probe`` (a read-only action), or the built-in probe of its
+AWS create call (engine/catalog.py), finds out whether the effect
 took place: found, by a probe that proves the resource is this step's -> its outputs are
 journalled as if the do had returned (with the undo resolved from them); not found -> the
 step did not happen and will run again (with the same idempotency token). A step with no
 probe, or whose probe cannot tell or found something it cannot prove is this step's, is
 marked ``uncertain`` for ``atomicops resolve``; a step already uncertain is probed again only
-when its probe proves ownership (the others would only repeat themselves).
+when its probe proves ownership, as a built-in probe does (the others would only repeat
+themselves).
 An interrupted undo is simply run again: undo is idempotent.
 """
 
@@ -16,7 +18,7 @@ import time
 from typing import Any
 
 from atomicops.engine.apply import Applier
-from atomicops.engine.probe import proves_ownership
+from atomicops.engine.probe import proves
 from atomicops.engine.rollback import undo_step
 from atomicops.errors import ResumeMismatch, UndoFailed
 from atomicops.journal.state import EnvState, OpState, StepState
@@ -59,7 +61,7 @@ def settle(applier: Applier) -> tuple[EnvState, list[str]]:
 
 def _settle_do(applier: Applier, op_state: OpState, st: StepState) -> bool:
     op, step = find_step(applier, op_state.id, st.name)
-    if st.status == "uncertain" and not (step.probe is not None and proves_ownership(step, op)):
+    if st.status == "uncertain" and not proves(step, op):
         return False  # asking again would tell nothing new: `atomicops resolve` decides it
     return applier.settle_intent(op, step, outputs_before(op, op_state, step), st.started or time.time(), intent_run=st.run_id)
 
