@@ -178,7 +178,7 @@ def rollback(
         with runtime_of(run, loaded) as rt:
             if st.in_flight():
                 # Settle what a killed run left in flight, so nothing it made is forgotten.
-                st = settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
+                st = settle_or_stop(run, Applier(loaded, run, rt, st, parallelism), rolling_back=True)
             report = rollback_ops(run, rt, st, selection, skip=skip, parallelism=parallelism,
                                   keep_marks=[to] if to else ())
         if not report.complete:
@@ -239,7 +239,8 @@ def resume(
         options = task.options
         failing = any(
             (o.status in ("failed", "rollback_failed", "rolling_back") and o.run_id in chain)
-            or any(s.status == "undo_intent" for s in o.steps.values())
+            # (an undo that settles an in-flight step is no rollback: resume runs it again)
+            or any(s.status == "undo_intent" and not s.settling for s in o.steps.values())
             for o in st.ops.values()
         )
         if rollback or task.command == "rollback" or failing:

@@ -13,12 +13,16 @@ An interrupted undo is simply run again: undo is idempotent.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
-from atomicops.engine.apply import Applier
+from atomicops.engine.apply import Applier, step_key
+from atomicops.engine.catalog import covers
 from atomicops.engine.probe import proves_ownership
+from atomicops.engine.redo import aws_call, redo_step, safe_to_repeat
 from atomicops.engine.rollback import undo_step
-from atomicops.errors import ResumeMismatch, UndoFailed
+from atomicops.engine.settlement import undo_settles
+from atomicops.errors import AtomicOpsError, ResumeMismatch, UndoFailed
 from atomicops.journal.state import EnvState, OpState, StepState
 from atomicops.plan.model import Operation, Step
 
@@ -34,8 +38,11 @@ def find_step(applier: Applier, op_id: str, step_name: str) -> tuple[Operation, 
     raise ResumeMismatch([f"step {op_id}/{step_name} is in the journal but not in the plan"])
 
 
-def settle(applier: Applier) -> tuple[EnvState, list[str]]:
-    """Settle every in-flight step; return the new state and the steps left uncertain."""
+def settle(applier: Applier, *, rolling_back: bool = False) -> tuple[EnvState, list[str]]:
+    """Settle every in-flight step; return the new state and the steps left uncertain.
+
+    ``rolling_back``: what is settled is about to be undone (``rollback``, ``resume
+    --rollback``), so an undo that needs none of the step's outputs settles it at once."""
     run = applier.run
     state = run.state()
     uncertain: list[str] = []
@@ -47,21 +54,66 @@ def settle(applier: Applier) -> tuple[EnvState, list[str]]:
                 run.record("undo_done", op=op_state.id, step=st.name, already_gone=True)
             elif st.status == "undo_intent":
                 try:
-                    undo_step(run, applier.rt, op_state.id, st)
+                    undo_step(run, applier.rt, op_state.id, st, settled_by="undo" if st.settling else None)
                 except UndoFailed as exc:
                     failures.append(exc)
-            elif st.status in ("intent", "uncertain") and not _settle_do(applier, op_state, st):
-                uncertain.append(where)
+            elif st.status in ("intent", "uncertain"):
+                try:
+                    if not _settle_do(applier, op_state, st, rolling_back):
+                        uncertain.append(where)
+                except UndoFailed as exc:
+                    failures.append(exc)
     if failures:
         raise failures[0]
     return run.state(), uncertain
 
 
-def _settle_do(applier: Applier, op_state: OpState, st: StepState) -> bool:
+def _settle_do(applier: Applier, op_state: OpState, st: StepState, rolling_back: bool) -> bool:
     op, step = find_step(applier, op_state.id, st.name)
-    if st.status == "uncertain" and not (step.probe is not None and proves_ownership(step, op)):
+    before = outputs_before(op, op_state, step)
+    started = st.started or time.time()
+    if step.read_only or (step.probe is not None and proves_ownership(step, op)):
+        return applier.settle_intent(op, step, before, started, intent_run=st.run_id)
+    call = aws_call(step.do)
+    by_catalog = step.probe is None and call is not None and covers(call)
+    by_undo = undo_settles(step)
+    if rolling_back and by_undo:
+        return settle_by_undo(applier, op, step, before, st)
+    if by_catalog:
+        return applier.settle_intent(op, step, before, started, intent_run=st.run_id)
+    if safe_to_repeat(step) is not None:
+        return redo_step(applier, op, step, before, st)
+    if by_undo:
+        # Undone now, the step is known not to be there: the operation runs it again.
+        return settle_by_undo(applier, op, step, before, st)
+    if st.status == "uncertain":
         return False  # asking again would tell nothing new: `atomicops resolve` decides it
-    return applier.settle_intent(op, step, outputs_before(op, op_state, step), st.started or time.time(), intent_run=st.run_id)
+    return applier.settle_intent(op, step, before, started, intent_run=st.run_id)
+
+
+def settle_by_undo(applier: Applier, op: Operation, step: Step, before: dict[str, Any], st: StepState) -> bool:
+    """Run the undo of a step that may or may not have taken effect; "already gone" counts
+    as undone. Only for an undo that needs none of the step's outputs (``undo_settles``).
+
+    The undo is resolved as ``record_done`` would resolve it (outputs of the steps before,
+    value outputs), and journalled with its "already gone" codes, so an interrupted settling
+    undo is run again like any other. Raises :class:`UndoFailed`.
+    """
+    run, rt = applier.run, applier.rt
+    key = step_key(run.env, op.id, step.name)
+    try:
+        scope = replace(rt.scope.with_self(before, key), step_run=st.run_id)
+        values = scope.journal_form(step.value_outputs) if step.value_outputs else {}
+        scope = replace(rt.scope.with_self({**before, **values}, key), step_run=st.run_id)
+        undo = scope.sealed_form(step.undo, rt.secrets)
+    except AtomicOpsError as exc:
+        reason = run.redactor.text(f"its undo could not be resolved: {exc}")
+        run.record("step_uncertain", op=op.id, step=step.name, reason=reason)
+        return False
+    run.observer.note(f"{op.id}/{step.name}: may or may not have taken effect; undoing it (its undo needs none of its outputs)")
+    pending = StepState(name=step.name, status="done", run_id=st.run_id, undo=undo, ok_errors=list(step.ok_errors))
+    undo_step(run, rt, op.id, pending, settled_by="undo")
+    return True
 
 
 def outputs_before(op: Operation, op_state: OpState, step: Step) -> dict[str, Any]:
