@@ -31,6 +31,8 @@ from atomicops.engine.runs import (
     with_report,
 )
 from atomicops.engine.runtime import open_runtime, runtime_of
+from atomicops.engine.settlement import counts as settlement_counts
+from atomicops.engine.settlement import plan_settlement
 from atomicops.errors import (
     UsageError,
 )
@@ -338,6 +340,7 @@ def plan_view(
                 diffs[op.id] = [c.as_dict() for c in changed_fields(recorded[op.id], definition(op, loaded.plan.vars))]
         else:
             changes[op.id] = f"{rec.status}: needs rollback or resume"
+    settle_rows = plan_settlement(loaded.plan.operations)
     orphans = [o for o in st.ops.values() if o.id not in changes and needs_undo(o)]
     for o in orphans:
         changes[o.id] = "applied but no longer in the plan (rollback --target to remove)"
@@ -350,6 +353,8 @@ def plan_view(
         "diffs": diffs,
         "warnings": [str(w) for w in loaded.warnings],
         "targets": aws_targets(loaded.plan),
+        # How each step would be settled if a crash left it half-done (engine/settlement.py).
+        "settlement": {"counts": settlement_counts(settle_rows), "steps": settle_rows},
     }
 
 

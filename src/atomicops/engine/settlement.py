@@ -23,7 +23,9 @@ from typing import Any
 from atomicops.engine.catalog import covers
 from atomicops.engine.probe import proves_ownership
 from atomicops.engine.redo import aws_call, safe_to_repeat
+from atomicops.errors import Problem
 from atomicops.plan import refs
+from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Operation, Step
 
 OWN_PROBE = "own probe"
@@ -109,3 +111,16 @@ def _as_dict(s: Settlement) -> dict[str, Any]:
 
 def counts(rows: list[dict[str, Any]]) -> dict[str, int]:
     return {k: n for k in KINDS if (n := sum(1 for r in rows if r["kind"] == k))}
+
+
+def person_problems(loaded: LoadedPlan) -> list[Problem]:
+    """A problem, with its file and line, for every step that would need a person."""
+    problems = []
+    for i, op in enumerate(loaded.plan.operations):
+        for j, step in enumerate(op.steps):
+            s = settlement_of(step, op)
+            if s.kind == PERSON:
+                line = loaded.source.line(("operations", i, "steps", j))
+                problems.append(Problem(f"needs a person to settle after a crash: {s.why}", file=loaded.file,
+                                        line=line, op=op.id, key=f"step {step.name}"))
+    return problems
