@@ -46,6 +46,10 @@ def test_each_kind_of_settlement():
     assert kind(do=vpc) == PERSON  # no probe, no undo
     # A probe that cannot prove the resource is this step's settles "not found" only.
     assert kind(do=vpc, probe={"aws": "ec2.describe_vpcs"}) == PERSON
+    # ...and overrides an undo by name, which could delete a namesake that was there before.
+    assert kind(do={"aws": "dynamodb.create_table", "params": {"TableName": "t"}},
+                probe={"aws": "dynamodb.describe_table", "params": {"TableName": "t"}},
+                undo={"aws": "dynamodb.delete_table", "params": {"TableName": "t"}}) == PERSON
     assert kind(do={"aws": "ec2.describe_vpcs"}, read_only=True) == READ_ONLY
     assert BUILT_IN_PROBE  # the catalog's kind; this branch's catalog covers nothing yet
 

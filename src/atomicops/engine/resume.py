@@ -74,13 +74,19 @@ def _settle_do(applier: Applier, op_state: OpState, st: StepState, rolling_back:
     started = st.started or time.time()
     if step.read_only or (step.probe is not None and proves_ownership(step, op)):
         return applier.settle_intent(op, step, before, started, intent_run=st.run_id)
+    if step.probe is not None:
+        # The plan says how to find the step's resource, and that cannot tell it from a
+        # namesake: an undo by name or a re-do could take over (and a rollback delete) what
+        # was there before. Its "not found" is believed; "found" is left for a person.
+        return st.status != "uncertain" and applier.settle_intent(op, step, before, started, intent_run=st.run_id)
     call = aws_call(step.do)
-    by_catalog = step.probe is None and call is not None and covers(call)
     by_undo = undo_settles(step)
+    if call is not None and covers(call):
+        # A built-in probe finds the resource by the step's tag: it tells ours from a
+        # namesake, which an undo by name cannot.
+        return applier.settle_intent(op, step, before, started, intent_run=st.run_id)
     if rolling_back and by_undo:
         return settle_by_undo(applier, op, step, before, st)
-    if by_catalog:
-        return applier.settle_intent(op, step, before, started, intent_run=st.run_id)
     if safe_to_repeat(step) is not None:
         return redo_step(applier, op, step, before, st)
     if by_undo:
@@ -88,7 +94,7 @@ def _settle_do(applier: Applier, op_state: OpState, st: StepState, rolling_back:
         return settle_by_undo(applier, op, step, before, st)
     if st.status == "uncertain":
         return False  # asking again would tell nothing new: `atomicops resolve` decides it
-    return applier.settle_intent(op, step, before, started, intent_run=st.run_id)
+    return applier.settle_intent(op, step, before, started, intent_run=st.run_id)  # no probe: uncertain
 
 
 def settle_by_undo(applier: Applier, op: Operation, step: Step, before: dict[str, Any], st: StepState) -> bool:

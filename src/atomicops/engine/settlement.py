@@ -7,9 +7,11 @@ The engine settles it, in this order (engine/resume.py does exactly this):
 - ``built-in probe``: the probe catalog knows the step's AWS create call (no own probe);
 - ``re-do``: the ``do`` is safe to send again (engine/redo.py); a rollback then undoes it;
 - ``undo``: the undo needs none of the step's own outputs (a delete by name), so it can run
-  whatever happened; "already gone" counts as undone. A rollback prefers it to a probe or a
-  re-do; a resume that has nothing better undoes the step and then runs it again;
-- ``needs a person``: nothing can tell; ``atomicops resolve`` decides.
+  whatever happened; "already gone" counts as undone. A rollback prefers it to a re-do; a
+  resume that has nothing better undoes the step and then runs it again;
+- ``needs a person``: nothing can tell; ``atomicops resolve`` decides. A step whose own probe
+  cannot prove ownership is one: its probe overrides the rest, and an undo by name or a
+  re-do could take over a namesake that was there before (its "not found" still settles).
 
 Read-only steps change nothing and need no settling. ``validate`` and ``plan`` show this per
 step, and ``validate --strict`` refuses a plan with a step that needs a person.
@@ -80,16 +82,18 @@ def settlement_of(step: Step, op: Operation) -> Settlement:
     by_undo = undo_settles(step)
     if step.probe is not None and proves_ownership(step, op):
         return Settlement(OWN_PROBE, OWN_PROBE, "its probe finds the resource by this step's key")
-    if step.probe is None and call is not None and covers(call):
-        return Settlement(BUILT_IN_PROBE, UNDO if by_undo else BUILT_IN_PROBE, f"the probe catalog knows {call}")
+    if step.probe is not None:
+        # Its own probe overrides the rest, and cannot tell ours from a namesake.
+        why = "its probe does not prove the resource is this step's (no ${step.key}): found needs a person"
+        return Settlement(PERSON, PERSON, why)
+    if call is not None and covers(call):
+        return Settlement(BUILT_IN_PROBE, BUILT_IN_PROBE, f"the probe catalog knows {call}")
     repeat = safe_to_repeat(step)
     if repeat is not None:
         return Settlement(REDO, UNDO if by_undo else REDO, repeat)
     if by_undo:
         return Settlement(UNDO, UNDO, "its undo needs none of its outputs")
-    if step.probe is not None:
-        why = "its probe does not prove the resource is this step's (no ${step.key}): found needs a person"
-    elif step.undo is None:
+    if step.undo is None:
         why = "no probe and no undo"
     else:
         why = f"no probe, and its undo needs its outputs ({', '.join(own_outputs_in(step.undo, step))})"
