@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 from run_cli import cli
 
+from atomicops.journal.integrity import check_journal
 from atomicops.journal.views import store_for
 
 PLAN = Path(__file__).parent / "plans" / "settle.yaml"
@@ -18,6 +19,7 @@ PLAN = Path(__file__).parent / "plans" / "settle.yaml"
 class SettleWorld:
     def __init__(self, cwd: Path, endpoint: str):
         self.cwd = cwd
+        self.endpoint = endpoint
         self.suffix = uuid.uuid4().hex[:8]
         self.vars = ["--var", f"aws_endpoint={endpoint}", "--var", f"suffix={self.suffix}"]
         self._client = lambda service: boto3.client(service, region_name="us-east-1", endpoint_url=endpoint)
@@ -34,6 +36,10 @@ class SettleWorld:
 
     def events(self, env: str, type_: str, op: str) -> list[dict[str, Any]]:
         return [e.data for e in store_for(str(self.cwd / ".atomicops")).events(env) if e.type == type_ and e.op == op]
+
+    def coherent(self, env: str) -> list[str]:
+        """Problems journal/integrity.py finds in the environment's journal; [] when none."""
+        return check_journal(store_for(str(self.cwd / ".atomicops")).events(env))
 
     # What exists in the account
     def param(self) -> list[str]:

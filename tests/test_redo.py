@@ -10,6 +10,7 @@ from settle_world import SettleWorld
 
 from atomicops.engine.crash import CRASH_EXIT_CODE
 from atomicops.engine.redo import UPSERTS, safe_to_repeat, takes_token
+from atomicops.journal.views import store_for
 from atomicops.plan.model import Step
 
 
@@ -38,6 +39,7 @@ def test_a_step_killed_in_flight_is_re_done_by_resume(world, point, op, count):
     assert len(getattr(world, count)()) == 1  # no duplicate
     assert world.run("rollback", "--env", env).returncode == 0
     assert world.nothing_left()
+    assert world.coherent(env) == []
 
 
 def test_the_re_do_sends_the_token_of_the_interrupted_intent(world):
@@ -57,8 +59,16 @@ def test_a_resume_killed_while_re_doing_is_resumed_again(world):
     resumed = world.run("resume", "--env", env)
     assert resumed.returncode == 0, resumed.stderr
     assert len(world.topics()) == 1
+    # Every re-do sends the first attempt's tags (AWS refuses CreateTopic with other tags).
+    intents = [e for e in store_for(str(world.cwd / ".atomicops")).events(env)
+               if e.type == "step_intent" and e.op == "topic"]
+    assert len(intents) == 3 and {i.data.get("tag_run") for i in intents[1:]} == {intents[0].run_id}
+    tags = boto3.client("sns", region_name="us-east-1", endpoint_url=world.endpoint).list_tags_for_resource(
+        ResourceArn=world.topics()[0])["Tags"]
+    assert {"Key": "atomicops:run", "Value": intents[0].run_id} in tags
     assert world.run("rollback", "--env", env).returncode == 0
     assert world.nothing_left()
+    assert world.coherent(env) == []
 
 
 def test_a_rollback_re_does_a_step_whose_undo_needs_its_outputs_then_undoes_it(world):

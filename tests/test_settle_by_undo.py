@@ -38,6 +38,7 @@ def test_a_rollback_settles_a_step_killed_in_flight_by_its_undo(world, point, co
     assert [i.get("settled_by") for i in intents] == ["undo"]
     assert [(u.get("settled_by"), u["already_gone"]) for u in undone] == [("undo", gone)]
     assert set(world.status(env).values()) == {"rolled_back"}
+    assert world.coherent(env) == []
 
 
 def test_a_forward_resume_undoes_then_runs_the_step_again(world):
@@ -51,6 +52,7 @@ def test_a_forward_resume_undoes_then_runs_the_step_again(world):
     assert world.tables() == [f"settle-{world.suffix}"]
     assert world.run("rollback", "--env", env).returncode == 0
     assert world.nothing_left()
+    assert world.coherent(env) == []
 
 
 def test_a_settling_undo_killed_midway_is_run_again(world):
@@ -74,3 +76,4 @@ def test_a_forward_resume_killed_in_its_settling_undo_still_goes_forward(world):
     assert set(world.status(env).values()) == {"applied"}  # not turned into a rollback
     assert world.run("rollback", "--env", env).returncode == 0
     assert world.nothing_left()
+    assert world.coherent(env) == []

@@ -117,7 +117,8 @@ def redo_step(applier: Applier, op: Operation, step: Step, self_outputs: dict[st
     run, rt = applier.run, applier.rt
     where = f"{op.id}/{step.name}"
     key = step_key(run.env, op.id, step.name)
-    scope = replace(rt.scope.with_self(self_outputs, key), step_run=st.run_id)
+    first_run = st.tag_run or st.run_id  # a re-do of a re-do still sends the first attempt's tags
+    scope = replace(rt.scope.with_self(self_outputs, key), step_run=first_run)
     try:
         journal_action = scope.sealed_form(step.do, rt.secrets)
         action = scope.exec_form(step.do, rt.secrets)
@@ -125,9 +126,10 @@ def redo_step(applier: Applier, op: Operation, step: Step, self_outputs: dict[st
         run.record("step_uncertain", op=op.id, step=step.name, reason=run.redactor.text(f"cannot re-do: {exc}"))
         return False
     token = st.token or applier.token_for(op.id, step.name, key)
-    run.record("step_intent", op=op.id, step=step.name, action=journal_action, key=key, token=token, redo=True)
+    run.record("step_intent", op=op.id, step=step.name, action=journal_action, key=key, token=token, redo=True,
+               tag_run=first_run)
     crashpoint("after_intent", key)
-    tags = {"atomicops:env": run.env, "atomicops:op": op.id, "atomicops:step": key, "atomicops:run": st.run_id}
+    tags = {"atomicops:env": run.env, "atomicops:op": op.id, "atomicops:step": key, "atomicops:run": first_run}
     started = time.time()
     try:
         result = rt.executor.execute(

@@ -11,8 +11,9 @@ run_finished       outcome (succeeded | failed | kept | rolled_back | rollback_i
                    nothing_to_do) with no operation left half-done closes every earlier run
                    that never finished: nothing of it is left for a resume.
 op_started         phase, phase_index, depends_on, title, fingerprint
-step_intent        action (resolved, secrets as references), key, token, redo (a re-do of an
-                   in-flight step that is safe to repeat)                  -- before the do
+step_intent        action (resolved, secrets as references), key, token; redo and tag_run (the
+                   run of the first attempt, whose tags a re-do sends again) for a re-do of an
+                   in-flight step that is safe to repeat                   -- before the do
 step_done          outputs, undo (fully resolved), irreversible, read_only, ok_errors,
                    started, finished, settled_by (None | probe | redo | resolve), reason (resolve),
                    result (only when outputs or undo could not be worked out) -- after the do
@@ -71,6 +72,7 @@ class StepState:
     progress: dict[str, Any] | None = None  # the last step_progress: done, total, note, mark
     token: str | None = None  # the idempotency token of the step's latest intent
     settling: bool = False  # its undo in flight settles an in-flight step (not a rollback)
+    tag_run: str | None = None  # the run whose tags the step's call carries (a re-do keeps the first's)
 
     @property
     def present(self) -> bool:
@@ -264,6 +266,7 @@ def _apply_step_event(op: OpState, ev: Event) -> None:
         earlier = op.steps.get(ev.step or "")
         op.steps[ev.step or ""] = StepState(
             name=ev.step or "", status="intent", run_id=ev.run_id, started=ev.ts, token=d.get("token"),
+            tag_run=d.get("tag_run") or ev.run_id,
             # A step re-run after a crash keeps the high-water mark its first attempt reached.
             progress=earlier.progress if earlier else None,
         )
