@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from atomicops import api
-from atomicops.errors import Locked, Refused, RunFailed, Uncertain
+from atomicops.errors import Locked, Refused, RunFailed
 from atomicops.journal import open_store
 from atomicops.journal.store import LockHolder
 
@@ -113,7 +113,7 @@ def test_a_dead_holders_lock_is_taken_over(tmp_path):
     assert started["data"]["took_over"]["run_id"] == "crashed"
 
 
-def test_an_interrupted_step_with_no_probe_is_uncertain_for_apply_and_rollback(tmp_path):
+def test_an_interrupted_step_with_no_probe_blocks_apply_and_is_settled_by_its_undo_on_rollback(tmp_path):
     state = str(tmp_path / "j.db")
     api.apply(PLANS / "parallel.yaml", state=state, vars={"fn": "plan_helpers:pause"})
     store = open_store(state)
@@ -129,11 +129,11 @@ def test_an_interrupted_step_with_no_probe_is_uncertain_for_apply_and_rollback(t
     with pytest.raises(Refused) as refused:
         api.apply(PLANS / "parallel.yaml", state=state)
     assert "operation after was being rolled back" in str(refused.value) and refused.value.exit_code == 2
-    with pytest.raises(Uncertain) as exc:
-        api.rollback(state=state)
-    assert exc.value.steps == ["left/meet"] and exc.value.exit_code == 3
-    api.resolve("left", "meet", applied=False, state=state)
+    # The rollback settles the interrupted step by its undo (it needs none of the step's
+    # outputs), then finishes the interrupted undo and rolls the rest back.
     api.rollback(state=state)
+    settled = [e.data for e in store.events("default") if e.type == "undo_done" and e.op == "left"]
+    assert settled[0].get("settled_by") == "undo"
     doc = api.status(state=state)
     assert {o["status"] for o in doc["operations"]} == {"rolled_back"}
     assert doc["in_flight"] == []

@@ -40,6 +40,8 @@ from atomicops.engine.runs import (
     with_report,
 )
 from atomicops.engine.runtime import open_runtime, runtime_of
+from atomicops.engine.settlement import counts as settlement_counts
+from atomicops.engine.settlement import plan_settlement
 from atomicops.errors import (
     UsageError,
 )
@@ -275,7 +277,8 @@ def resume(
         options = task.options
         failing = any(
             (o.status in ("failed", "rollback_failed", "rolling_back") and o.run_id in chain)
-            or any(s.status == "undo_intent" for s in o.steps.values())
+            # (an undo that settles an in-flight step is no rollback: resume runs it again)
+            or any(s.status == "undo_intent" and not s.settling for s in o.steps.values())
             for o in st.ops.values()
         )
         if rollback or task.command == "rollback" or failing:
@@ -404,6 +407,7 @@ def plan_view(
                 diffs[op.id] = [c.as_dict() for c in changed_fields(recorded[op.id], definition(op, loaded.plan.vars))]
         else:
             changes[op.id] = f"{rec.status}: needs rollback or resume"
+    settle_rows = plan_settlement(loaded.plan.operations)
     orphans = [o for o in st.ops.values() if o.id not in changes and needs_undo(o)]
     for o in orphans:
         changes[o.id] = "applied but no longer in the plan (rollback --target to remove)"
@@ -416,6 +420,8 @@ def plan_view(
         "diffs": diffs,
         "warnings": [str(w) for w in loaded.warnings],
         "targets": aws_targets(loaded.plan),
+        # How each step would be settled if a crash left it half-done (engine/settlement.py).
+        "settlement": {"counts": settlement_counts(settle_rows), "steps": settle_rows},
     }
 
 

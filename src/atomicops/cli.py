@@ -301,23 +301,56 @@ def main() -> None:
 
 @main.command()
 @plan_inputs
+@click.option("--strict", is_flag=True,
+              help="Also fail (exit 2) when a step would need a person to settle after a crash: no probe "
+                   "that names ${step.key}, nothing safe to repeat, and an undo that needs the step's own "
+                   "outputs. Each such step is named with its file and line.")
 @common
-def validate(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
-    """Check PLAN completely (schema, references, graph, AWS API names); nothing runs."""
+def validate(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], strict: bool, env: str, state: str | None,
+             as_json: bool) -> int:
+    """Check PLAN completely (schema, references, graph, AWS API names); nothing runs.
+
+    \b
+    Also shows how each step would be settled if a crash left it half-done:
+      own probe       its probe finds the resource by the step's key
+      built-in probe  the probe catalog knows its AWS create call
+      re-do           its call is safe to send again (an idempotency token, an upsert)
+      undo            its undo needs none of its outputs (a delete by name)
+      needs a person  nothing can tell: `atomicops resolve` after a crash
+    """
     from atomicops import api
+    from atomicops.engine.settlement import counts, person_problems, plan_settlement
+    from atomicops.errors import NeedsPerson
 
     loaded = api.validate(plan, vars=vars, vars_files=vars_files)
     p = loaded.plan
     steps = sum(len(op.steps) for op in p.operations)
+    rows = plan_settlement(p.operations)
+    if strict and (problems := person_problems(loaded)):
+        raise NeedsPerson(problems)
     if as_json:
         _emit({"valid": True, "plan": p.name, "operations": len(p.operations), "steps": steps,
-               "warnings": [w.as_dict() for w in loaded.warnings]})
+               "warnings": [w.as_dict() for w in loaded.warnings],
+               "settlement": {"counts": counts(rows), "steps": rows}})
         return 0
     for w in loaded.warnings:
         err.print(f"[yellow]{_data(w)}[/yellow]")
     out.print(f"[green]valid[/green]: plan {_data(repr(p.name))}, {len(p.operations)} operations, {steps} steps, "
               f"{len(p.phases)} phase(s); {len(loaded.warnings)} warning(s)")
+    _print_settlement(rows)
     return 0
+
+
+def _print_settlement(rows: list[dict[str, Any]]) -> None:
+    from atomicops.engine.settlement import PERSON, counts
+
+    tally = ", ".join(f"{n} {kind}" for kind, n in counts(rows).items())
+    out.print(f"\n[bold]after a crash[/bold] (how each step would be settled): {_data(tally)}")
+    for r in rows:
+        style = "yellow" if r["kind"] == PERSON else "dim"
+        rollback = f"; on rollback: {r['on_rollback']}" if r["on_rollback"] != r["kind"] else ""
+        out.print(f"  {_data(r['op'] + '/' + r['step'])}: [{style}]{_data(r['kind'])}[/{style}] "
+                  f"[dim]({_data(r['why'] + rollback)})[/dim]")
 
 
 @main.command(name="plan")
@@ -359,6 +392,7 @@ def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: 
     extra = [o for o in view["changes"] if "no longer in the plan" in view["changes"][o]]
     for o in extra:
         out.print(f"[yellow]{_data(o)}: {_data(view['changes'][o])}[/yellow]")
+    _print_settlement(view["settlement"]["steps"])
     for w in view["warnings"]:
         err.print(f"[yellow]{_data(w)}[/yellow]")
     return 0

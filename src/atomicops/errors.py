@@ -68,6 +68,21 @@ class PlanInvalid(AtomicOpsError):
         super().__init__(f"the plan has {len(errors)} error(s):\n{lines}")
 
 
+class NeedsPerson(PlanInvalid):
+    """``validate --strict``: steps that a crash would leave for a person to settle (no probe,
+    nothing safe to repeat, an undo that needs the step's outputs). ``problems`` name each
+    with its file and line."""
+
+    def __init__(self, problems: list[Problem]):
+        super().__init__(problems)
+        lines = "\n".join(f"  {p}" for p in problems)
+        message = (
+            f"{len(problems)} step(s) would need a person to settle after a crash "
+            f"(give each a probe that names ${{step.key}}, or an undo by name):\n{lines}"
+        )
+        self.args = (message,)
+
+
 class UsageError(AtomicOpsError):
     """A command was asked for something that cannot be done as asked; nothing ran."""
 

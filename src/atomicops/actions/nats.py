@@ -82,6 +82,9 @@ VERBS: dict[str, Verb] = {
 # responder does with a request is up to it.
 READ_VERBS = frozenset({"stream_info", "consumer_info"})
 
+# Verbs that need only a name also take the bare name: `stream_delete: ORDERS`.
+BARE_NAME_VERBS = frozenset({"stream_info", "stream_delete", "stream_purge"})
+
 # Types of the arguments that are not config fields.
 _ARG_TYPES: dict[str, Any] = {
     "subject": str,
@@ -112,6 +115,10 @@ def parse_action(action: Mapping[str, Any]) -> tuple[str, Any]:
         raise ValueError(f"unknown nats verb {verb!r}{suggest(str(verb), VERBS)}")
     if args is None:
         args = {}
+    if isinstance(args, str) and verb in BARE_NAME_VERBS:
+        # `stream_delete: ORDERS` reads as it is meant: the verb needs nothing but the name
+        # (a reference too: `stream_info: ${self.stream}` resolves to the name).
+        args = {"name": args}
     if not isinstance(args, Mapping) and not is_reference(args):
         raise ValueError(f"the arguments of {verb} must be a mapping")
     return str(verb), args

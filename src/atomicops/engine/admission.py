@@ -52,7 +52,10 @@ def _forward_blockers(op: OpState) -> list[str]:
     statuses = {s.status for s in op.steps.values()}
     if "undo_failed" in statuses or (op.status in ("failed", "rollback_failed") and op.present):
         return [f"operation {op.id} has steps left applied by a failed undo; run `atomicops rollback --target {op.id}` first"]
-    if op.status == "rolling_back" or "undo_intent" in statuses:
+    # An undo settling a step that was in flight (engine/resume.py) is finished by the settling
+    # a resume does first: the operation then goes on.
+    rolling = any(s.status == "undo_intent" and not s.settling for s in op.steps.values())
+    if op.status == "rolling_back" or rolling:
         finish = f"`atomicops resume` (or `atomicops rollback --target {op.id}`)"
         return [f"operation {op.id} was being rolled back when its run was interrupted; finish that first: {finish}"]
     return []

@@ -197,7 +197,7 @@ class Applier:
             raise StepFailed(op.id, step.name, run.redactor.text(str(exc))) from None
         if not step.read_only:
             self._refuse_adoption(op, step, action, key, self_outputs)
-        token = self._token(op.id, step.name, key)
+        token = self.token_for(op.id, step.name, key)
         run.record("step_intent", op=op.id, step=step.name, action=journal_action, key=key, token=token)
         crashpoint("after_intent", key)
         started = time.time()
@@ -401,11 +401,11 @@ class Applier:
             state.error = f"outputs found nothing: {', '.join(missing or [])}" if missing else undo_error
         return state
 
-    def _token(self, op_id: str, step_name: str, key: str) -> str:
+    def token_for(self, op_id: str, step_name: str, key: str) -> str:
         """One idempotency token per attempt at a step, reused when a resume re-runs it."""
         prior = self.state.ops.get(op_id)
         earlier = prior.steps.get(step_name) if prior else None
-        if earlier and earlier.token and earlier.status in ("intent", "not_applied"):
+        if earlier and earlier.token and earlier.status in ("intent", "uncertain", "not_applied"):
             return earlier.token
         digest = hashlib.sha256(f"{key}/{self.run.id}".encode()).hexdigest()
         return str(uuid.UUID(digest[:32]))

@@ -1,26 +1,35 @@
 """Settle what a killed run left in flight: a step whose intent has no result.
 
-For each such step the step's ``probe`` (a read-only action), or the built-in probe of its
-AWS create call (engine/catalog.py), finds out whether the effect
-took place: found, by a probe that proves the resource is this step's -> its outputs are
-journalled as if the do had returned (with the undo resolved from them); not found -> the
-step did not happen and will run again (with the same idempotency token). A step with no
-probe, or whose probe cannot tell or found something it cannot prove is this step's, is
-marked ``uncertain`` for ``atomicops resolve``; a step already uncertain is probed again only
-when its probe proves ownership, as a built-in probe does (the others would only repeat
-themselves).
+In this order, the first that applies (engine/settlement.py describes it for ``validate``):
+
+1. The step's ``probe`` proves ownership (finds the resource by this step's key), or the step
+   has no probe and the built-in catalog covers its AWS call (engine/catalog.py): found ->
+   its outputs are journalled as if the do had returned; not found -> the step did not
+   happen and runs again (with the same idempotency token).
+2. A probe that cannot prove ownership: its "not found" is believed, "found" is uncertain.
+3. Rolling back, and the step's undo needs none of its outputs: the undo is run ("already
+   gone" counts as undone).
+4. The ``do`` is safe to repeat (an idempotency token the service honours, or an upsert by
+   nature, engine/redo.py): it is run again.
+5. Rolling forward, an undo that needs no outputs: undone, then the operation runs it again.
+6. Otherwise ``uncertain``, for ``atomicops resolve``. A step already uncertain is asked
+   again only by a probe that proves ownership (the others would only repeat themselves).
+
 An interrupted undo is simply run again: undo is idempotent.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
-from atomicops.engine.apply import Applier
+from atomicops.engine.apply import Applier, step_key
 from atomicops.engine.probe import proves
+from atomicops.engine.redo import redo_step, safe_to_repeat
 from atomicops.engine.rollback import undo_step
-from atomicops.errors import ResumeMismatch, UndoFailed
+from atomicops.engine.settlement import undo_settles
+from atomicops.errors import AtomicOpsError, ResumeMismatch, UndoFailed
 from atomicops.journal.state import EnvState, OpState, StepState
 from atomicops.plan.model import Operation, Step
 
@@ -36,8 +45,11 @@ def find_step(applier: Applier, op_id: str, step_name: str) -> tuple[Operation, 
     raise ResumeMismatch([f"step {op_id}/{step_name} is in the journal but not in the plan"])
 
 
-def settle(applier: Applier) -> tuple[EnvState, list[str]]:
-    """Settle every in-flight step; return the new state and the steps left uncertain."""
+def settle(applier: Applier, *, rolling_back: bool = False) -> tuple[EnvState, list[str]]:
+    """Settle every in-flight step; return the new state and the steps left uncertain.
+
+    ``rolling_back``: what is settled is about to be undone (``rollback``, ``resume
+    --rollback``), so an undo that needs none of the step's outputs settles it at once."""
     run = applier.run
     state = run.state()
     uncertain: list[str] = []
@@ -49,21 +61,69 @@ def settle(applier: Applier) -> tuple[EnvState, list[str]]:
                 run.record("undo_done", op=op_state.id, step=st.name, already_gone=True)
             elif st.status == "undo_intent":
                 try:
-                    undo_step(run, applier.rt, op_state.id, st)
+                    undo_step(run, applier.rt, op_state.id, st, settled_by="undo" if st.settling else None)
                 except UndoFailed as exc:
                     failures.append(exc)
-            elif st.status in ("intent", "uncertain") and not _settle_do(applier, op_state, st):
-                uncertain.append(where)
+            elif st.status in ("intent", "uncertain"):
+                try:
+                    if not _settle_do(applier, op_state, st, rolling_back):
+                        uncertain.append(where)
+                except UndoFailed as exc:
+                    failures.append(exc)
     if failures:
         raise failures[0]
     return run.state(), uncertain
 
 
-def _settle_do(applier: Applier, op_state: OpState, st: StepState) -> bool:
+def _settle_do(applier: Applier, op_state: OpState, st: StepState, rolling_back: bool) -> bool:
     op, step = find_step(applier, op_state.id, st.name)
-    if st.status == "uncertain" and not proves(step, op):
+    before = outputs_before(op, op_state, step)
+    started = st.started or time.time()
+    if step.read_only or proves(step, op):
+        # Its own probe finds the resource by this step's key, or the built-in catalog's
+        # does (engine/catalog.py): what it finds is this step's, what it misses is not there.
+        return applier.settle_intent(op, step, before, started, intent_run=st.run_id)
+    if step.probe is not None:
+        # The plan says how to find the step's resource, and that cannot tell it from a
+        # namesake: an undo by name or a re-do could take over (and a rollback delete) what
+        # was there before. Its "not found" is believed; "found" is left for a person.
+        return st.status != "uncertain" and applier.settle_intent(op, step, before, started, intent_run=st.run_id)
+    by_undo = undo_settles(step)
+    if rolling_back and by_undo:
+        return settle_by_undo(applier, op, step, before, st)
+    if safe_to_repeat(step) is not None:
+        return redo_step(applier, op, step, before, st)
+    if by_undo:
+        # Undone now, the step is known not to be there: the operation runs it again.
+        return settle_by_undo(applier, op, step, before, st)
+    if st.status == "uncertain":
         return False  # asking again would tell nothing new: `atomicops resolve` decides it
-    return applier.settle_intent(op, step, outputs_before(op, op_state, step), st.started or time.time(), intent_run=st.run_id)
+    return applier.settle_intent(op, step, before, started, intent_run=st.run_id)  # no probe: uncertain
+
+
+def settle_by_undo(applier: Applier, op: Operation, step: Step, before: dict[str, Any], st: StepState) -> bool:
+    """Run the undo of a step that may or may not have taken effect; "already gone" counts
+    as undone. Only for an undo that needs none of the step's outputs (``undo_settles``).
+
+    The undo is resolved as ``record_done`` would resolve it (outputs of the steps before,
+    value outputs), and journalled with its "already gone" codes, so an interrupted settling
+    undo is run again like any other. Raises :class:`UndoFailed`.
+    """
+    run, rt = applier.run, applier.rt
+    key = step_key(run.env, op.id, step.name)
+    try:
+        scope = replace(rt.scope.with_self(before, key), step_run=st.run_id)
+        values = scope.journal_form(step.value_outputs) if step.value_outputs else {}
+        scope = replace(rt.scope.with_self({**before, **values}, key), step_run=st.run_id)
+        undo = scope.sealed_form(step.undo, rt.secrets)
+    except AtomicOpsError as exc:
+        reason = run.redactor.text(f"its undo could not be resolved: {exc}")
+        run.record("step_uncertain", op=op.id, step=step.name, reason=reason)
+        return False
+    run.observer.note(f"{op.id}/{step.name}: may or may not have taken effect; undoing it (its undo needs none of its outputs)")
+    pending = StepState(name=step.name, status="done", run_id=st.run_id, undo=undo, ok_errors=list(step.ok_errors))
+    undo_step(run, rt, op.id, pending, settled_by="undo")
+    return True
 
 
 def outputs_before(op: Operation, op_state: OpState, step: Step) -> dict[str, Any]:

@@ -38,15 +38,20 @@ class RollbackReport:
         return not self.failed
 
 
-def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState) -> None:
-    """Undo one applied step; "already gone" counts as undone. Raises :class:`UndoFailed`."""
+def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState, *, settled_by: str | None = None) -> None:
+    """Undo one applied step; "already gone" counts as undone. Raises :class:`UndoFailed`.
+
+    ``settled_by="undo"``: the step was in flight (engine/resume.py settles it by its undo);
+    the intent then carries the "already gone" codes, which the journal had not seen yet."""
     if step.read_only or not step.present:
         return
     if step.undo is None:
         reason = step.irreversible or "no undo recorded"
         run.record("undo_skipped", op=op_id, step=step.name, reason=reason)
         return
-    run.record("undo_intent", op=op_id, step=step.name, action=step.undo)
+    extra = {"settled_by": settled_by, "ok_errors": list(step.ok_errors)} if settled_by else {}
+    done_extra = {"settled_by": settled_by} if settled_by else {}
+    run.record("undo_intent", op=op_id, step=step.name, action=step.undo, **extra)
     key = f"{run.env}/{op_id}/{step.name}"
     crashpoint("inside_undo", key)
     patterns = step.ok_errors
@@ -71,7 +76,7 @@ def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState) -> None:
                                 cancel=run.cancel.abort)
     except ActionError as exc:
         if already_gone(exc):
-            run.record("undo_done", op=op_id, step=step.name, already_gone=True, code=exc.code)
+            run.record("undo_done", op=op_id, step=step.name, already_gone=True, code=exc.code, **done_extra)
             return
         message = run.redactor.text(str(exc))
         run.record("undo_failed", op=op_id, step=step.name, error=message, code=exc.code)
@@ -81,7 +86,7 @@ def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState) -> None:
         run.record("undo_failed", op=op_id, step=step.name, error=message, code=None)
         raise UndoFailed(op_id, step.name, message) from None
     crashpoint("after_undo", key)
-    run.record("undo_done", op=op_id, step=step.name, already_gone=False)
+    run.record("undo_done", op=op_id, step=step.name, already_gone=False, **done_extra)
 
 
 def undo_operation(run: Run, rt: Runtime, op: OpState) -> None:

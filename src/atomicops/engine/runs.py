@@ -56,8 +56,8 @@ def check_against_journal(given: LoadedPlan, st: EnvState, *, half_applied_only:
         raise ResumeMismatch(differences)
 
 
-def settle_or_stop(run: Run, applier: Applier) -> EnvState:
-    settled, uncertain = settle(applier)
+def settle_or_stop(run: Run, applier: Applier, *, rolling_back: bool = False) -> EnvState:
+    settled, uncertain = settle(applier, rolling_back=rolling_back)
     if uncertain:
         run.finish("uncertain", steps=uncertain)
         raise Uncertain(run.env, uncertain)
@@ -171,7 +171,7 @@ def resume_rollback(
     run: Run, loaded: LoadedPlan, st: EnvState, command: str, chain: list[str], options: dict[str, Any], parallelism: int
 ) -> RollbackReport:
     with runtime_of(run, loaded) as rt:
-        settled = settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
+        settled = settle_or_stop(run, Applier(loaded, run, rt, st, parallelism), rolling_back=True)
         to = options.get("to")
         if command == "rollback" and to:
             # The same partial rollback: back to the position recorded when it started.

@@ -11,9 +11,11 @@ run_finished       outcome (succeeded | failed | kept | rolled_back | rollback_i
                    nothing_to_do) with no operation left half-done closes every earlier run
                    that never finished: nothing of it is left for a resume.
 op_started         phase, phase_index, depends_on, title, fingerprint
-step_intent        action (resolved, secrets as references), key, token   -- before the do
+step_intent        action (resolved, secrets as references), key, token; redo and tag_run (the
+                   run of the first attempt, whose tags a re-do sends again) for a re-do of an
+                   in-flight step that is safe to repeat                   -- before the do
 step_done          outputs, undo (fully resolved), irreversible, read_only, ok_errors,
-                   started, finished, settled_by (None | probe | resolve), reason (resolve),
+                   started, finished, settled_by (None | probe | redo | resolve), reason (resolve),
                    result (only when outputs or undo could not be worked out) -- after the do
 step_progress      done, total, note, mark (a high-water mark long work can resume from)
 step_failed        error, code, after_effect (the effect happened and was journalled done)
@@ -22,8 +24,9 @@ step_settled       applied (false), by (read_only | probe | resolve), why (probe
 step_uncertain     reason (nothing could tell): `atomicops resolve` settles it
 op_applied         outputs
 op_failed          error, undo_error
-undo_intent        action                                                  -- before an undo
-undo_done          already_gone, code
+undo_intent        action; settled_by (undo) and ok_errors for an in-flight step settled by
+                   its undo (one that needs none of the step's outputs)    -- before an undo
+undo_done          already_gone, code, settled_by (undo)
 undo_failed        error, code
 undo_skipped       reason (an irreversible step)
 op_undone          (all of its present steps are undone)
@@ -70,6 +73,8 @@ class StepState:
     error: str | None = None
     progress: dict[str, Any] | None = None  # the last step_progress: done, total, note, mark
     token: str | None = None  # the idempotency token of the step's latest intent
+    settling: bool = False  # its undo in flight settles an in-flight step (not a rollback)
+    tag_run: str | None = None  # the run whose tags the step's call carries (a re-do keeps the first's)
 
     @property
     def present(self) -> bool:
@@ -269,6 +274,7 @@ def _apply_step_event(op: OpState, ev: Event) -> None:
         earlier = op.steps.get(ev.step or "")
         op.steps[ev.step or ""] = StepState(
             name=ev.step or "", status="intent", run_id=ev.run_id, started=ev.ts, token=d.get("token"),
+            tag_run=d.get("tag_run") or ev.run_id,
             # A step re-run after a crash keeps the high-water mark its first attempt reached.
             progress=earlier.progress if earlier else None,
         )
@@ -305,6 +311,10 @@ def _apply_step_event(op: OpState, ev: Event) -> None:
         op.status = "uncertain"
     elif ev.type == "undo_intent":
         step.status = "undo_intent"
+        if d.get("settled_by"):
+            # An in-flight step settled by its undo (engine/resume.py): the journal learns
+            # the undo and its "already gone" codes here, so an interrupted one runs again.
+            step.undo, step.ok_errors, step.settling = d.get("action"), list(d.get("ok_errors") or []), True
         if op.status == "applied":
             op.status = "rolling_back"
     elif ev.type == "undo_done":
