@@ -56,9 +56,9 @@ class SettleWorld:
             Filters=[{"Key": "name", "Values": [f"settle-{self.suffix}"]}])["SecretList"]
         return [s["ARN"] for s in found]
 
-    def tables(self) -> list[str]:
-        names = self._client("dynamodb").list_tables()["TableNames"]
+    def databases(self) -> list[str]:
+        names = [d["Name"] for d in self._client("glue").get_databases()["DatabaseList"]]
         return [n for n in names if n == f"settle-{self.suffix}"]
 
     def nothing_left(self) -> bool:
-        return not (self.param() or self.topics() or self.secrets() or self.tables())
+        return not (self.param() or self.topics() or self.secrets() or self.databases())

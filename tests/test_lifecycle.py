@@ -162,11 +162,58 @@ operations:
 """
 
 
+def test_what_such_a_probe_finds_is_the_steps_when_it_found_nothing_before_the_intent(tmp_path):
+    # No notes.txt before the run: the engine's probe just before the intent finds nothing
+    # and says so in the intent, so the file found after the kill can only be this step's.
+    (tmp_path / "plan.yaml").write_text(NOTES)
+    killed = cli("apply", "plan.yaml", cwd=tmp_path, crash="after_effect:notes/write")
+    assert killed.returncode == CRASH_EXIT_CODE, killed.stderr
+    intents = [e for e in json.loads(cli("history", "--json", cwd=tmp_path).stdout) if e["type"] == "step_intent"]
+    assert [e["data"].get("absent_before") for e in intents] == [True]
+    resumed = cli("resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    done = [e for e in json.loads(cli("history", "--json", cwd=tmp_path).stdout) if e["type"] == "step_done"]
+    assert [e["data"]["settled_by"] for e in done] == ["probe"]
+    assert cli("rollback", cwd=tmp_path).returncode == 0
+    assert not (tmp_path / "notes.txt").exists()
+    assert check_journal(journal(tmp_path, "default")) == []
+
+
+CLAIM = """
+atomicops: 1
+name: lifecycle-claim
+operations:
+  - id: claim
+    steps:
+      - name: range   # a read whose outputs are the claim; its undo acts on what they name
+        do: {run: ["cat", "range.txt"]}
+        outputs: {range: stdout}
+        undo: {run: ["sh", "-c", "echo undone ${self.range} >> undone.txt"]}
+        probe: {run: ["cat", "range.txt"], outputs: {range: stdout}}
+"""
+
+
+def test_a_step_whose_do_is_its_probe_is_simply_run_again_after_a_kill(tmp_path):
+    (tmp_path / "plan.yaml").write_text(CLAIM)
+    (tmp_path / "range.txt").write_text("1-60")
+    killed = cli("apply", "plan.yaml", cwd=tmp_path, crash="after_effect:claim/range")
+    assert killed.returncode == CRASH_EXIT_CODE, killed.stderr
+    resumed = cli("resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    done = [e for e in json.loads(cli("history", "--json", cwd=tmp_path).stdout) if e["type"] == "step_done"]
+    assert [e["data"]["settled_by"] for e in done] == ["redo"]
+    assert cli("rollback", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "undone.txt").read_text().split() == ["undone", "1-60"]
+    assert check_journal(journal(tmp_path, "default")) == []
+
+
 def test_resume_does_not_claim_what_a_probe_cannot_prove_it_made(tmp_path):
     (tmp_path / "plan.yaml").write_text(NOTES)
     (tmp_path / "notes.txt").write_text("the user's own notes\n")
     killed = cli("apply", "plan.yaml", cwd=tmp_path, crash="after_intent:notes/write")
     assert killed.returncode == CRASH_EXIT_CODE, killed.stderr
+    intents = [e for e in json.loads(cli("history", "--json", cwd=tmp_path).stdout) if e["type"] == "step_intent"]
+    assert [e["data"].get("absent_before") for e in intents] == [None]  # the probe found the user's file
     stuck = cli("resume", cwd=tmp_path)
     assert stuck.returncode == 3, stuck.stdout + stuck.stderr
     assert "does not prove" in stuck.stderr and "atomicops resolve notes write" in stuck.stderr

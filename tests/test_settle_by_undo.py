@@ -19,10 +19,10 @@ def world(tmp_path, moto_endpoint):
 @pytest.mark.parametrize(
     ("point", "command", "gone"),
     [
-        ("after_effect:table/create", ("rollback",), False),  # the table exists: deleted by name
-        ("after_intent:table/create", ("rollback",), True),  # nothing was made: "already gone"
-        ("after_effect:table/create", ("resume", "--rollback"), False),
-        ("after_intent:table/create", ("resume", "--rollback"), True),
+        ("after_effect:database/create", ("rollback",), False),  # the database exists: deleted by name
+        ("after_intent:database/create", ("rollback",), True),  # nothing was made: "already gone"
+        ("after_effect:database/create", ("resume", "--rollback"), False),
+        ("after_intent:database/create", ("resume", "--rollback"), True),
         ("after_effect:param/put", ("rollback",), False),  # undo preferred to a re-do when rolling back
     ],
 )
@@ -43,13 +43,13 @@ def test_a_rollback_settles_a_step_killed_in_flight_by_its_undo(world, point, co
 
 def test_a_forward_resume_undoes_then_runs_the_step_again(world):
     env = "undo-forward"
-    assert world.apply(env, crash="after_effect:table/create").returncode == CRASH_EXIT_CODE
+    assert world.apply(env, crash="after_effect:database/create").returncode == CRASH_EXIT_CODE
     resumed = world.run("resume", "--env", env)
     assert resumed.returncode == 0, resumed.stderr
     assert set(world.status(env).values()) == {"applied"}
-    assert [u.get("settled_by") for u in world.events(env, "undo_done", "table")] == ["undo"]
-    assert len(world.events(env, "step_done", "table")) == 1  # the second run of the create
-    assert world.tables() == [f"settle-{world.suffix}"]
+    assert [u.get("settled_by") for u in world.events(env, "undo_done", "database")] == ["undo"]
+    assert len(world.events(env, "step_done", "database")) == 1  # the second run of the create
+    assert world.databases() == [f"settle-{world.suffix}"]
     assert world.run("rollback", "--env", env).returncode == 0
     assert world.nothing_left()
     assert world.coherent(env) == []
@@ -57,19 +57,19 @@ def test_a_forward_resume_undoes_then_runs_the_step_again(world):
 
 def test_a_settling_undo_killed_midway_is_run_again(world):
     env = "undo-killed"
-    assert world.apply(env, crash="after_effect:table/create").returncode == CRASH_EXIT_CODE
-    killed = world.run("rollback", "--env", env, crash="inside_undo:table/create")
+    assert world.apply(env, crash="after_effect:database/create").returncode == CRASH_EXIT_CODE
+    killed = world.run("rollback", "--env", env, crash="inside_undo:database/create")
     assert killed.returncode == CRASH_EXIT_CODE
     resumed = world.run("resume", "--env", env)
     assert resumed.returncode == 0, resumed.stderr
     assert world.nothing_left()
-    assert [u.get("settled_by") for u in world.events(env, "undo_done", "table")] == ["undo"]
+    assert [u.get("settled_by") for u in world.events(env, "undo_done", "database")] == ["undo"]
 
 
 def test_a_forward_resume_killed_in_its_settling_undo_still_goes_forward(world):
     env = "undo-killed-forward"
-    assert world.apply(env, crash="after_effect:table/create").returncode == CRASH_EXIT_CODE
-    killed = world.run("resume", "--env", env, crash="after_undo:table/create")
+    assert world.apply(env, crash="after_effect:database/create").returncode == CRASH_EXIT_CODE
+    killed = world.run("resume", "--env", env, crash="after_undo:database/create")
     assert killed.returncode == CRASH_EXIT_CODE
     resumed = world.run("resume", "--env", env)
     assert resumed.returncode == 0, resumed.stderr

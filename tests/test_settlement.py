@@ -13,6 +13,7 @@ from atomicops.engine.settlement import (
     BUILT_IN_PROBE,
     OWN_PROBE,
     PERSON,
+    PROBE_BEFORE,
     READ_ONLY,
     REDO,
     UNDO,
@@ -36,22 +37,29 @@ def kind(**step: Any) -> str:
 def test_each_kind_of_settlement():
     tagged = {"aws": "ec2.describe_vpcs", "params": {"Filters": [{"Name": "tag:atomicops:step", "Values": ["${step.key}"]}]}}
     vpc = {"aws": "ec2.create_vpc", "params": {"CidrBlock": "10.0.0.0/16"}}
+    key_pair = {"aws": "ec2.create_key_pair", "params": {"KeyName": "k"}}  # not in the catalog, no token
     assert kind(do=vpc, probe=tagged, outputs={"id": "Vpc.VpcId"}) == OWN_PROBE
+    assert kind(do=vpc, outputs={"id": "Vpc.VpcId"}) == BUILT_IN_PROBE  # the catalog knows create_vpc
+    # An upsert is repeated rather than looked up, even where the catalog knows the call.
     assert kind(do={"aws": "ssm.put_parameter", "params": {"Name": "n", "Value": "v", "Overwrite": True}}) == REDO
-    assert kind(do={"aws": "ec2.create_nat_gateway", "params": {"SubnetId": "s"}}) == REDO  # ClientToken
-    assert kind(do={"aws": "dynamodb.create_table", "params": {"TableName": "t"}},
-                undo={"aws": "dynamodb.delete_table", "params": {"TableName": "t"}}) == UNDO
-    assert kind(do=vpc, outputs={"id": "Vpc.VpcId"},
-                undo={"aws": "ec2.delete_vpc", "params": {"VpcId": "${self.id}"}}) == PERSON
-    assert kind(do=vpc) == PERSON  # no probe, no undo
-    # A probe that cannot prove the resource is this step's settles "not found" only.
-    assert kind(do=vpc, probe={"aws": "ec2.describe_vpcs"}) == PERSON
+    assert kind(do={"aws": "ec2.create_launch_template", "params": {"LaunchTemplateName": "t"}}) == REDO  # ClientToken
+    assert kind(do={"aws": "glue.create_database", "params": {"DatabaseInput": {"Name": "d"}}},
+                undo={"aws": "glue.delete_database", "params": {"Name": "d"}}) == UNDO
+    assert kind(do=key_pair, outputs={"id": "KeyPairId"},
+                undo={"aws": "ec2.delete_key_pair", "params": {"KeyPairId": "${self.id}"}}) == PERSON
+    assert kind(do=key_pair) == PERSON  # no probe, no undo
+    # A probe that cannot prove the resource is this step's settles "not found", and "found"
+    # only when it found nothing just before the intent.
+    assert kind(do=vpc, probe={"aws": "ec2.describe_vpcs"}) == PROBE_BEFORE
     # ...and overrides an undo by name, which could delete a namesake that was there before.
     assert kind(do={"aws": "dynamodb.create_table", "params": {"TableName": "t"}},
                 probe={"aws": "dynamodb.describe_table", "params": {"TableName": "t"}},
-                undo={"aws": "dynamodb.delete_table", "params": {"TableName": "t"}}) == PERSON
+                undo={"aws": "dynamodb.delete_table", "params": {"TableName": "t"}}) == PROBE_BEFORE
     assert kind(do={"aws": "ec2.describe_vpcs"}, read_only=True) == READ_ONLY
-    assert BUILT_IN_PROBE  # the catalog's kind; this branch's catalog covers nothing yet
+    # A do that is the very read its probe makes (the flagship's claim of a stream range).
+    claim = {"call": "m:stream_range", "args": {"stream": "S"}}
+    assert kind(do=claim, probe={**claim, "outputs": {"first": "first_seq"}}, outputs={"first": "first_seq"},
+                undo={"call": "m:delete", "args": {"first": "${self.first}"}}) == REDO
 
 
 def test_an_undo_made_of_value_outputs_settles_but_not_one_made_of_result_outputs():
@@ -76,9 +84,9 @@ def test_validate_and_plan_show_the_settlement_per_step(tmp_path):
     doc = json.loads(cli("validate", plan, "--json", cwd=tmp_path).stdout)
     assert doc["settlement"]["counts"] == {REDO: 3, UNDO: 1}
     by_step = {f"{r['op']}/{r['step']}": r["kind"] for r in doc["settlement"]["steps"]}
-    assert by_step == {"param/put": REDO, "topic/create": REDO, "secret/create": REDO, "table/create": UNDO}
+    assert by_step == {"param/put": REDO, "topic/create": REDO, "secret/create": REDO, "database/create": UNDO}
     text = cli("validate", plan, cwd=tmp_path).stdout
-    assert "3 re-do, 1 undo" in text and "table/create: undo" in text
+    assert "3 re-do, 1 undo" in text and "database/create: undo" in text
     view = json.loads(cli("plan", plan, "--json", cwd=tmp_path).stdout)
     assert view["settlement"]["steps"] == doc["settlement"]["steps"]
     assert "after a crash" in cli("plan", plan, cwd=tmp_path).stdout

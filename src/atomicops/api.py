@@ -216,7 +216,7 @@ def rollback(
         with runtime_of(run, loaded) as rt:
             if st.in_flight():
                 # Settle what a killed run left in flight, so nothing it made is forgotten.
-                st = settle_or_stop(run, Applier(loaded, run, rt, st, parallelism))
+                st = settle_or_stop(run, Applier(loaded, run, rt, st, parallelism), rolling_back=True)
             report = rollback_ops(run, rt, st, selection, parallelism=parallelism, keep_marks=[to] if to else ())
         report.skipped = skip
         if not report.complete:

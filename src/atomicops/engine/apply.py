@@ -22,6 +22,7 @@ from atomicops.engine.adoption import check_no_adoption
 from atomicops.engine.crash import crashpoint
 from atomicops.engine.executor import extract_outputs
 from atomicops.engine.probe import can_probe, created_before, probe, proves
+from atomicops.engine.redo import do_is_its_probe
 from atomicops.engine.rollback import RollbackReport, rollback_ops, undo_step
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import Runtime
@@ -197,8 +198,10 @@ class Applier:
             raise StepFailed(op.id, step.name, run.redactor.text(str(exc))) from None
         if not step.read_only:
             self._refuse_adoption(op, step, action, key, self_outputs)
+        absent_before = self._absent_before(op, step, self_outputs, key)
         token = self.token_for(op.id, step.name, key)
-        run.record("step_intent", op=op.id, step=step.name, action=journal_action, key=key, token=token)
+        run.record("step_intent", op=op.id, step=step.name, action=journal_action, key=key, token=token,
+                   **({"absent_before": True} if absent_before else {}))
         crashpoint("after_intent", key)
         started = time.time()
         try:
@@ -210,9 +213,23 @@ class Applier:
             # maybe after the effect (an outputs expression on the real result, a retry wait
             # too long to sleep). Settle the step as a resume would, never leave it in flight.
             why = run.redactor.text(f"{type(exc).__name__}: {exc}")
-            if self.settle_intent(op, step, dict(self_outputs), started, why=why):
+            if self.settle_intent(op, step, dict(self_outputs), started, why=why, absent_before=absent_before):
                 raise StepFailed(op.id, step.name, why) from None
             raise Uncertain(run.env, [f"{op.id}/{step.name}"]) from None
+
+    def _absent_before(self, op: Operation, step: Step, self_outputs: dict[str, Any], key: str) -> bool:
+        """Whether the step's probe, one that cannot prove ownership (it does not name
+        ``${step.key}``: a database, a role), finds nothing just before the intent.
+
+        Journalled with the intent, it lets a resume take what the probe finds after a crash
+        as this step's: nothing was there when the step began, and no other run of the tool
+        can write to this environment while this one holds its lock. ``False`` when the
+        probe found something, could not answer, or is not needed (one that proves, none).
+        """
+        if step.read_only or step.probe is None or proves(step, op) or do_is_its_probe(step):
+            return False
+        answer = probe(self.rt, step, dict(self_outputs), key, op.id, op=op)
+        return answer.found is False
 
     def _refuse_adoption(self, op: Operation, step: Step, action: Any, key: str, self_outputs: dict[str, Any]) -> None:
         """Before the intent: a create that would succeed on a resource this step did not make
@@ -290,7 +307,7 @@ class Applier:
 
     def settle_intent(
         self, op: Operation, step: Step, self_outputs: dict[str, Any], started: float, *,
-        why: str = "", intent_run: str | None = None,
+        why: str = "", intent_run: str | None = None, absent_before: bool = False,
     ) -> bool:
         """Decide a step whose intent has no result, by its probe; ``False`` if it is left
         ``uncertain`` for `atomicops resolve`. ``intent_run`` is the run that wrote the intent
@@ -298,8 +315,9 @@ class Applier:
 
         Found is believed only from a probe that proves the resource is this step's (it
         names ``${step.key}``, or it is the built-in probe of an AWS create, which checks
-        the tags itself): anything else may have existed before the run, and a rollback
-        would delete it. Not found is believed from any probe.
+        the tags itself), or from one that found nothing just before the intent
+        (``absent_before``, journalled with it): anything else may have existed before the
+        run, and a rollback would delete it. Not found is believed from any probe.
         """
         run = self.run
         where = f"{op.id}/{step.name}"
@@ -312,7 +330,7 @@ class Applier:
             "the step has no probe" if answer is None
             else run.redactor.text(answer.why) if answer.found is None
             else "its probe found something but does not prove it is this step's (the probe does not use ${step.key})"
-            if answer.found and not proves(step, op)
+            if answer.found and not proves(step, op) and not absent_before
             else None
         )
         if doubt is not None:

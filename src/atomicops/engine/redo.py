@@ -88,10 +88,31 @@ def takes_token(call: str) -> bool:
     return any(m.metadata.get("idempotencyToken") for m in members)
 
 
+def is_upsert(step: Step) -> bool:
+    """Whether the step's ``do`` is on the upsert list with params that make it one. Settling
+    prefers repeating it to a lookup: a tagless upsert (an ``Overwrite``, an inline policy)
+    cannot be proven this step's, and repeating it leaves the world as one call would."""
+    call = aws_call(step.do)
+    params = step.do.get("params")
+    upsert = UPSERTS.get(call) if call is not None else None
+    return not step.read_only and upsert is not None and isinstance(params, Mapping) and upsert(params)
+
+
+def do_is_its_probe(step: Step) -> bool:
+    """Whether the step's ``do`` is the very action of its ``probe``: a read (a probe is
+    read-only by contract) whose only effect is the outputs it journals, such as the
+    flagship's claim of a stream range. Running it again is always safe."""
+    if step.read_only or step.probe is None:
+        return False
+    return {k: v for k, v in step.probe.items() if k not in ("outputs", "expect")} == dict(step.do)
+
+
 def safe_to_repeat(step: Step) -> str | None:
     """Why the step's ``do`` may be sent again after a crash, or None when it may not."""
     if step.read_only:
         return None
+    if do_is_its_probe(step):
+        return "its do is the read its probe makes: it changes nothing"
     call = aws_call(step.do)
     if call is None:
         return None

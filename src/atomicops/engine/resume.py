@@ -1,18 +1,22 @@
 """Settle what a killed run left in flight: a step whose intent has no result.
 
-In this order, the first that applies (engine/settlement.py describes it for ``validate``):
+In this order, the first that applies (engine/settlement.py decides it, and ``validate``
+shows it before anything runs):
 
-1. The step's ``probe`` proves ownership (finds the resource by this step's key), or the step
-   has no probe and the built-in catalog covers its AWS call (engine/catalog.py): found ->
+0. A step whose ``do`` is the very read its ``probe`` makes changes nothing: it is re-done.
+1. The step's ``probe`` proves ownership (finds the resource by this step's key): found ->
    its outputs are journalled as if the do had returned; not found -> the step did not
    happen and runs again (with the same idempotency token).
-2. A probe that cannot prove ownership: its "not found" is believed, "found" is uncertain.
-3. Rolling back, and the step's undo needs none of its outputs: the undo is run ("already
-   gone" counts as undone).
-4. The ``do`` is safe to repeat (an idempotency token the service honours, or an upsert by
-   nature, engine/redo.py): it is run again.
-5. Rolling forward, an undo that needs no outputs: undone, then the operation runs it again.
-6. Otherwise ``uncertain``, for ``atomicops resolve``. A step already uncertain is asked
+2. A probe that cannot prove ownership: its "not found" is believed; "found" is believed
+   when the same probe found nothing just before the intent (``absent_before``, journalled
+   with it, engine/apply.py), and is uncertain otherwise.
+3. No probe of its own: rolling forward, a ``do`` safe to repeat (an idempotency token the
+   service honours, an upsert, engine/redo.py) is sent again; else the built-in probe of
+   the AWS call (engine/catalog.py, which checks the tags) decides as in 1; else an undo
+   that needs none of the step's outputs is run and the step runs again. Rolling back, the
+   built-in probe comes first, then the undo, then the re-do (an upsert is always re-done
+   or undone rather than looked up: a tagless one cannot be proven).
+4. Otherwise ``uncertain``, for ``atomicops resolve``. A step already uncertain is asked
    again only by a probe that proves ownership (the others would only repeat themselves).
 
 An interrupted undo is simply run again: undo is idempotent.
@@ -25,10 +29,10 @@ from dataclasses import replace
 from typing import Any
 
 from atomicops.engine.apply import Applier, step_key
-from atomicops.engine.probe import proves
-from atomicops.engine.redo import redo_step, safe_to_repeat
+from atomicops.engine.probe import proves_ownership
+from atomicops.engine.redo import redo_step
 from atomicops.engine.rollback import undo_step
-from atomicops.engine.settlement import undo_settles
+from atomicops.engine.settlement import BUILT_IN_PROBE, OWN_PROBE, REDO, UNDO, settlement_of
 from atomicops.errors import AtomicOpsError, ResumeMismatch, UndoFailed
 from atomicops.journal.state import EnvState, OpState, StepState
 from atomicops.plan.model import Operation, Step
@@ -79,22 +83,29 @@ def _settle_do(applier: Applier, op_state: OpState, st: StepState, rolling_back:
     op, step = find_step(applier, op_state.id, st.name)
     before = outputs_before(op, op_state, step)
     started = st.started or time.time()
-    if step.read_only or proves(step, op):
-        # Its own probe finds the resource by this step's key, or the built-in catalog's
-        # does (engine/catalog.py): what it finds is this step's, what it misses is not there.
+    way = settlement_of(step, op)
+    kind = way.on_rollback if rolling_back else way.kind
+    if step.read_only or (kind == OWN_PROBE and proves_ownership(step, op)):
+        # Its own probe finds the resource by this step's key: what it finds is this step's,
+        # what it misses is not there.
         return applier.settle_intent(op, step, before, started, intent_run=st.run_id)
-    if step.probe is not None:
+    if step.probe is not None and kind != REDO:
         # The plan says how to find the step's resource, and that cannot tell it from a
         # namesake: an undo by name or a re-do could take over (and a rollback delete) what
-        # was there before. Its "not found" is believed; "found" is left for a person.
+        # was there before. Its "not found" is believed; "found" is believed only when the
+        # same probe found nothing just before the intent (journalled with it), and is left
+        # for a person otherwise.
+        if st.absent_before:
+            return applier.settle_intent(op, step, before, started, intent_run=st.run_id, absent_before=True)
         return st.status != "uncertain" and applier.settle_intent(op, step, before, started, intent_run=st.run_id)
-    by_undo = undo_settles(step)
-    if rolling_back and by_undo:
-        return settle_by_undo(applier, op, step, before, st)
-    if safe_to_repeat(step) is not None:
+    if kind == BUILT_IN_PROBE:
+        # The catalog's lookup checks the tags itself (engine/catalog.py).
+        return applier.settle_intent(op, step, before, started, intent_run=st.run_id)
+    if kind == REDO:
         return redo_step(applier, op, step, before, st)
-    if by_undo:
-        # Undone now, the step is known not to be there: the operation runs it again.
+    if kind == UNDO:
+        # Rolling forward: undone now, the step is known not to be there, and the operation
+        # runs it again.
         return settle_by_undo(applier, op, step, before, st)
     if st.status == "uncertain":
         return False  # asking again would tell nothing new: `atomicops resolve` decides it

@@ -1,17 +1,24 @@
 """How each step would be settled if a crash left it in flight, known before anything runs.
 
 A step whose intent is journalled and whose result is not may or may not have taken effect.
-The engine settles it, in this order (engine/resume.py does exactly this):
+The engine settles it (engine/resume.py follows ``settlement_of``):
 
+- ``re-do`` first when the step's ``do`` is the very read its ``probe`` makes (it changes
+  nothing: its only effect is the outputs it journals);
 - ``own probe``: the step's ``probe`` proves the resource is this step's (``${step.key}``);
-- ``built-in probe``: the probe catalog knows the step's AWS create call (no own probe);
-- ``re-do``: the ``do`` is safe to send again (engine/redo.py); a rollback then undoes it;
-- ``undo``: the undo needs none of the step's own outputs (a delete by name), so it can run
-  whatever happened; "already gone" counts as undone. A rollback prefers it to a re-do; a
-  resume that has nothing better undoes the step and then runs it again;
-- ``needs a person``: nothing can tell; ``atomicops resolve`` decides. A step whose own probe
-  cannot prove ownership is one: its probe overrides the rest, and an undo by name or a
-  re-do could take over a namesake that was there before (its "not found" still settles).
+- ``own probe (absent before)``: the step's ``probe`` cannot prove ownership (a database, a
+  file found by name). It overrides the rest, since an undo by name or a re-do could take
+  over a namesake that was there before. The engine runs it just before the intent: if it
+  found nothing then, what it finds after the crash is this step's (no other run writes to
+  the environment); if it found something then, "found" needs a person. "Not found" always
+  settles.
+- with no probe of its own, forward (``resume``): ``re-do`` when the ``do`` is safe to send
+  again (engine/redo.py), else ``built-in probe`` when the catalog knows the AWS call
+  (engine/catalog.py, it checks the tags), else ``undo`` when the undo needs none of the
+  step's own outputs (a delete by name; "already gone" counts as undone), then the step runs
+  again. Back (``rollback``, ``resume --rollback``): built-in probe, then undo, then re-do.
+  An upsert is never looked up (a tagless one cannot be proven): it is re-done or undone.
+- ``needs a person``: nothing can tell; ``atomicops resolve`` decides.
 
 Read-only steps change nothing and need no settling. ``validate`` and ``plan`` show this per
 step, and ``validate --strict`` refuses a plan with a step that needs a person.
@@ -24,20 +31,21 @@ from typing import Any
 
 from atomicops.engine.catalog import covers
 from atomicops.engine.probe import proves_ownership
-from atomicops.engine.redo import aws_call, safe_to_repeat
+from atomicops.engine.redo import aws_call, do_is_its_probe, is_upsert, safe_to_repeat
 from atomicops.errors import Problem
 from atomicops.plan import refs
 from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Operation, Step
 
 OWN_PROBE = "own probe"
+PROBE_BEFORE = "own probe (absent before)"
 BUILT_IN_PROBE = "built-in probe"
 REDO = "re-do"
 UNDO = "undo"
 PERSON = "needs a person"
 READ_ONLY = "read-only"
 
-KINDS = (OWN_PROBE, BUILT_IN_PROBE, REDO, UNDO, PERSON, READ_ONLY)
+KINDS = (OWN_PROBE, PROBE_BEFORE, BUILT_IN_PROBE, REDO, UNDO, PERSON, READ_ONLY)
 
 
 @dataclass(frozen=True)
@@ -76,28 +84,39 @@ def undo_settles(step: Step) -> bool:
 
 
 def settlement_of(step: Step, op: Operation) -> Settlement:
+    """How a crash would be settled: ``kind`` by a forward resume, ``on_rollback`` by a
+    rollback (engine/resume.py follows this)."""
     if step.read_only:
         return Settlement(READ_ONLY, READ_ONLY, "reads only: nothing to settle")
-    call = aws_call(step.do)
-    by_undo = undo_settles(step)
+    if do_is_its_probe(step):
+        why = "its do is the read its probe makes: it changes nothing, so it is run again"
+        return Settlement(REDO, REDO, why)
     if step.probe is not None and proves_ownership(step, op):
         return Settlement(OWN_PROBE, OWN_PROBE, "its probe finds the resource by this step's key")
     if step.probe is not None:
-        # Its own probe overrides the rest, and cannot tell ours from a namesake.
-        why = "its probe does not prove the resource is this step's (no ${step.key}): found needs a person"
-        return Settlement(PERSON, PERSON, why)
-    if call is not None and covers(call):
-        return Settlement(BUILT_IN_PROBE, BUILT_IN_PROBE, f"the probe catalog knows {call}")
+        # Its own probe overrides the rest, and cannot tell ours from a namesake by itself:
+        # the engine runs it just before the intent too (engine/apply.py).
+        why = ("its probe does not name ${step.key}: what it finds after a crash is this step's only if it "
+               "found nothing just before the step began, and needs a person otherwise")
+        return Settlement(PROBE_BEFORE, PROBE_BEFORE, why)
+    call = aws_call(step.do)
+    # A tagless upsert cannot be proven this step's by a lookup; repeating it needs none.
+    covered = call is not None and covers(call) and not is_upsert(step)
     repeat = safe_to_repeat(step)
-    if repeat is not None:
-        return Settlement(REDO, UNDO if by_undo else REDO, repeat)
-    if by_undo:
-        return Settlement(UNDO, UNDO, "its undo needs none of its outputs")
-    if step.undo is None:
-        why = "no probe and no undo"
+    by_undo = undo_settles(step)
+    # Forward, sending again what is safe to repeat finishes the step in one call; back, a
+    # lookup that finds nothing creates nothing only to delete it.
+    forward = REDO if repeat else BUILT_IN_PROBE if covered else UNDO if by_undo else PERSON
+    back = BUILT_IN_PROBE if covered else UNDO if by_undo else REDO if repeat else PERSON
+    if forward == PERSON:
+        if step.undo is None:
+            why = "no probe and no undo"
+        else:
+            why = f"no probe, and its undo needs its outputs ({', '.join(own_outputs_in(step.undo, step))})"
     else:
-        why = f"no probe, and its undo needs its outputs ({', '.join(own_outputs_in(step.undo, step))})"
-    return Settlement(PERSON, PERSON, why)
+        why = {REDO: repeat or "", BUILT_IN_PROBE: f"the probe catalog knows {call}",
+               UNDO: "its undo needs none of its outputs"}[forward]
+    return Settlement(forward, back, why)
 
 
 def plan_settlement(ops: list[Operation]) -> list[dict[str, Any]]:

@@ -13,7 +13,8 @@ run_finished       outcome (succeeded | failed | kept | rolled_back | rollback_i
 op_started         phase, phase_index, depends_on, title, fingerprint
 step_intent        action (resolved, secrets as references), key, token; redo and tag_run (the
                    run of the first attempt, whose tags a re-do sends again) for a re-do of an
-                   in-flight step that is safe to repeat                   -- before the do
+                   in-flight step that is safe to repeat; absent_before (its probe, one that
+                   cannot prove ownership, found nothing just before)     -- before the do
 step_done          outputs, undo (fully resolved), irreversible, read_only, ok_errors,
                    started, finished, settled_by (None | probe | redo | resolve), reason (resolve),
                    result (only when outputs or undo could not be worked out) -- after the do
@@ -75,6 +76,7 @@ class StepState:
     token: str | None = None  # the idempotency token of the step's latest intent
     settling: bool = False  # its undo in flight settles an in-flight step (not a rollback)
     tag_run: str | None = None  # the run whose tags the step's call carries (a re-do keeps the first's)
+    absent_before: bool = False  # its probe (one that cannot prove ownership) found nothing before the intent
 
     @property
     def present(self) -> bool:
@@ -274,7 +276,7 @@ def _apply_step_event(op: OpState, ev: Event) -> None:
         earlier = op.steps.get(ev.step or "")
         op.steps[ev.step or ""] = StepState(
             name=ev.step or "", status="intent", run_id=ev.run_id, started=ev.ts, token=d.get("token"),
-            tag_run=d.get("tag_run") or ev.run_id,
+            tag_run=d.get("tag_run") or ev.run_id, absent_before=bool(d.get("absent_before")),
             # A step re-run after a crash keeps the high-water mark its first attempt reached.
             progress=earlier.progress if earlier else None,
         )
