@@ -2,7 +2,7 @@
 recovers (a second rollback, a resume) and the inventory after the rollback equals the one
 before the apply; exit 0 only then.
 
-Two modes run here (about 20-30 s each on the sandbox); the others are measured by hand
+Four modes run here (about 15-30 s each on the sandbox); the others are measured by hand
 (docs/faults.md). Each gets a fresh sandbox: moto keeps a deleted AWS Backup plan's name
 taken, so the flagship's checkpoint operation can be created only once per moto server.
 """
@@ -64,16 +64,54 @@ def test_a_killed_apply_is_resumed_and_rolled_back_clean(sandbox_root: Path) -> 
 
 
 @pytest.mark.parametrize(
+    ("kind", "check", "saboteur"),
+    [
+        ("alarm", "error-rate-alarm", "MisterSmith-HighErrorRate set to ALARM"),
+        ("health", "source-stream", "NATS stopped"),
+    ],
+)
+def test_a_trigger_fault_fires_its_trigger_and_the_apply_rolls_itself_back(
+    sandbox_root: Path, kind: str, check: str, saboteur: str
+) -> None:
+    code, report = rehearse(sandbox_root, "--fault", kind)
+    assert code == EXIT_OK, report
+    fault = report["fault"]
+    assert fault["fired"] and fault["path_ok"] and fault["recovered"], fault
+    said = " ".join(fault["detail"])
+    assert saboteur in said and f"trigger {check} fired" in said
+    assert f"trigger {check} fired" in report["apply_error"]
+    assert report["leaks"] == {}
+    assert report["rollback"]["failed"] == {}
+    if kind == "health":
+        assert "NATS started again" in said
+        assert sandbox.healthy(sandbox.load(sandbox_root).services["nats"]), "the outage ended"
+
+
+NO_TRIGGERS = """
+atomicops: 1
+name: no-triggers
+operations:
+  - id: note
+    steps:
+      - name: write
+        do: {run: ["true"]}
+        irreversible: nothing to undo
+"""
+
+
+@pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--fault", "alarm"], "not in this build"),
-        (["--fault", "health"], "not in this build"),
+        (["PLAN", "--fault", "alarm"], "no check it can set off (a check of cloudwatch.describe_alarms"),
+        (["PLAN", "--fault", "health"], "no check it can set off (a check of kind nats or http)"),
         (["--fault", "step:no-such-op"], "no operation 'no-such-op'"),
         (["--fault", "step"], "step needs an operation"),
         (["--fault", "undo:aurora-sg", "--seed", "3"], "--seed goes with --fault kill"),
     ],
 )
 def test_a_fault_that_cannot_be_fired_is_refused_before_the_sandbox(tmp_path: Path, args: list[str], says: str) -> None:
+    (tmp_path / "plan.yaml").write_text(NO_TRIGGERS)
+    args = [str(tmp_path / "plan.yaml") if a == "PLAN" else a for a in args]
     done = cli("rehearse", "--dir", str(tmp_path / "sb"), *args, cwd=tmp_path)
     assert done.returncode == EXIT_INVALID, done.stdout + done.stderr
     assert says in done.stderr

@@ -901,7 +901,9 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
 @click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
 @click.option("--fault", "fault", default=None, metavar="KIND",
               help="Fail on purpose and prove the recovery: step:OP (OP's last step fails), undo:OP "
-                   "(OP's undo fails once; a second rollback finishes), kill (SIGKILL mid-apply, then resume). "
+                   "(OP's undo fails once; a second rollback finishes), kill (SIGKILL mid-apply, then resume), "
+                   "alarm (the watched CloudWatch alarm goes to ALARM mid-run: its trigger must fire), "
+                   "health (the sandbox's NATS stops mid-run: a nats or http trigger must fire). "
                    "See docs/faults.md.")
 @click.option("--seed", "seed", default=None, type=int, metavar="N",
               help="With --fault kill: picks the moment of the kill, to replay one (default: random, shown).")
@@ -919,7 +921,9 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     \b
       atomicops rehearse --fault step:services
       atomicops rehearse --fault undo:aurora-sg
-      atomicops rehearse --fault kill --seed 11"""
+      atomicops rehearse --fault kill --seed 11
+      atomicops rehearse --fault alarm
+      atomicops rehearse --fault health"""
     from rich.table import Table
 
     from atomicops import rehearsal, rehearsal_faults

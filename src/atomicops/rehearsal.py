@@ -199,14 +199,20 @@ def rehearse(
         progress(f"inventory taken ({report.timings['inventory']:.1f}s)")
 
         t0 = time.monotonic()
+        fired_check: str | None = None
         try:
-            # Triggers are polled during the apply; the window after it is skipped: the
-            # rehearsal rolls back right after its verify anyway (a resume inherits it).
-            with rehearsal_faults.armed(fault):
+            # Triggers are polled during the apply; the window after it is skipped (the
+            # rehearsal rolls back right after its verify anyway, and a resume inherits it),
+            # but for a trigger fault, which may fire just after the apply ends.
+            window = rehearsal_faults.window_minutes(fault, p)
+            drilled = rehearsal_faults.compressed(loaded, fault)
+            with rehearsal_faults.armed(fault), rehearsal_faults.sabotage(
+                fault, report.fault, p, state=state, env=REHEARSAL_ENV, sandbox_root=root,
+            ):
                 applied = rehearsal_faults.apply_with(
                     fault, report.fault,
-                    lambda: api.apply(loaded, env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer,
-                                      monitor=0),
+                    lambda: api.apply(drilled, env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer,
+                                      monitor=window),
                     lambda: api.resume(env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer),
                     state=state, env=REHEARSAL_ENV, steps=report.steps,
                 )
@@ -214,6 +220,7 @@ def rehearse(
             report.verify = applied.verify
         except (RunFailed, RollbackIncomplete) as exc:
             report.apply_error = str(exc)
+            fired_check = getattr(exc, "check", None)  # a TriggerFired
             failed = getattr(exc, "report", None)
             if failed is not None:
                 report.applied = list(failed.applied)
@@ -223,6 +230,9 @@ def rehearse(
             report.apply_error = str(exc)
             report.failures = [Failure(None, None, str(exc))]
         report.timings["apply"] = round(time.monotonic() - t0, 2)
+        if fault is not None and fault.kind in rehearsal_faults.TRIGGER_FAULTS and report.fault is not None:
+            rolled_back = fired_check is not None and not report.rollback.failed and report.apply_error is not None
+            rehearsal_faults.judge_trigger(fault, report.fault, p, fired_check, rolled_back)
         if fault is not None and fault.kind == "step" and report.fault is not None:
             rehearsal_faults.judge_step(fault, report.fault, [f.op for f in report.failures], report.rollback.undone)
 

@@ -9,7 +9,14 @@ plain one; this module only arms the failure and says whether the recovery was p
   must finish.
 - ``kill``     the apply runs in a child process killed with SIGKILL after a number of journal
   events chosen by ``--seed``; ``resume`` must finish it, then the rollback runs as usual.
-- ``alarm`` and ``health`` need the rollback triggers (see :func:`parse`).
+- ``alarm``    once the alarm a trigger check watches (``cloudwatch.describe_alarms`` with
+  ``AlarmNames``) exists, it is set to ALARM with ``cloudwatch.set_alarm_state``: that
+  trigger must fire and the apply must roll itself back.
+- ``health``   once the first operation is applied, the sandbox's NATS server is stopped, and
+  started again (same port, same JetStream store) when a trigger has fired or after a
+  minute: a trigger check of kind ``nats`` or ``http`` must fire, and the apply roll back.
+
+For ``alarm`` and ``health`` the checks are polled every second (:func:`compressed`).
 
 Proven means: the fault fired where it was aimed, the recovery above happened, and the
 inventory after the rollback equals the one before the apply.
@@ -18,21 +25,29 @@ inventory after the rollback equals the one before the apply.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 import multiprocessing
 import os
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from atomicops.engine import faults
 from atomicops.errors import AtomicOpsError, ResumeRolledBack, UsageError
 from atomicops.journal.views import environment, store_for
+from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Plan
 
 KINDS = ("step:OP", "undo:OP", "kill", "alarm", "health")
+TRIGGER_FAULTS = ("alarm", "health")
+HEALTH_OUTAGE_SECONDS = 60.0  # the longest the NATS server stays down when nothing fires
+SABOTEUR_POLL_SECONDS = 0.2
 KILL_POLL_SECONDS = 0.02
 
 
@@ -70,18 +85,153 @@ def parse(text: str, seed: int | None = None) -> Fault:
         raise UsageError(f"--fault {text!r}: only step:OP and undo:OP take an operation")
     if kind == "kill":
         return Fault("kill", seed=seed if seed is not None else random.SystemRandom().randrange(1_000_000))
-    if kind in ("alarm", "health"):
-        # NOT IN THIS BUILD: `alarm` (set the plan's CloudWatch alarm to ALARM mid-run) and
-        # `health` (stop the sandbox NATS or the stand-in) need the engine to poll the plan's
-        # rollback triggers. Wire them here once the triggers are built.
-        raise UsageError(f"--fault {kind}: not in this build (it needs the rollback triggers, which this version does not poll)")
+    if kind in TRIGGER_FAULTS:
+        return Fault(kind)
     raise UsageError(f"--fault {text!r}: not a fault; one of {', '.join(KINDS)}")
 
 
 def check_against(fault: Fault, plan: Plan) -> None:
-    """The operation a fault aims at must be in the plan (before the sandbox is touched)."""
+    """The operation a fault aims at must be in the plan, and a trigger fault needs a trigger
+    check it can set off (before the sandbox is touched)."""
     if fault.op is not None and fault.op not in {op.id for op in plan.operations}:
         raise UsageError(f"--fault {fault}: the plan has no operation {fault.op!r}")
+    if fault.kind in TRIGGER_FAULTS:
+        aimed_check(fault, plan)
+
+
+REHEARSAL_POLL_SECONDS = 1.0
+
+
+def compressed(loaded: LoadedPlan, fault: Fault | None) -> LoadedPlan:
+    """For a trigger fault, the plan with its checks polled every second at most: on the
+    sandbox the whole apply takes seconds where real AWS takes many minutes, and the plan's
+    interval would let the apply outrun the trigger it is there to prove."""
+    triggers = loaded.plan.triggers
+    if fault is None or fault.kind not in TRIGGER_FAULTS or triggers is None:
+        return loaded
+    faster = triggers.model_copy(update={"poll_seconds": min(triggers.poll_seconds, REHEARSAL_POLL_SECONDS)})
+    return dataclasses.replace(loaded, plan=loaded.plan.model_copy(update={"triggers": faster}))
+
+
+def window_minutes(fault: Fault | None, plan: Plan) -> float:
+    """The monitoring window a rehearsal's apply keeps: none, but for a trigger fault, long
+    enough for its check to miss ``failures`` times in a row after the apply ends."""
+    if fault is None or fault.kind not in TRIGGER_FAULTS or plan.triggers is None:
+        return 0
+    failures = max((int(c.get("failures") or 1) for c in plan.triggers.checks), default=1)
+    return math.ceil((plan.triggers.poll_seconds * (failures + 1) + 10) / 6) / 10  # tenths of a minute
+
+
+def aimed_check(fault: Fault, plan: Plan) -> tuple[str, list[str]]:
+    """The trigger check a trigger fault sets off: its name, and (``alarm``) the alarm names
+    it watches. Raises :class:`UsageError` when the plan has none."""
+    checks = plan.triggers.checks if plan.triggers else []
+    for i, check in enumerate(checks):
+        name = str(check.get("name") or f"check {i + 1}")
+        if fault.kind == "alarm" and check.get("aws") == "cloudwatch.describe_alarms":
+            names = (check.get("params") or {}).get("AlarmNames") or []
+            if names and all(isinstance(n, str) and "${" not in n for n in names):
+                return name, list(names)
+        if fault.kind == "health" and ("nats" in check or "http" in check):
+            return name, []
+    wanted = ("a check of cloudwatch.describe_alarms with literal AlarmNames" if fault.kind == "alarm"
+              else "a check of kind nats or http")
+    raise UsageError(f"--fault {fault.kind}: the plan's triggers have no check it can set off ({wanted})")
+
+
+@contextlib.contextmanager
+def sabotage(fault: Fault | None, outcome: FaultOutcome | None, plan: Plan, *, state: str, env: str,
+             sandbox_root: Path) -> Iterator[None]:
+    """While the rehearsal applies: ``alarm`` sets the watched alarm to ALARM once it exists;
+    ``health`` stops the sandbox's NATS server once an operation is applied and starts it
+    again when a trigger fired (or after :data:`HEALTH_OUTAGE_SECONDS`). A thread of the
+    rehearsal, so the engine under test is untouched."""
+    if fault is None or outcome is None or fault.kind not in TRIGGER_FAULTS:
+        yield
+        return
+    _, alarms = aimed_check(fault, plan)
+    done = threading.Event()
+    work = _raise_alarm if fault.kind == "alarm" else _stop_nats
+
+    def fire() -> None:
+        try:
+            work(done, outcome, alarms, state, env, sandbox_root)
+        except Exception as exc:  # noqa: BLE001 - reported in the summary: the fault did not fire
+            outcome.detail.append(f"the fault could not be fired: {type(exc).__name__}: {exc}")
+
+    thread = threading.Thread(target=fire, name=f"fault-{fault.kind}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _raise_alarm(done: threading.Event, outcome: FaultOutcome, alarms: list[str], state: str, env: str,
+                 sandbox_root: Path) -> None:
+    import boto3
+
+    from atomicops.sandbox import REGION
+
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION, endpoint_url=_sandbox_url(sandbox_root, "aws"))
+    t0 = time.monotonic()
+    while not done.wait(SABOTEUR_POLL_SECONDS):
+        found = cloudwatch.describe_alarms(AlarmNames=alarms)["MetricAlarms"]
+        if found:
+            for alarm in found:
+                cloudwatch.set_alarm_state(AlarmName=alarm["AlarmName"], StateValue="ALARM",
+                                           StateReason="atomicops rehearse --fault alarm")
+            outcome.detail.append(f"{', '.join(a['AlarmName'] for a in found)} set to ALARM "
+                                  f"{time.monotonic() - t0:.1f}s into the apply")
+            return
+
+
+def _stop_nats(done: threading.Event, outcome: FaultOutcome, alarms: list[str], state: str, env: str,
+               sandbox_root: Path) -> None:
+    from atomicops import sandbox
+
+    watcher = store_for(state)
+    try:
+        t0 = time.monotonic()
+        while not done.wait(SABOTEUR_POLL_SECONDS):
+            if any(e.type == "op_applied" for e in watcher.events(env)):
+                break
+        else:
+            return
+        sandbox.stop_service(sandbox_root, "nats")
+        stopped = time.monotonic()
+        outcome.detail.append(f"NATS stopped {stopped - t0:.1f}s into the apply")
+        while not done.wait(SABOTEUR_POLL_SECONDS) and time.monotonic() - stopped < HEALTH_OUTAGE_SECONDS:
+            if any(e.type == "trigger_fired" for e in watcher.events(env)):
+                break
+        sandbox.restart_service(sandbox_root, "nats")
+        outcome.detail.append(f"NATS started again after {time.monotonic() - stopped:.1f}s")
+    finally:
+        watcher.close()
+
+
+def _sandbox_url(root: Path, service: str) -> str:
+    from atomicops import sandbox
+
+    current = sandbox.load(root)
+    if current is None or service not in current.services:
+        raise UsageError(f"the sandbox at {root} has no {service} running")
+    return current.services[service].url
+
+
+def judge_trigger(fault: Fault, outcome: FaultOutcome, plan: Plan, fired_check: str | None, rolled_back: bool) -> None:
+    """The aimed trigger fired, and the apply rolled itself back completely."""
+    aimed, _ = aimed_check(fault, plan)
+    outcome.fired = fired_check == aimed
+    outcome.path_ok = outcome.fired and rolled_back
+    if fired_check is None:
+        outcome.detail.append(f"trigger {aimed} did not fire")
+    elif not outcome.fired:
+        outcome.detail.append(f"trigger {fired_check} fired, not {aimed}")
+    else:
+        outcome.detail.append(f"trigger {aimed} fired; the apply rolled back "
+                              + ("completely" if rolled_back else "with undos left"))
 
 
 @contextlib.contextmanager

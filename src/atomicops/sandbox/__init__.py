@@ -155,6 +155,30 @@ def up(
     return state
 
 
+def stop_service(root: Path | str, name: str) -> ServiceInfo:
+    """Stop one running service and keep its data: an outage (``rehearse --fault health``).
+    :func:`restart_service` brings it back where it was."""
+    state = load(Path(root).resolve())
+    if state is None or name not in state.services:
+        raise UsageError(f"the sandbox at {root} has no {name} running")
+    info = state.services[name]
+    importlib.import_module(SERVICES[name][0]).stop(info, remove_data=False)
+    return info
+
+
+def restart_service(root: Path | str, name: str) -> ServiceInfo:
+    """Start a service stopped by :func:`stop_service` again, on the same port and data (so
+    the URLs plans were given still hold), and record its new pid for ``down``."""
+    state = load(Path(root).resolve())
+    if state is None or name not in state.services:
+        raise UsageError(f"the sandbox at {root} has no {name} to start again")
+    info = state.services[name]
+    started = importlib.import_module(SERVICES[name][0]).start(Path(info.data_dir), port=urlsplit(info.url).port)
+    state.services[name] = started
+    _save(state)
+    return started
+
+
 def down(root: Path | str = DEFAULT_DIR, *, progress: Callable[[str], None] = lambda text: None) -> list[ServiceInfo]:
     """Stop exactly what ``up`` started (by pid) and remove the sandbox's data."""
     root = Path(root).resolve()
