@@ -230,7 +230,7 @@ def test_the_flagship_rolls_back_to_before_data_and_keeps_its_snapshot(monkeypat
         local = run_setup(api.validate(FLAGSHIP_PLAN, vars=given), lambda text: None)
         loaded = api.validate(FLAGSHIP_PLAN, vars={**given, **local})
         state = str(workdir / "journal.db")
-        api.apply(loaded, env="fl", state=state)
+        api.apply(loaded, env="fl", state=state, monitor=0)
         [mark] = api.status(env="fl", state=state)["checkpoints"]
         assert (mark["name"], mark["op"]) == ("before-data", "checkpoint")
 

@@ -313,6 +313,9 @@ def validate(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], stric
     \b
     Also shows how each step would be settled if a crash left it half-done:
       own probe       its probe finds the resource by the step's key
+      own probe (absent before)
+                      its probe finds it by name; the engine probes before the step too,
+                      and what appears after a crash is the step's only if nothing was there
       built-in probe  the probe catalog knows its AWS create call
       re-do           its call is safe to send again (an idempotency token, an upsert)
       undo            its undo needs none of its outputs (a delete by name)
@@ -659,7 +662,8 @@ def status(env: str, state: str | None, as_json: bool) -> int:
     if doc["in_flight"]:
         out.print(f"[red]in flight (interrupted): {_data(', '.join(doc['in_flight']))}[/red]")
     for op_id in doc["action_needed"]:
-        out.print(f"[red]{_data(op_id)} needs action: `atomicops rollback` (after a failed undo) or `atomicops resolve`[/red]")
+        out.print(f"[red]{_data(op_id)} needs action: `atomicops rollback` (after a failed undo: it retries; "
+                  f"`--skip {_data(op_id)} --reason TEXT` once a person removed it) or `atomicops resolve`[/red]")
     return code
 
 

@@ -58,8 +58,8 @@ operations:
         do: {run: ["echo", '{"n": 5}']}
         outputs: {n: json.n}
         undo: {run: ["true"]}
-        probe:
-          run: ["echo", '{"n": 5}']
+        probe:   # not the do's own read (that one would simply be re-done)
+          run: ["printf", '{"n": 5}']
           outputs: {n: "length(json.n)"}
 """
 
