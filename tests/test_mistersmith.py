@@ -635,6 +635,20 @@ def test_every_probe_proves_ownership_by_the_engines_rule_but_the_listed_ones(pl
     }
 
 
+def test_no_step_would_need_a_person_after_a_crash_even_with_every_probe_removed(plan: Plan):
+    """Issue 10's bar, shown before anything runs: without its hand-written probes the plan
+    is settled by the built-in catalog, re-dos (AWS tokens, upserts, `safe_to_repeat`) and
+    undos by name (`bench/crash_soak.py --strip-probes all` measures it after real kills)."""
+    from atomicops.engine.settlement import PERSON, settlement_of
+
+    person = []
+    for op in plan.operations:
+        bare = op.model_copy(update={"steps": [s.model_copy(update={"probe": None}) for s in op.steps]})
+        person += [f"{op.id}/{s.name}" for s in bare.steps
+                   if PERSON in (settlement_of(s, bare).kind, settlement_of(s, bare).on_rollback)]
+    assert person == []
+
+
 def _takes_tags(shape: Any, depth: int = 0) -> bool:
     """Whether an input shape has a tags member (``Tags``, ``tags``, ``BackupVaultTags``,
     ``TagSpecifications``...), at the top or one structure down (S3's bucket tags)."""

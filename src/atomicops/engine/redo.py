@@ -11,6 +11,8 @@ Two kinds of AWS call are safe to repeat:
 
 The list is explicit and every entry is tested against the moto server: when in doubt a call
 is not on it, since re-sending a plain create makes a second resource (or fails on the first).
+A plan author may vouch for a step the engine cannot judge (a ``call`` into their own code)
+with ``safe_to_repeat: "<why>"``; the reason is shown by ``validate`` and journalled.
 """
 
 from __future__ import annotations
@@ -113,6 +115,8 @@ def safe_to_repeat(step: Step) -> str | None:
         return None
     if do_is_its_probe(step):
         return "its do is the read its probe makes: it changes nothing"
+    if step.safe_to_repeat is not None:
+        return f"the plan says it is safe to repeat: {step.safe_to_repeat}"
     call = aws_call(step.do)
     if call is None:
         return None

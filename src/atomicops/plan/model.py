@@ -61,6 +61,10 @@ class Step(_Model):
     irreversible: str | None = None
     read_only: bool = False
     undo_ok_errors: list[str] | None = None
+    safe_to_repeat: str | None = Field(None, min_length=1)
+    """Why the ``do`` may be sent again after a crash left it in flight (the author vouches
+    for a ``call`` the engine cannot judge: an upsert, a content-addressed push). Without a
+    probe, a resume then re-does the step instead of leaving it to a person."""
 
     @property
     def result_outputs(self) -> dict[str, str]:

@@ -196,6 +196,8 @@ def _check_operation(ctx: _Ctx, index: int, op: Operation) -> None:
         if step.read_only:
             if step.undo is not None:
                 ctx.add((*spath, "undo"), "a read_only step changes nothing, so it has nothing to undo", op=op.id)
+            if step.safe_to_repeat is not None:
+                ctx.add((*spath, "safe_to_repeat"), "a read_only step is always safe to repeat; drop the key", op=op.id)
         elif step.undo is None and step.irreversible is None:
             ctx.add(
                 spath,

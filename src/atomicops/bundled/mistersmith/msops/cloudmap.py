@@ -36,7 +36,18 @@ def create_namespace(ctx: ActionContext, name: str, vpc: str) -> dict[str, Any]:
         params["CreatorRequestId"] = ctx.idempotency_token
     if ctx.tags:
         params["Tags"] = [{"Key": k, "Value": v} for k, v in ctx.tags.items()]
-    op = _wait(sd, sd.create_private_dns_namespace(**params)["OperationId"])
+    try:
+        op = _wait(sd, sd.create_private_dns_namespace(**params)["OperationId"])
+    except sd.exceptions.ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("ConflictingDomainExists", "NamespaceAlreadyExists"):
+            raise
+        # Made by this step before a crash (a re-do): AWS answers the same CreatorRequestId
+        # with the first operation, moto refuses it; either way this step's namespace is the
+        # answer, and one not tagged by this step is still refused.
+        found = find_namespace(ctx, name, ctx.step_key or "")
+        if found["namespace_id"] is None:
+            raise
+        return found
     return {"namespace_id": op["Targets"]["NAMESPACE"]}
 
 

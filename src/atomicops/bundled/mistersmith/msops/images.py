@@ -84,7 +84,16 @@ def push_image(ctx: ActionContext, repository: str, tag: str, uri: str) -> dict[
         # this step's image from one that was already there under the same tag.
         "annotations": {STEP_ANNOTATION: ctx.step_key or ""},
     }, sort_keys=True)
-    image = ecr.put_image(repositoryName=repository, imageManifest=manifest, imageManifestMediaType=MANIFEST_TYPE, imageTag=tag)["image"]
+    try:
+        image = ecr.put_image(repositoryName=repository, imageManifest=manifest, imageManifestMediaType=MANIFEST_TYPE,
+                              imageTag=tag)["image"]
+    except ecr.exceptions.ImageAlreadyExistsException:
+        # Pushed before, byte for byte (a re-do after a crash): the same manifest, so the same
+        # digest. Answered as the first push was, which makes this push safe to repeat.
+        found = find_image(ctx, repository, tag, uri, ctx.step_key or "")
+        if not found:
+            raise
+        return {**found, "tag": tag, "layers_uploaded": blobs_uploaded}
     digest = image["imageId"]["imageDigest"]
     return {"digest": digest, "image": f"{uri}@{digest}", "tag": tag, "layers_uploaded": blobs_uploaded}
 
