@@ -125,7 +125,8 @@ def test_a_step_without_probe_is_settled_by_the_builtin_probe(world):
     assert inventory.diff(before, world.inv()) == {}
 
 
-# A call the catalog does not know, with no probe: only a person can tell.
+# A call the catalog does not know, with no probe, no token, and an undo by its own id: only a
+# person can tell.
 KEY_PAIR_PLAN = """
 atomicops: 1
 name: key-pair
@@ -137,8 +138,8 @@ operations:
     steps:
       - name: key
         do: {aws: ec2.create_key_pair, params: {KeyName: "crash-${vars.suffix}"}}
-        outputs: {key_id: KeyPairId}
-        undo: {aws: ec2.delete_key_pair, params: {KeyName: "crash-${vars.suffix}"}}
+        outputs: {key_id: KeyPairId, key_name: KeyName}   # read from the answer, lost in a crash
+        undo: {aws: ec2.delete_key_pair, params: {KeyName: "${self.key_name}"}}
 """
 
 
@@ -156,7 +157,8 @@ def test_a_step_no_probe_can_settle_is_uncertain_until_resolved(world, moto_endp
 
     # The operator looks: the key pair exists. They settle it with its id, and resume finishes.
     [pair] = ec2.describe_key_pairs(KeyNames=[f"crash-{suffix}"])["KeyPairs"]
-    ok = cli("resolve", "keys", "key", "--applied", "--output", f"key_id={pair['KeyPairId']}", "--env", env, cwd=world.cwd)
+    ok = cli("resolve", "keys", "key", "--applied", "--output", f"key_id={pair['KeyPairId']}",
+             "--output", f"key_name={pair['KeyName']}", "--env", env, cwd=world.cwd)
     assert ok.returncode == 0, ok.stderr
     assert cli("resume", "--env", env, cwd=world.cwd).returncode == 0
     assert set(world.status(env).values()) == {"applied"}

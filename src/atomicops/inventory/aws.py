@@ -129,6 +129,8 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
       tags="Tags", made_by=("ec2.allocate_address",)),
     R("dynamodb.tables", "dynamodb.list_tables", "TableNames", "@",
       made_by=("dynamodb.create_table",)),
+    R("glue.databases", "glue.get_databases", "DatabaseList", "Name",
+      made_by=("glue.create_database",)),
     R("iam.roles", "iam.list_roles", "Roles", "RoleName", keep=_NOT_AWS_ROLE,
       fields={"path": "Path"}, tag_call=("list_role_tags", "RoleName", "RoleName", "Tags"),
       made_by=("iam.create_role",)),
