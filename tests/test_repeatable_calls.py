@@ -6,12 +6,12 @@ call answers what the first one made."""
 from __future__ import annotations
 
 import json
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
 from run_cli import cli
 
 from atomicops.actions.base import ActionContext, Connections
@@ -20,8 +20,17 @@ from atomicops.engine.settlement import PERSON, REDO, settlement_of
 from atomicops.plan.model import Operation, Step
 from atomicops.rehearsal import FLAGSHIP_PLAN
 
-sys.path.insert(0, str(FLAGSHIP_PLAN))
-from msops import cloudmap, images  # the flagship's own module, beside its plan
+FLAGSHIP_DIR = Path(FLAGSHIP_PLAN).parent if Path(FLAGSHIP_PLAN).is_file() else Path(FLAGSHIP_PLAN)
+
+
+@pytest.fixture
+def msops(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The flagship's own modules, beside its plan (imported as a run imports them)."""
+    monkeypatch.syspath_prepend(str(FLAGSHIP_DIR))
+    import msops.cloudmap
+    import msops.images
+
+    return msops
 
 REPEATABLE = """
 atomicops: 1
@@ -75,7 +84,8 @@ def _ctx(moto_endpoint: str, key: str, token: str | None = None) -> ActionContex
                          tags={"atomicops:step": key})
 
 
-def test_the_flagship_image_push_answers_a_second_push_with_the_first_image(moto_endpoint: str) -> None:
+def test_the_flagship_image_push_answers_a_second_push_with_the_first_image(moto_endpoint: str, msops: Any) -> None:
+    images = msops.images
     repo = f"repeat/{uuid.uuid4().hex[:8]}"
     client: Any = boto3.client("ecr", region_name="us-east-1", endpoint_url=moto_endpoint)
     client.create_repository(repositoryName=repo)
@@ -86,7 +96,10 @@ def test_the_flagship_image_push_answers_a_second_push_with_the_first_image(moto
     assert len(client.list_images(repositoryName=repo)["imageIds"]) == 1
 
 
-def test_the_flagship_namespace_create_answers_a_second_create_with_the_first_namespace(moto_endpoint: str) -> None:
+def test_the_flagship_namespace_create_answers_a_second_create_with_the_first_namespace(
+    moto_endpoint: str, msops: Any
+) -> None:
+    cloudmap = msops.cloudmap
     ec2: Any = boto3.client("ec2", region_name="us-east-1", endpoint_url=moto_endpoint)
     vpc = ec2.create_vpc(CidrBlock="10.77.0.0/16")["Vpc"]["VpcId"]
     name = f"r{uuid.uuid4().hex[:6]}.local"
