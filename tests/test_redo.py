@@ -20,34 +20,36 @@ def world(tmp_path, moto_endpoint):
 
 
 @pytest.mark.parametrize(
-    ("point", "op", "count"),
+    ("point", "op", "count", "settled_by"),
     [
-        ("after_effect:param/put", "param", "param"),  # an upsert (Overwrite: true)
-        ("after_effect:topic/create", "topic", "topics"),  # an upsert by nature
-        ("after_effect:secret/create", "secret", "secrets"),  # ClientRequestToken
-        ("after_intent:secret/create", "secret", "secrets"),  # nothing happened: re-done all the same
+        ("after_effect:param/put", "param", "param", ["redo"]),  # an upsert (Overwrite: true)
+        ("after_effect:topic/create", "topic", "topics", ["redo"]),  # an upsert by nature
+        # A create the catalog knows is looked up first, token or not (moto, like some
+        # services, honours few tokens: a second create would leak the first).
+        ("after_effect:secret/create", "secret", "secrets", ["probe"]),
+        ("after_intent:secret/create", "secret", "secrets", [None]),  # not found: run again
     ],
 )
-def test_a_step_killed_in_flight_is_re_done_by_resume(world, point, op, count):
+def test_a_step_killed_in_flight_is_re_done_by_resume(world, point, op, count, settled_by):
     env = "redo-" + point.replace(":", "-").replace("/", "-")
     assert world.apply(env, crash=point).returncode == CRASH_EXIT_CODE
     resumed = world.run("resume", "--env", env)
     assert resumed.returncode == 0, resumed.stderr
     assert set(world.status(env).values()) == {"applied"}
     done = world.events(env, "step_done", op)
-    assert [d.get("settled_by") for d in done] == ["redo"]
+    assert [d.get("settled_by") for d in done] == settled_by
     assert len(getattr(world, count)()) == 1  # no duplicate
     assert world.run("rollback", "--env", env).returncode == 0
     assert world.nothing_left()
     assert world.coherent(env) == []
 
 
-def test_the_re_do_sends_the_token_of_the_interrupted_intent(world):
+def test_a_step_run_again_sends_the_token_of_the_interrupted_intent(world):
     env = "redo-token"
-    assert world.apply(env, crash="after_effect:secret/create").returncode == CRASH_EXIT_CODE
+    assert world.apply(env, crash="after_intent:secret/create").returncode == CRASH_EXIT_CODE
     assert world.run("resume", "--env", env).returncode == 0
     intents = world.events(env, "step_intent", "secret")
-    assert len(intents) == 2 and intents[1].get("redo") is True
+    assert len(intents) == 2
     assert intents[0]["token"] == intents[1]["token"]  # so the service answers with the first secret
     assert world.run("rollback", "--env", env).returncode == 0
 

@@ -43,6 +43,7 @@ def test_each_kind_of_settlement():
     # An upsert is repeated rather than looked up, even where the catalog knows the call.
     assert kind(do={"aws": "ssm.put_parameter", "params": {"Name": "n", "Value": "v", "Overwrite": True}}) == REDO
     assert kind(do={"aws": "ec2.create_launch_template", "params": {"LaunchTemplateName": "t"}}) == REDO  # ClientToken
+    assert kind(do={"aws": "ec2.create_nat_gateway", "params": {"SubnetId": "s"}}) == BUILT_IN_PROBE  # known: looked up first
     assert kind(do={"aws": "glue.create_database", "params": {"DatabaseInput": {"Name": "d"}}},
                 undo={"aws": "glue.delete_database", "params": {"Name": "d"}}) == UNDO
     assert kind(do=key_pair, outputs={"id": "KeyPairId"},
@@ -82,11 +83,11 @@ def test_a_rollback_may_settle_differently_from_a_resume():
 def test_validate_and_plan_show_the_settlement_per_step(tmp_path):
     plan = str(PLANS / "settle.yaml")
     doc = json.loads(cli("validate", plan, "--json", cwd=tmp_path).stdout)
-    assert doc["settlement"]["counts"] == {REDO: 3, UNDO: 1}
+    assert doc["settlement"]["counts"] == {BUILT_IN_PROBE: 1, REDO: 2, UNDO: 1}
     by_step = {f"{r['op']}/{r['step']}": r["kind"] for r in doc["settlement"]["steps"]}
-    assert by_step == {"param/put": REDO, "topic/create": REDO, "secret/create": REDO, "database/create": UNDO}
+    assert by_step == {"param/put": REDO, "topic/create": REDO, "secret/create": BUILT_IN_PROBE, "database/create": UNDO}
     text = cli("validate", plan, cwd=tmp_path).stdout
-    assert "3 re-do, 1 undo" in text and "database/create: undo" in text
+    assert "1 built-in probe, 2 re-do, 1 undo" in text and "database/create: undo" in text
     view = json.loads(cli("plan", plan, "--json", cwd=tmp_path).stdout)
     assert view["settlement"]["steps"] == doc["settlement"]["steps"]
     assert "after a crash" in cli("plan", plan, cwd=tmp_path).stdout

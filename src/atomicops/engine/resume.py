@@ -10,12 +10,12 @@ shows it before anything runs):
 2. A probe that cannot prove ownership: its "not found" is believed; "found" is believed
    when the same probe found nothing just before the intent (``absent_before``, journalled
    with it, engine/apply.py), and is uncertain otherwise.
-3. No probe of its own: rolling forward, a ``do`` safe to repeat (an idempotency token the
-   service honours, an upsert, engine/redo.py) is sent again; else the built-in probe of
-   the AWS call (engine/catalog.py, which checks the tags) decides as in 1; else an undo
-   that needs none of the step's outputs is run and the step runs again. Rolling back, the
-   built-in probe comes first, then the undo, then the re-do (an upsert is always re-done
-   or undone rather than looked up: a tagless one cannot be proven).
+3. No probe of its own: the built-in probe of the AWS call (engine/catalog.py, which checks
+   the tags) decides as in 1; else, rolling forward, a ``do`` safe to repeat (an
+   idempotency token, an upsert, the plan's ``safe_to_repeat``, engine/redo.py) is sent
+   again, or an undo that needs none of the step's outputs is run and the step runs again;
+   rolling back, the undo comes before the re-do. An upsert is always re-done or undone
+   rather than looked up: a tagless one cannot be proven.
 4. Otherwise ``uncertain``, for ``atomicops resolve``. A step already uncertain is asked
    again only by a probe that proves ownership (the others would only repeat themselves).
 

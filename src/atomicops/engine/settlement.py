@@ -12,10 +12,10 @@ The engine settles it (engine/resume.py follows ``settlement_of``):
   found nothing then, what it finds after the crash is this step's (no other run writes to
   the environment); if it found something then, "found" needs a person. "Not found" always
   settles.
-- with no probe of its own, forward (``resume``): ``re-do`` when the ``do`` is safe to send
-  again (engine/redo.py), else ``built-in probe`` when the catalog knows the AWS call
-  (engine/catalog.py, it checks the tags), else ``undo`` when the undo needs none of the
-  step's own outputs (a delete by name; "already gone" counts as undone), then the step runs
+- with no probe of its own, forward (``resume``): ``built-in probe`` when the catalog knows
+  the AWS call (engine/catalog.py, it checks the tags), else ``re-do`` when the ``do`` is
+  safe to send again (engine/redo.py), else ``undo`` when the undo needs none of the step's
+  own outputs (a delete by name; "already gone" counts as undone), then the step runs
   again. Back (``rollback``, ``resume --rollback``): built-in probe, then undo, then re-do.
   An upsert is never looked up (a tagless one cannot be proven): it is re-done or undone.
 - ``needs a person``: nothing can tell; ``atomicops resolve`` decides.
@@ -104,9 +104,11 @@ def settlement_of(step: Step, op: Operation) -> Settlement:
     covered = call is not None and covers(call) and not is_upsert(step)
     repeat = safe_to_repeat(step)
     by_undo = undo_settles(step)
-    # Forward, sending again what is safe to repeat finishes the step in one call; back, a
-    # lookup that finds nothing creates nothing only to delete it.
-    forward = REDO if repeat else BUILT_IN_PROBE if covered else UNDO if by_undo else PERSON
+    # A lookup comes first where the catalog has one: it reads, and does not depend on the
+    # service honouring an idempotency token (moto honours few, and a second create would
+    # leak the first). Forward, re-sending what is safe to repeat finishes the step in one
+    # call; back, the undo comes before a re-do that would create something only to delete it.
+    forward = BUILT_IN_PROBE if covered else REDO if repeat else UNDO if by_undo else PERSON
     back = BUILT_IN_PROBE if covered else UNDO if by_undo else REDO if repeat else PERSON
     if forward == PERSON:
         if step.undo is None:
