@@ -32,7 +32,8 @@ def start(data_dir: Path, *, port: int | None = None, timeout: float = 60.0) -> 
     url = f"http://127.0.0.1:{port}"
     log = data_dir / "moto.log"
     pid = spawn(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        # Our launcher of moto's server: moto_server.py says what it adds, and why.
+        [sys.executable, "-m", "atomicops.sandbox.moto_server", "-H", "127.0.0.1", "-p", str(port)],
         log,
         # AWS-managed IAM policies (AmazonECSTaskExecutionRolePolicy, ...) exist in real
         # accounts; moto loads them only when asked.
