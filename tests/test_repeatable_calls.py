@@ -6,6 +6,8 @@ call answers what the first one made."""
 from __future__ import annotations
 
 import json
+import sys
+import types
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ import pytest
 from run_cli import cli
 
 from atomicops.actions.base import ActionContext, Connections
+from atomicops.actions.call import resolve_target
 from atomicops.engine.crash import CRASH_EXIT_CODE
 from atomicops.engine.settlement import PERSON, REDO, settlement_of
 from atomicops.plan.model import Operation, Step
@@ -24,13 +27,14 @@ FLAGSHIP_DIR = Path(FLAGSHIP_PLAN).parent if Path(FLAGSHIP_PLAN).is_file() else 
 
 
 @pytest.fixture
-def msops(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The flagship's own modules, beside its plan (imported as a run imports them)."""
-    monkeypatch.syspath_prepend(str(FLAGSHIP_DIR))
-    import msops.cloudmap
-    import msops.images
+def msops() -> Any:
+    """The flagship's own modules, loaded the way a run loads them (actions/call.py): another
+    plan's `msops` in sys.modules is replaced, not reused."""
+    return types.SimpleNamespace(
+        images=sys.modules[resolve_target("msops.images:push_image", str(FLAGSHIP_DIR)).__module__],
+        cloudmap=sys.modules[resolve_target("msops.cloudmap:create_namespace", str(FLAGSHIP_DIR)).__module__],
+    )
 
-    return msops
 
 REPEATABLE = """
 atomicops: 1

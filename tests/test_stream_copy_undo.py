@@ -6,6 +6,7 @@ with botocore's own event hooks."""
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -16,16 +17,16 @@ import boto3
 import pytest
 
 from atomicops.actions.base import ActionContext, Connections, connection_of
+from atomicops.actions.call import resolve_target
 
 FLAGSHIP = Path(__file__).resolve().parent.parent / "src" / "atomicops" / "bundled" / "mistersmith"
 
 
 @pytest.fixture
-def streams(monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.syspath_prepend(str(FLAGSHIP))
-    import msops.streams
-
-    return msops.streams
+def streams() -> Any:
+    # Loaded the way a run loads it (actions/call.py): another plan's `msops` in sys.modules
+    # (a copy of the flagship a test ran from elsewhere) is replaced, not reused.
+    return sys.modules[resolve_target("msops.streams:copy_to_dynamodb", str(FLAGSHIP)).__module__]
 
 
 @pytest.fixture
