@@ -551,9 +551,18 @@ def _namespace(aws: Any, p: Params, key: str) -> list[Found]:
                 continue
             ops = sd.list_operations(Filters=[{"Name": "NAMESPACE_ID", "Values": [ns["Id"]], "Condition": "EQ"},
                                               {"Name": "TYPE", "Values": ["CREATE_NAMESPACE"], "Condition": "EQ"}])  # fmt: skip
-            operation = next((o["Id"] for o in ops.get("Operations", [])), None)
-            found.append(Found({"OperationId": operation}, _sd_tags(aws, ns["Arn"])))
+            found.append(Found({"OperationId": _creating_operation(sd, ops.get("Operations", []), ns["Id"])},
+                               _sd_tags(aws, ns["Arn"])))
     return found
+
+
+def _creating_operation(sd: Any, operations: list[dict[str, Any]], namespace_id: str) -> str | None:
+    """The operation that created ``namespace_id``, checked by its target: AWS filters the list
+    by namespace, moto does not, and another namespace's operation would answer for this one."""
+    for op in operations:
+        if sd.get_operation(OperationId=op["Id"])["Operation"].get("Targets", {}).get("NAMESPACE") == namespace_id:
+            return str(op["Id"])
+    return None
 
 
 def _sd_service(aws: Any, p: Params, key: str) -> list[Found]:
