@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import statistics
@@ -27,6 +26,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from scale import timed_process  # a sibling script: bench/ is on sys.path when run
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "recovery.json"
@@ -99,17 +100,9 @@ def copy_journal(journal: Path, to: Path) -> Path:
 
 
 def timed(argv: list[str], cwd: Path) -> tuple[float, float]:
-    """(wall seconds, CPU seconds) of one process."""
-    with tempfile.TemporaryFile() as err:  # a file, not a pipe: nobody reads while it runs
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        took = time.perf_counter() - t0
-        code = os.waitstatus_to_exitcode(status)
-        if code != 0:
-            err.seek(0)
-            raise SystemExit(f"{' '.join(argv)} exited {code}: {err.read().decode()[-2000:]}")
-    return took, usage.ru_utime + usage.ru_stime
+    """(wall seconds, CPU seconds) of one process (scale.py measures it, with its memory)."""
+    took, _, cpu = timed_process(argv, cwd)
+    return took, cpu
 
 
 def applied_count(journal: Path, cwd: Path) -> int:

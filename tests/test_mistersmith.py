@@ -644,8 +644,8 @@ def test_no_step_would_need_a_person_after_a_crash_even_with_every_probe_removed
     person = []
     for op in plan.operations:
         bare = op.model_copy(update={"steps": [s.model_copy(update={"probe": None}) for s in op.steps]})
-        person += [f"{op.id}/{s.name}" for s in bare.steps
-                   if PERSON in (settlement_of(s, bare).kind, settlement_of(s, bare).on_rollback)]
+        ways = {s.name: settlement_of(s, bare) for s in bare.steps}
+        person += [f"{op.id}/{name}" for name, way in ways.items() if PERSON in (way.kind, way.on_rollback)]
     assert person == []
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import multiprocessing
 import os
@@ -151,11 +152,12 @@ def sabotage(fault: Fault | None, outcome: FaultOutcome | None, plan: Plan, *, s
         return
     _, alarms = aimed_check(fault, plan)
     done = threading.Event()
-    work = _raise_alarm if fault.kind == "alarm" else _stop_nats
+    work = (functools.partial(_raise_alarm, alarms, sandbox_root) if fault.kind == "alarm"
+            else functools.partial(_stop_nats, state, env, sandbox_root))
 
     def fire() -> None:
         try:
-            work(done, outcome, alarms, state, env, sandbox_root)
+            work(done, outcome)
         except Exception as exc:  # noqa: BLE001 - reported in the summary: the fault did not fire
             outcome.detail.append(f"the fault could not be fired: {type(exc).__name__}: {exc}")
 
@@ -168,8 +170,7 @@ def sabotage(fault: Fault | None, outcome: FaultOutcome | None, plan: Plan, *, s
         thread.join()
 
 
-def _raise_alarm(done: threading.Event, outcome: FaultOutcome, alarms: list[str], state: str, env: str,
-                 sandbox_root: Path) -> None:
+def _raise_alarm(alarms: list[str], sandbox_root: Path, done: threading.Event, outcome: FaultOutcome) -> None:
     import boto3
 
     from atomicops.sandbox import REGION
@@ -187,15 +188,22 @@ def _raise_alarm(done: threading.Event, outcome: FaultOutcome, alarms: list[str]
             return
 
 
-def _stop_nats(done: threading.Event, outcome: FaultOutcome, alarms: list[str], state: str, env: str,
-               sandbox_root: Path) -> None:
+def _stop_nats(state: str, env: str, sandbox_root: Path, done: threading.Event, outcome: FaultOutcome) -> None:
     from atomicops import sandbox
 
     watcher = store_for(state)
+    seen = 0  # the journal is read from where the last look ended
+
+    def journalled(event_type: str) -> bool:
+        nonlocal seen
+        new = watcher.events(env, after=seen)
+        seen = new[-1].seq if new else seen
+        return any(e.type == event_type for e in new)
+
     try:
         t0 = time.monotonic()
         while not done.wait(SABOTEUR_POLL_SECONDS):
-            if any(e.type == "op_applied" for e in watcher.events(env)):
+            if journalled("op_applied"):
                 break
         else:
             return
@@ -203,7 +211,7 @@ def _stop_nats(done: threading.Event, outcome: FaultOutcome, alarms: list[str], 
         stopped = time.monotonic()
         outcome.detail.append(f"NATS stopped {stopped - t0:.1f}s into the apply")
         while not done.wait(SABOTEUR_POLL_SECONDS) and time.monotonic() - stopped < HEALTH_OUTAGE_SECONDS:
-            if any(e.type == "trigger_fired" for e in watcher.events(env)):
+            if journalled("trigger_fired"):
                 break
         sandbox.restart_service(sandbox_root, "nats")
         outcome.detail.append(f"NATS started again after {time.monotonic() - stopped:.1f}s")

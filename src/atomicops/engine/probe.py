@@ -48,15 +48,20 @@ def proves_ownership(step: Step, op: Operation | None = None) -> bool:
     named = [refs.parse(text) for text, _ in refs.refs_in(step.probe)]
     if any(r.namespace == "step" for r in named):
         return True
-    if op is None:
-        return False
+    created = _outputs_made_before(op, step)
+    return any(r.namespace == "self" and r.path[0] in created for r in named)
+
+
+def _outputs_made_before(op: Operation | None, step: Step) -> set[str]:
+    """Names of the outputs of ``op``'s steps before ``step`` that are not read-only: what
+    they name was made by this operation (a read-only step's may have been there before)."""
     created: set[str] = set()
-    for earlier in op.steps:
+    for earlier in op.steps if op is not None else ():
         if earlier.name == step.name:
             break
         if not earlier.read_only:
             created.update(earlier.outputs)
-    return any(r.namespace == "self" and r.path[0] in created for r in named)
+    return created
 
 
 def builtin(step: Step) -> bool:
@@ -79,14 +84,7 @@ def proves(step: Step, op: Operation | None = None) -> bool:
 def created_before(op: Operation | None, step: Step, self_outputs: dict[str, Any]) -> set[str]:
     """Ids and names the operation's earlier (not read-only) steps made: the parents a rule,
     an attachment or an inline policy of this step may live in and be provably ours."""
-    if op is None:
-        return set()
-    names: set[str] = set()
-    for earlier in op.steps:
-        if earlier.name == step.name:
-            break
-        if not earlier.read_only:
-            names.update(earlier.outputs)
+    names = _outputs_made_before(op, step)
     return {str(v) for n, v in self_outputs.items() if n in names and isinstance(v, (str, int)) and v != ""}
 
 

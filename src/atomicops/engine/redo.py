@@ -120,9 +120,7 @@ def safe_to_repeat(step: Step) -> str | None:
     call = aws_call(step.do)
     if call is None:
         return None
-    params = step.do.get("params")
-    upsert = UPSERTS.get(call)
-    if upsert is not None and isinstance(params, Mapping) and upsert(params):
+    if is_upsert(step):
         return f"{call} is an upsert"
     if takes_token(call):
         return f"{call} carries an idempotency token"

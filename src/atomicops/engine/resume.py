@@ -29,10 +29,17 @@ from dataclasses import replace
 from typing import Any
 
 from atomicops.engine.apply import Applier, step_key
-from atomicops.engine.probe import proves_ownership
 from atomicops.engine.redo import redo_step
 from atomicops.engine.rollback import undo_step
-from atomicops.engine.settlement import BUILT_IN_PROBE, OWN_PROBE, REDO, UNDO, settlement_of
+from atomicops.engine.settlement import (
+    BUILT_IN_PROBE,
+    OWN_PROBE,
+    PROBE_BEFORE,
+    READ_ONLY,
+    REDO,
+    UNDO,
+    settlement_of,
+)
 from atomicops.errors import AtomicOpsError, ResumeMismatch, UndoFailed
 from atomicops.journal.state import EnvState, OpState, StepState
 from atomicops.plan.model import Operation, Step
@@ -85,11 +92,11 @@ def _settle_do(applier: Applier, op_state: OpState, st: StepState, rolling_back:
     started = st.started or time.time()
     way = settlement_of(step, op)
     kind = way.on_rollback if rolling_back else way.kind
-    if step.read_only or (kind == OWN_PROBE and proves_ownership(step, op)):
+    if kind in (READ_ONLY, OWN_PROBE):
         # Its own probe finds the resource by this step's key: what it finds is this step's,
         # what it misses is not there.
         return applier.settle_intent(op, step, before, started, intent_run=st.run_id)
-    if step.probe is not None and kind != REDO:
+    if kind == PROBE_BEFORE:
         # The plan says how to find the step's resource, and that cannot tell it from a
         # namesake: an undo by name or a re-do could take over (and a rollback delete) what
         # was there before. Its "not found" is believed; "found" is believed only when the
