@@ -30,6 +30,16 @@ def fake_aws_credentials() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def derived_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite's own cache of derived facts (atomicops/derived.py), shared by its tests and
+    the CLI processes they start: every validation after the first takes the remembered
+    path, as a user's second `validate` does; never the user's ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ATOMICOPS_CACHE_DIR", str(tmp_path_factory.mktemp("derived-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``http://127.0.0.1:PORT`` of a moto server for this test session, started the way

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from atomicops.actions import aws
+from atomicops.actions import aws, aws_models
 from atomicops.actions.aws import AwsConnection
 
 SERVICES = ["ec2", "iam", "sts", "ssm", "dynamodb", "sqs", "sns", "logs"]
@@ -27,7 +27,7 @@ def test_a_client_reuses_the_model_validation_parsed(moto_endpoint: str) -> None
 
 
 def test_clients_made_by_many_threads_at_once_all_answer(moto_endpoint: str) -> None:
-    paths_before = list(aws._shared_loader().search_paths)
+    paths_before = list(aws_models.shared_loader().search_paths)
     conns = [AwsConnection("us-east-1", moto_endpoint) for _ in range(3)]
     results: dict[tuple[int, str, bool], Any] = {}
     errors: list[Exception] = []
@@ -56,7 +56,7 @@ def test_clients_made_by_many_threads_at_once_all_answer(moto_endpoint: str) -> 
         assert conns[0].client("sts").get_caller_identity()["Account"]
         assert conns[1].client("dynamodb").list_tables()["TableNames"] is not None
         # boto3 adds its data directory per Session: the shared loader keeps it once.
-        paths = aws._shared_loader().search_paths
+        paths = aws_models.shared_loader().search_paths
         assert len(paths) == len(set(paths)) and set(paths_before) <= set(paths)
     finally:
         for conn in conns:

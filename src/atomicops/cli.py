@@ -321,11 +321,12 @@ def validate(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], stric
       undo            its undo needs none of its outputs (a delete by name)
       needs a person  nothing can tell: `atomicops resolve` after a crash
     """
-    from atomicops import api
+    # The loader, not atomicops.api: validating imports no engine (docs/performance.md, B6).
     from atomicops.engine.settlement import counts, person_problems, plan_settlement
     from atomicops.errors import NeedsPerson
+    from atomicops.plan.loader import load_plan
 
-    loaded = api.validate(plan, vars=vars, vars_files=vars_files)
+    loaded = load_plan(plan, var_overrides=vars, vars_files=vars_files)
     p = loaded.plan
     steps = sum(len(op.steps) for op in p.operations)
     rows = plan_settlement(p.operations)

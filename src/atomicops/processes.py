@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 
-import psutil
-
 # psutil derives a start time from the boot time, which /proc gives in whole seconds: two
 # readings of one process's start time may differ by up to a second.
 START_TIME_SLACK = 1.0
@@ -46,6 +44,8 @@ def start_time(pid: int) -> float:
     """When process ``pid`` started, in seconds since the epoch (0.0 when there is none)."""
     if pid <= 0:
         return 0.0
+    import psutil  # here: every command line start imports this module (docs/performance.md)
+
     try:
         return float(psutil.Process(pid).create_time())
     except (psutil.NoSuchProcess, psutil.AccessDenied, OverflowError):

@@ -23,17 +23,13 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
-from functools import cache, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import botocore.session
 from botocore import xform_name
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     ConnectTimeoutError,
-    DataNotFoundError,
     EndpointConnectionError,
     HTTPClientError,
     ParamValidationError,
@@ -45,10 +41,8 @@ from botocore.exceptions import (
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
-from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
-from botocore.parsers import ResponseParserError
-from botocore.response import StreamingBody
 
+from atomicops.actions import aws_models
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
 from atomicops.actions.common import (
     positive_or_absent,
@@ -60,6 +54,13 @@ from atomicops.actions.common import (
 from atomicops.actions.registry import register
 from atomicops.errors import ActionError
 from atomicops.plan.refs import is_reference
+
+if TYPE_CHECKING:
+    from botocore.model import OperationModel, Shape
+
+# botocore's model classes, config, parsers and sessions are imported where a call is made
+# or a model is walked: the static check of a known call needs none of them (a warm
+# `validate` imports no more of botocore than its exceptions; docs/performance.md, B6).
 
 KIND = "aws"
 
@@ -167,6 +168,8 @@ class AwsConnection:
         self.region = region
         self.endpoint_url = endpoint_url
         self.profile = profile
+        from botocore.config import Config
+
         self.config = Config(
             # total_max_attempts counts the first try, like ``max_attempts`` in ~/.aws/config;
             # Config's own ``max_attempts`` key would count retries only (5 -> 6 calls).
@@ -183,14 +186,15 @@ class AwsConnection:
         # Imported here: `validate` needs only botocore's models, and boto3 (with s3transfer)
         # would double its import time (docs/performance.md).
         import boto3
+        import botocore.session
 
         # The process's one botocore loader (the one validation used): a client then reuses
         # the service models validation already parsed instead of reading their JSON again
         # (~0.03 s a service; the flagship uses 16). The loader only caches what it read.
         core = botocore.session.Session()
-        core.register_component("data_loader", _shared_loader())
+        core.register_component("data_loader", aws_models.shared_loader())
         self.session = boto3.session.Session(botocore_session=core, profile_name=profile, region_name=region)
-        _dedupe_search_paths()
+        aws_models.dedupe_search_paths()
         self._clients: dict[tuple[str, bool], Any] = {}
         self._lock = threading.Lock()
 
@@ -229,57 +233,12 @@ class AwsConnection:
 
 # --------------------------------------------------------------------------- botocore models
 
-
-@lru_cache(maxsize=1)
-def _botocore() -> botocore.session.Session:
-    return botocore.session.get_session()
+service_model = aws_models.service_model  # tests and callers name it here
 
 
-@lru_cache(maxsize=1)
-def _services() -> tuple[str, ...]:
-    return tuple(_botocore().get_available_services())
-
-
-_loader_lock = threading.Lock()
-
-
-def _shared_loader() -> Any:
-    return _botocore().get_component("data_loader")
-
-
-def _dedupe_search_paths() -> None:
-    """boto3 appends its own data directory to the loader's search path for each Session it
-    makes; with one loader shared by every connection of the process, keep it once."""
-    with _loader_lock:
-        paths = _shared_loader().search_paths
-        paths[:] = list(dict.fromkeys(paths))
-
-
-@cache
-def service_model(service: str) -> Any:
-    """botocore's ServiceModel for ``service`` (loaded from disk once per process)."""
-    return _botocore().get_service_model(service)
-
-
-@cache
-def _operations(service: str) -> dict[str, str]:
-    """snake_case method name -> API operation name, as boto3 builds its client methods."""
-    return {xform_name(name): name for name in service_model(service).operation_names}
-
-
-@cache
-def _waiters(service: str) -> dict[str, str]:
-    try:
-        model = _botocore().get_waiter_model(service)
-    except DataNotFoundError:
-        return {}
-    return {xform_name(name): name for name in model.waiter_names}
-
-
-def _waiter_operation(service: str, waiter: str) -> str:
-    return str(
-        _botocore().get_waiter_model(service).get_waiter(_waiters(service)[waiter]).operation
-    )
+def _kind(shape: Shape | None) -> str | None:
+    """A model shape's type (``structure``, ``list``, ``map``, ``string``...)."""
+    return getattr(shape, "type_name", None)
 
 
 def _names(choices: Iterable[str], limit: int = 20) -> str:
@@ -309,7 +268,7 @@ def _check_value(value: Any, shape: Shape, path: tuple[str | int, ...]) -> Itera
     if value is None:
         yield CheckIssue(path, f"null is not a valid {shape.type_name}; leave the key out instead")
         return
-    if isinstance(shape, StructureShape):
+    if _kind(shape) == "structure":
         if not isinstance(value, Mapping):
             yield CheckIssue(path, f"expected a mapping ({shape.name}), got {type(value).__name__}")
             return
@@ -330,13 +289,13 @@ def _check_value(value: Any, shape: Shape, path: tuple[str | int, ...]) -> Itera
             )
         if shape.metadata.get("union") and len(value) > 1:
             yield CheckIssue(path, f"{shape.name} takes exactly one of: {_names(members)}")
-    elif isinstance(shape, ListShape):
+    elif _kind(shape) == "list":
         if not isinstance(value, (list, tuple)):
             yield CheckIssue(path, f"expected a list ({shape.name}), got {type(value).__name__}")
             return
         for index, item in enumerate(value):
             yield from _check_value(item, shape.member, (*path, index))
-    elif isinstance(shape, MapShape):
+    elif _kind(shape) == "map":
         if not isinstance(value, Mapping):
             yield CheckIssue(path, f"expected a mapping ({shape.name}), got {type(value).__name__}")
             return
@@ -383,7 +342,7 @@ def _check_wait(wait: Any, service: str) -> Iterator[CheckIssue]:
         return
     if is_reference(name):
         return
-    waiters = _waiters(service)
+    waiters = aws_models.waiters(service)
     if name not in waiters:
         valid = (
             f"valid waiters of {service}: {_names(waiters, limit=200)}"
@@ -395,7 +354,7 @@ def _check_wait(wait: Any, service: str) -> Iterator[CheckIssue]:
         )
         return
     yield from _check_params(
-        wait.get("params"), service, _waiter_operation(service, name), ("wait", "params")
+        wait.get("params"), service, aws_models.waiter_operation(service, name), ("wait", "params")
     )
 
 
@@ -414,7 +373,7 @@ def parse_operation(value: Any) -> tuple[str, str]:
 
 def _tag_pair_members(shape: Shape) -> tuple[str, str] | None:
     """The (key, value) member names of a tag structure, in the service's own casing."""
-    if not isinstance(shape, StructureShape):
+    if _kind(shape) != "structure":
         return None
     by_lower = {name.lower(): name for name in shape.members}
     key = by_lower.get("key") or by_lower.get("tagkey")
@@ -436,7 +395,7 @@ def _merge_tag_list(
 
 
 def _ec2_resource_type(operation: str, spec_shape: Shape) -> str | None:
-    if not isinstance(spec_shape, StructureShape) or "ResourceType" not in spec_shape.members:
+    if _kind(spec_shape) != "structure" or "ResourceType" not in spec_shape.members:
         return None
     enum = set(spec_shape.members["ResourceType"].enum or ())
     guess = EC2_RESOURCE_TYPES.get(operation)
@@ -472,20 +431,20 @@ def with_tags(
     for name, member in shape.members.items():
         if name.lower() != "tags" or is_reference(out.get(name)):
             continue
-        if isinstance(member, MapShape) and member.value.type_name == "string":
+        if _kind(member) == "map" and member.value.type_name == "string":
             current = out.get(name) or {}
             if isinstance(current, Mapping):
                 out[name] = {**{k: v for k, v in tags.items() if k not in current}, **current}
-        elif isinstance(member, ListShape) and (pair := _tag_pair_members(member.member)):
+        elif _kind(member) == "list" and (pair := _tag_pair_members(member.member)):
             merged = _merge_tag_list(out.get(name), tags, *pair)
             if merged is not None:
                 out[name] = merged
 
     spec_member = shape.members.get("TagSpecifications")
-    if isinstance(spec_member, ListShape) and not is_reference(out.get("TagSpecifications")):
+    if _kind(spec_member) == "list" and not is_reference(out.get("TagSpecifications")):
         spec_shape = spec_member.member
-        inner = spec_shape.members.get("Tags") if isinstance(spec_shape, StructureShape) else None
-        pair = _tag_pair_members(inner.member) if isinstance(inner, ListShape) else None
+        inner = spec_shape.members.get("Tags") if _kind(spec_shape) == "structure" else None
+        pair = _tag_pair_members(inner.member) if inner is not None and _kind(inner) == "list" else None
         if pair:
             specs = out.get("TagSpecifications")
             if specs:
@@ -512,6 +471,8 @@ def with_tags(
 
 def plain(value: Any) -> Any:
     """A JSON-safe copy of a botocore response (or any part of one)."""
+    if value is None or isinstance(value, (str, int, float)):  # bool is an int
+        return value
     if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
@@ -522,6 +483,8 @@ def plain(value: Any) -> Any:
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
+    from botocore.response import StreamingBody
+
     if isinstance(value, StreamingBody):
         data = value.read()
         try:
@@ -541,13 +504,13 @@ def _sensitive_values(value: Any, shape: Shape | None, found: set[str]) -> set[s
         elif isinstance(value, (Mapping, list, tuple)):
             _all_strings(value, found)
         return found
-    if isinstance(shape, StructureShape) and isinstance(value, Mapping):
+    if _kind(shape) == "structure" and isinstance(value, Mapping):
         for key, item in value.items():
             _sensitive_values(item, shape.members.get(key), found)
-    elif isinstance(shape, ListShape) and isinstance(value, (list, tuple)):
+    elif _kind(shape) == "list" and isinstance(value, (list, tuple)):
         for item in value:
             _sensitive_values(item, shape.member, found)
-    elif isinstance(shape, MapShape) and isinstance(value, Mapping):
+    elif _kind(shape) == "map" and isinstance(value, Mapping):
         for item in value.values():
             _sensitive_values(item, shape.value, found)
     return found
@@ -596,6 +559,8 @@ def may_have_taken_effect(error: Exception) -> bool:
         return status >= 500 and status != REFUSED_STATUS and code not in THROTTLING_CODES
     if isinstance(error, NOT_SENT):
         return False
+    from botocore.parsers import ResponseParserError
+
     # An answer botocore could not read (a proxy's page for XML services) says nothing either.
     return isinstance(error, (BotoConnectionError, HTTPClientError, ResponseParserError))
 
@@ -637,6 +602,8 @@ def translate_error(error: Exception, what: str, secrets: Iterable[str] = ()) ->
         )
     if isinstance(error, ParamValidationError):
         return ActionError(KIND, f"{what}: {param_report(error)}", code="ParamValidation")
+    from botocore.parsers import ResponseParserError
+
     if isinstance(error, ResponseParserError):
         return ActionError(
             KIND, f"{what}: {redact(_readable(str(error), 0), secrets)}", code="ResponseParserError",
@@ -680,6 +647,9 @@ class AwsKind(ActionKind):
 
     # -- static checks
 
+    def check_stamp(self) -> str | None:
+        return aws_models.stamp()
+
     def writes(self, action: Mapping[str, Any]) -> bool:
         try:
             _, operation = parse_operation(action.get(self.key))
@@ -696,12 +666,12 @@ class AwsKind(ActionKind):
         except ValueError as exc:
             yield CheckIssue((self.key,), str(exc))
             return
-        if service not in _services():
+        if service not in aws_models.services():
             yield CheckIssue(
-                (self.key,), f"unknown AWS service {service!r}{suggest(service, _services())}"
+                (self.key,), f"unknown AWS service {service!r}{suggest(service, aws_models.services())}"
             )
             return
-        operations = _operations(service)
+        operations = aws_models.operations(service)
         if operation not in operations:
             yield CheckIssue(
                 (self.key,),

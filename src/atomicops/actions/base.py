@@ -146,6 +146,14 @@ class ActionKind(ABC):
         """Static checks before anything runs. Values may still hold ``${...}`` strings."""
         return ()
 
+    def check_stamp(self) -> str | None:
+        """A stamp of everything :meth:`check` reads besides the action (a library's version,
+        the modules that check), when the check is a pure function of them and the action:
+        validation then remembers, across processes, the actions that passed
+        (atomicops/derived.py). None (the default): checked every time, as a kind whose check
+        reads files or the environment must be."""
+        return None
+
     @abstractmethod
     def execute(self, action: Mapping[str, Any], ctx: ActionContext) -> Any:
         """Run the (fully resolved) action and return its result as plain data.

@@ -17,7 +17,6 @@ with ``safe_to_repeat: "<why>"``; the reason is shown by ``validate`` and journa
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -68,26 +67,11 @@ def aws_call(action: Mapping[str, Any]) -> str | None:
     return call if isinstance(call, str) and "${" not in call and "." in call else None
 
 
-@functools.lru_cache(maxsize=256)
 def takes_token(call: str) -> bool:
     """Whether botocore's model gives ``call`` a member the service keys idempotency on."""
-    import botocore.session
-    from botocore.exceptions import UnknownServiceError
+    from atomicops.actions import aws_models
 
-    service, _, operation = call.partition(".")
-    try:
-        model = botocore.session.get_session().get_service_model(service)
-    except UnknownServiceError:
-        return False
-    from botocore import xform_name
-
-    names = {xform_name(n): n for n in model.operation_names}
-    api = names.get(operation)
-    if api is None:
-        return False
-    shape = model.operation_model(api).input_shape
-    members = shape.members.values() if shape is not None else ()
-    return any(m.metadata.get("idempotencyToken") for m in members)
+    return aws_models.takes_token(call)
 
 
 def is_upsert(step: Step) -> bool:

@@ -21,6 +21,7 @@ from atomicops.graph import Graph
 from atomicops.plan import refs
 from atomicops.plan.call_target import call_target_problem
 from atomicops.plan.model import Operation, Plan, is_value_output
+from atomicops.plan.passed_checks import PassedChecks
 from atomicops.plan.source import Path, SourceMap, did_you_mean, format_path
 
 # Keys an action may carry beside its kind's own, by the role the action plays.
@@ -50,6 +51,7 @@ class _Ctx:
     deps: dict[str, set[str]]
     plan_dir: FsPath | Literal[False] | None = None  # None: not looked at yet; False: no plan file
     call_targets: dict[str, str | None] = field(default_factory=dict)  # target -> problem
+    passed: PassedChecks = field(default_factory=PassedChecks)
 
     def add(self, path: Path, message: str, *, op: str | None = None, warning: bool = False) -> None:
         self.problems.append(
@@ -98,6 +100,7 @@ def validate_plan(
     _check_graph(ctx)
     if not any(p.severity == "error" for p in ctx.problems):
         _check_secret_stores(ctx)
+    ctx.passed.save()
     return ctx.problems, ctx.deps
 
 
@@ -237,8 +240,13 @@ def _check_action(
         if k not in allowed_keys:
             ctx.add((*path, k), f"unknown key {k!r} for a {key} action{did_you_mean(str(k), allowed_keys)}", op=op)
     # Vars are known now: a kind checks `run: "${vars.cmd}"` as the string it will get.
-    for issue in kind.check(_vars_applied(ctx, action)):
-        ctx.add((*path, *issue.path), issue.message, op=op)
+    checked = _vars_applied(ctx, action)
+    if not ctx.passed.holds(kind, checked):
+        issues = list(kind.check(checked))
+        for issue in issues:
+            ctx.add((*path, *issue.path), issue.message, op=op)
+        if not issues:
+            ctx.passed.add(kind, checked)
     if key == "call":
         _check_call_target(ctx, action.get("call"), (*path, "call"), op)
     conn = action.get("connection")

@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
-
 from atomicops.errors import UsageError
 from atomicops.plan.names import OFFERED_MARK
 from atomicops.sandbox.service import ServiceInfo, is_ours, port_open, private_dir, stop_pid
@@ -92,6 +90,8 @@ def _save(state: SandboxState) -> None:
     _write_private(_state_file(root), json.dumps(doc, indent=2))
     # Offered, not imposed: each plan takes the services' URLs it declares (see plan.loader).
     offered = {OFFERED_MARK: "offered", **state.vars()}
+    import yaml
+
     _write_private(Path(state.vars_file), yaml.safe_dump(offered, sort_keys=True))
 
 

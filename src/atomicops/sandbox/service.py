@@ -11,11 +11,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from atomicops.processes import START_TIME_SLACK, pid_alive
+
+if TYPE_CHECKING:
+    import psutil
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ def is_ours(info: ServiceInfo) -> bool:
 def _identified(pid: int, started_at: float) -> psutil.Process | None:
     if not started_at or not pid_alive(pid):
         return None
+    import psutil  # here: every command line start imports this package (docs/performance.md)
+
     try:
         proc = psutil.Process(pid)
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
@@ -108,6 +111,8 @@ def stop_pid(pid: int, started_at: float, *, timeout: float = 10.0) -> bool:
     proc = _identified(pid, started_at)
     if proc is None:
         return False
+    import psutil
+
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
         try:
             proc.send_signal(sig)
