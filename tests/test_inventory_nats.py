@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 import atomicops.actions.nats  # noqa: F401 - registers the kind
-from atomicops.actions.nats import READER_PREFIX, NatsConnection, NatsKind
+from atomicops.actions.nats import NatsKind
+from atomicops.actions.nats_connection import NatsConnection
+from atomicops.actions.nats_names import READER_PREFIX
 from atomicops.errors import ActionError
 from atomicops.inventory import nats as inventory
 from atomicops.sandbox import nats as sandbox_nats

@@ -16,7 +16,10 @@ import pytest
 
 import atomicops.actions.nats  # noqa: F401 - registers the kind
 from atomicops.actions.base import ActionContext, CheckIssue, Connections
-from atomicops.actions.nats import READER_PREFIX, NatsConnection, NatsKind, StreamMessage
+from atomicops.actions.nats import NatsKind
+from atomicops.actions.nats_connection import NatsConnection
+from atomicops.actions.nats_names import READER_PREFIX
+from atomicops.actions.nats_reader import StreamMessage
 from atomicops.errors import ActionError
 from atomicops.plan.model import DEFAULT_UNDO_OK_ERRORS
 from atomicops.sandbox import nats as sandbox_nats

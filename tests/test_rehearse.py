@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from atomicops import api, sandbox
-from atomicops.actions.nats import NatsConnection
+from atomicops.actions.nats_connection import NatsConnection
 from atomicops.errors import EXIT_FAILED, EXIT_OK, EXIT_ROLLBACK_INCOMPLETE
 from atomicops.rehearsal import RehearsalReport, rehearse
 

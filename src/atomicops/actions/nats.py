@@ -16,49 +16,77 @@ server is needed. ``consumer_info`` lets a probe find a consumer.
 
 The connection handle (its event loop, ``iter_stream``, error translation) is in
 :mod:`atomicops.actions.nats_connection`; this module is the plan-facing part: verbs, static
-checks, and the kind.
+checks, and the kind. It imports no nats-py: the registry loads every kind for every command,
+``validate`` included, and nats-py costs tens of milliseconds to import. nats-py comes in when
+a connection opens (:meth:`NatsKind.connect`) or when a check reads a config dataclass
+(``stream_add``, ``consumer_add``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from nats.js import api
 
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
 from atomicops.actions.common import positive_or_absent, suggest, unknown_keys
 from atomicops.actions.nats_config import _check_fields, _check_typed, _field_hints, plain
-from atomicops.actions.nats_connection import CONNECTION_KEYS, NatsConnection
-from atomicops.actions.nats_errors import KIND
-from atomicops.actions.nats_reader import (  # noqa: F401 - names the handle's users import from here
+from atomicops.actions.nats_names import (  # noqa: F401 - READER_PREFIX: its users import it from here
+    CONNECTION_KEYS,
+    KIND,
     READER_PREFIX,
-    StreamMessage,
     _token,
 )
 from atomicops.actions.registry import register
 from atomicops.errors import ActionError
 from atomicops.plan.refs import is_reference
 
+if TYPE_CHECKING:
+    from atomicops.actions.nats_connection import NatsConnection
+    from atomicops.actions.nats_reader import StreamMessage  # noqa: F401 - see __getattr__
+
+
+def __getattr__(name: str) -> Any:
+    """``NatsConnection`` and ``StreamMessage``, which the handle's users import from here
+    (atomicops.inventory.nats, atomicops.sandbox.nats), imported on first use: importing
+    them with this module would import nats-py with it."""
+    if name in ("NatsConnection", "StreamMessage"):
+        from atomicops.actions import nats_connection
+
+        return getattr(nats_connection, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # --------------------------------------------------------------------------- verbs
 
 
 @dataclasses.dataclass(frozen=True)
 class Verb:
-    """What one verb takes: ``required`` and ``allowed`` argument names, or a nats-py
-    config dataclass whose fields are the allowed names (plus ``extra``)."""
+    """What one verb takes: ``required`` and ``allowed`` argument names, or the name of a
+    nats-py config dataclass (in ``nats.js.api``) whose fields are the allowed names (plus
+    ``extra``)."""
 
     required: tuple[str, ...]
     allowed: frozenset[str] = frozenset()
-    config: type[api.Base] | None = None
+    config: str | None = None
     extra: frozenset[str] = frozenset()
 
-    def names(self) -> frozenset[str]:
+    def config_class(self) -> type | None:
+        """The config dataclass, imported when a check first reads it (by name, so that
+        this table costs no nats-py import)."""
         if self.config is None:
+            return None
+        from nats.js import api
+
+        cls: type = getattr(api, self.config)
+        return cls
+
+    def names(self) -> frozenset[str]:
+        config = self.config_class()
+        if config is None:
             return self.allowed
-        return frozenset(_field_hints(self.config)) | self.extra
+        return frozenset(_field_hints(config)) | self.extra
 
 
 VERBS: dict[str, Verb] = {
@@ -67,12 +95,12 @@ VERBS: dict[str, Verb] = {
         frozenset({"subject", "data", "headers", "jetstream", "stream", "msg_id", "timeout"}),
     ),
     "request": Verb(("subject",), frozenset({"subject", "data", "headers", "timeout"})),
-    "stream_add": Verb(("name",), config=api.StreamConfig),
+    "stream_add": Verb(("name",), config="StreamConfig"),
     "stream_info": Verb(("name",), frozenset({"name"})),
     "stream_delete": Verb(("name",), frozenset({"name"})),
     "stream_purge": Verb(("name",), frozenset({"name", "subject", "seq", "keep"})),
     "consumer_add": Verb(
-        ("stream", "durable_name"), config=api.ConsumerConfig, extra=frozenset({"stream"})
+        ("stream", "durable_name"), config="ConsumerConfig", extra=frozenset({"stream"})
     ),
     "consumer_delete": Verb(("stream", "name"), frozenset({"stream", "name"})),
     "consumer_info": Verb(("stream", "name"), frozenset({"stream", "name"})),
@@ -127,9 +155,10 @@ def parse_action(action: Mapping[str, Any]) -> tuple[str, Any]:
 def _check_args(verb: str, args: Mapping[str, Any]) -> Iterator[CheckIssue]:
     spec = VERBS[verb]
     path: tuple[str | int, ...] = (KIND, verb)
-    if spec.config is not None:
+    config = spec.config_class()
+    if config is not None:
         extra = {name: _ARG_TYPES[name] for name in spec.extra}
-        yield from _check_fields(args, spec.config, path, extra=extra)
+        yield from _check_fields(args, config, path, extra=extra)
     else:
         names = spec.names()
         for key, value in args.items():
@@ -175,6 +204,9 @@ class NatsKind(ActionKind):
     # -- connections
 
     def connect(self, spec: Mapping[str, Any]) -> NatsConnection:
+        # Here, not at the top: the handle's modules import nats-py (see the docstring).
+        from atomicops.actions.nats_connection import NatsConnection
+
         handle = NatsConnection.from_spec(spec)
         try:
             return handle.open()

@@ -1,5 +1,9 @@
 """nats-py's config dataclasses to and from plain data: checking a plan's fields against
-them, building them from mappings, and turning nats-py results into JSON-safe data."""
+them, building them from mappings, and turning nats-py results into JSON-safe data.
+
+It imports no nats-py itself (the kind's static checks load with every command): the classes
+come in as arguments, from whoever imported them.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,14 @@ import json
 import types
 import typing
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
-
-from nats.aio.msg import Msg
-from nats.js import api
+from typing import TYPE_CHECKING, Any
 
 from atomicops.actions.base import CheckIssue
 from atomicops.actions.common import suggest
 from atomicops.plan.refs import is_reference
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
 
 # --------------------------------------------------------------------------- plain data
 
@@ -201,7 +205,7 @@ def _check_fields(
         yield CheckIssue(path, f"missing required field(s) of {cls.__name__}: {', '.join(missing)}")
 
 
-def build_config(cls: type[api.Base], values: Mapping[str, Any]) -> Any:
+def build_config(cls: type, values: Mapping[str, Any]) -> Any:
     """A nats-py config dataclass from plain data: enums from their values, nested configs
     (placement, sources, subject transforms...) from mappings. ValueError/TypeError if bad."""
     hints = _field_hints(cls)
@@ -221,7 +225,7 @@ def _convert(value: Any, hint: Any) -> Any:
         return [_convert(v, item_hint) for v in value]
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
         return hint(value)
-    if isinstance(hint, type) and issubclass(hint, api.Base) and isinstance(value, Mapping):
-        return build_config(hint, value)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+        return build_config(hint, value)  # a nested config: placement, sources...
     return value
 

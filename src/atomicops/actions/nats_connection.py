@@ -24,15 +24,9 @@ from nats.js import api
 
 from atomicops.actions.common import redact, refuse_unknown_keys
 from atomicops.actions.nats_config import _reply, build_config, encode_data, plain
-from atomicops.actions.nats_errors import KIND, translate_error
-from atomicops.actions.nats_reader import (
-    StreamMessage,
-    _api,
-    _captured,
-    _list,
-    _Reader,
-    _token,
-)
+from atomicops.actions.nats_errors import translate_error
+from atomicops.actions.nats_names import CONNECTION_KEYS, KIND, _token
+from atomicops.actions.nats_reader import StreamMessage, _api, _captured, _list, _Reader
 from atomicops.errors import ActionError
 
 T = TypeVar("T")
@@ -46,10 +40,6 @@ GRACE = 1.0
 CLOSE_TIMEOUT = 5.0
 
 MSG_ID_HEADER = "Nats-Msg-Id"
-
-CONNECTION_KEYS = frozenset(
-    {"kind", "url", "user", "password", "token", "connect_timeout", "request_timeout", "name"}
-)
 
 
 # --------------------------------------------------------------------------- connection

@@ -11,9 +11,8 @@ import nats.js.errors
 
 from atomicops.actions.common import redact
 from atomicops.actions.nats_config import plain
+from atomicops.actions.nats_names import KIND
 from atomicops.errors import ActionError
-
-KIND = "nats"
 
 # The JetStream error codes (server/errors.json) a plan is likely to meet, by the name the
 # engine matches ``undo_ok_errors`` against: ``StreamNotFound`` fits the default

@@ -14,10 +14,10 @@ from nats.aio.client import Client
 from nats.js import api
 
 from atomicops.actions.nats_config import _str_headers
+from atomicops.actions.nats_names import READER_PREFIX, _token
 
-# iter_stream reads through an ephemeral consumer named with this prefix. It is deleted when
-# the iteration ends; should the process die first, the server drops it after this idle time.
-READER_PREFIX = "atomicops-read-"
+# A reader (named with READER_PREFIX) is deleted when the iteration ends; should the process
+# die first, the server drops it after this idle time.
 READER_IDLE_SECONDS = 30.0
 
 JS_API = "$JS.API"
@@ -30,15 +30,6 @@ class StreamMessage(NamedTuple):
     subject: str
     data: bytes
     headers: dict[str, str] | None
-
-
-
-def _token(name: str) -> str:
-    """A stream or consumer name as one subject token; anything else would address a
-    different API subject (``a.b`` -> STREAM.INFO.a.b), so it is refused here."""
-    if not name or any(c in name for c in ". *>\t\r\n"):
-        raise ValueError(f"invalid name {name!r}: no '.', '*', '>' or whitespace allowed")
-    return name
 
 
 async def _api(
