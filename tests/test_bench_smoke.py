@@ -22,7 +22,8 @@ def test_cli_startup_writes_its_table(tmp_path: Path) -> None:
     doc = run("cli_startup.py", "--rounds", "1", out=tmp_path / "cli_startup.json")
     assert doc["benchmark"] == "cli_startup" and doc["floor_s"] > 0
     commands = {r["command"]: r for r in doc["rows"]}
-    assert set(commands) == {"floor: import boto3", "--help", "status", "history", "validate quickstart", "validate flagship"}
+    assert set(commands) == {"floor: import boto3", "--help", "status", "history", "validate quickstart",
+                             "validate flagship", "validate flagship, no cache"}
     for row in commands.values():
         assert set(row) == {"command", "median_s", "min_s", "ratio", "target", "meets"}
     assert commands["validate flagship"]["target"] == 2.0 and commands["status"]["target"] == 1.3

@@ -73,12 +73,3 @@ def test_a_consumer_config_is_checked_with_its_extra_argument() -> None:
         "print(json.dumps([list(i.path) for i in NatsKind().check(action)]))"
     )
     assert out == [["nats", "consumer_add", "ack_policy"]]
-
-
-def test_the_handle_is_still_importable_from_the_kind_module() -> None:
-    # atomicops.inventory.nats and atomicops.sandbox.nats import it from there.
-    from atomicops.actions import nats, nats_connection, nats_reader
-
-    assert nats.NatsConnection is nats_connection.NatsConnection
-    assert nats.StreamMessage is nats_reader.StreamMessage
-    assert nats.READER_PREFIX == "atomicops-read-"

@@ -32,30 +32,13 @@ from urllib.parse import urlsplit
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
 from atomicops.actions.common import positive_or_absent, suggest, unknown_keys
 from atomicops.actions.nats_config import _check_fields, _check_typed, _field_hints, plain
-from atomicops.actions.nats_names import (  # noqa: F401 - READER_PREFIX: its users import it from here
-    CONNECTION_KEYS,
-    KIND,
-    READER_PREFIX,
-    _token,
-)
+from atomicops.actions.nats_names import CONNECTION_KEYS, KIND, _token
 from atomicops.actions.registry import register
 from atomicops.errors import ActionError
 from atomicops.plan.refs import is_reference
 
 if TYPE_CHECKING:
     from atomicops.actions.nats_connection import NatsConnection
-    from atomicops.actions.nats_reader import StreamMessage  # noqa: F401 - see __getattr__
-
-
-def __getattr__(name: str) -> Any:
-    """``NatsConnection`` and ``StreamMessage``, which the handle's users import from here
-    (atomicops.inventory.nats, atomicops.sandbox.nats), imported on first use: importing
-    them with this module would import nats-py with it."""
-    if name in ("NatsConnection", "StreamMessage"):
-        from atomicops.actions import nats_connection
-
-        return getattr(nats_connection, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------- verbs

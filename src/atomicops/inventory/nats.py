@@ -13,7 +13,8 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from atomicops.actions.nats import READER_PREFIX, NatsConnection
+from atomicops.actions.nats_connection import NatsConnection
+from atomicops.actions.nats_names import READER_PREFIX
 from atomicops.errors import ActionError
 from atomicops.inventory.compare import diff  # noqa: F401 - one diff for every source
 

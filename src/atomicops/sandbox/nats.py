@@ -92,7 +92,7 @@ def _logged(log: Path, line: str) -> bool:
 
 def _answers(url: str) -> bool:
     # Imported here: the sandbox package stays importable without nats-py.
-    from atomicops.actions.nats import NatsConnection
+    from atomicops.actions.nats_connection import NatsConnection
     from atomicops.errors import ActionError
 
     conn = NatsConnection(url, connect_timeout=PROBE_TIMEOUT, request_timeout=PROBE_TIMEOUT)
