@@ -141,3 +141,42 @@ def test_an_unwritable_cache_only_loses_the_cache(tmp_path: Path, monkeypatch: p
     blocker.write_text("")
     monkeypatch.setenv("ATOMICOPS_CACHE_DIR", str(blocker / "cache"))  # cannot be made
     assert load_plan(write_plan(tmp_path)).plan.name == "cached"
+
+
+def big_plan(tmp_path: Path, extra: str = "") -> Path:
+    """A plan past CACHED_PARSE_BYTES: its parsed values are kept between processes."""
+    from atomicops.plan.source import CACHED_PARSE_BYTES
+
+    ops = []
+    for i in range(CACHED_PARSE_BYTES // 90 + 1):
+        ops.append(f"  - id: op-{i:05d}\n    steps:\n      - name: s\n        do: {{run: ['true']}}\n"
+                   f"        undo: {{run: ['true']}}\n")
+    text = "atomicops: 1\nname: big\noperations:\n" + "".join(ops) + extra
+    assert len(text) >= CACHED_PARSE_BYTES
+    return write_plan(tmp_path, text)
+
+
+def test_a_large_plan_is_parsed_once_and_placed_right_when_wrong(tmp_path: Path, cache_dir: Path) -> None:
+    from atomicops.plan import source
+
+    plan = big_plan(tmp_path)
+    first = load_plan(plan)
+    assert list(cache_dir.glob("parsed-*.json"))
+    # Taken from the cache: the same values; no line is known until one is asked for.
+    value, smap = source.load_yaml(plan.read_text(), str(plan))
+    assert smap.reparse is not None and value["operations"][3]["id"] == "op-00003"
+    assert load_plan(plan).plan == first.plan
+    # A problem in a cached plan still names its line (the text is parsed again for it).
+    text = plan.read_text()
+    plan.write_text(text.replace("do: {run: ['true']}", "do: {run: ['true'], bogus: 1}", 1))
+    load_plan_problem = pytest.raises(PlanInvalid, match=r"plan.yaml:7: .*unknown key 'bogus'")
+    with load_plan_problem:
+        load_plan(plan)
+    with load_plan_problem:  # the edited text, now from the cache
+        load_plan(plan)
+
+
+def test_values_json_cannot_carry_are_not_kept(tmp_path: Path, cache_dir: Path) -> None:
+    plan = big_plan(tmp_path, extra="vars:\n  when: 2026-12-05\n")
+    load_plan(plan)
+    assert not list(cache_dir.glob("parsed-*.json"))  # a date would come back a string

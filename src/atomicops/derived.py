@@ -80,7 +80,8 @@ def save(name: str, key: str, data: Any) -> None:
     if where is None:
         return
     try:
-        where.mkdir(parents=True, exist_ok=True)
+        # Private: what is kept here stands in for a plan's text (plan/source.py).
+        where.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=where)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
