@@ -44,6 +44,7 @@ def test_scale_writes_its_table(tmp_path: Path) -> None:
     assert [r["operations"] for r in doc["load"]] == [20, 40]
     for row in doc["load"]:
         assert row["validate_s"] > 0 and row["plan_s"] > 0 and row["validate_peak_mb"] > 0
+        assert row["first_validate_s"] > 0 and row["first_validate_cpu_s"] > 0
     assert [(r["operations"], r["parallelism"]) for r in doc["apply"]] == [(10, 1), (10, 10)]
     for row in doc["apply"]:
         assert row["apply_ms_per_op"] > 0 and row["rollback_ms_per_op"] > 0
