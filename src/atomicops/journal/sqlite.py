@@ -35,7 +35,14 @@ from types import TracebackType
 from typing import Any, Self
 
 from atomicops.errors import HolderAlive, JournalDamaged, Locked, StaleLease, UsageError
-from atomicops.journal.records import from_json, link, may_take_over, running_here, same_holder, to_json
+from atomicops.journal.records import (
+    from_json,
+    link,
+    may_take_over,
+    running_here,
+    same_holder,
+    to_json,
+)
 from atomicops.journal.store import Event, LockHolder
 
 SCHEMA_VERSION = 3
