@@ -185,6 +185,38 @@ class SqliteStore:
             events.append(_event(row[:-1]))
         return events
 
+    def import_events(self, env: str, events: list[Event], *, fence: int) -> None:
+        """Write ``events`` copied from another store (see PostgresStore.import_events)."""
+        from atomicops.errors import CopyRefused
+
+        with self._connection() as conn, _immediate(conn):
+            row = conn.execute("SELECT fence FROM locks WHERE env = ?", (env,)).fetchone()
+            if row is None or int(row[0]) != fence:
+                raise StaleLease(env, fence, int(row[0]) if row else None)
+            (held,) = conn.execute("SELECT count(*) FROM events WHERE env = ?", (env,)).fetchone()
+            if held:
+                raise CopyRefused(env, f"the target already holds {held} event(s) of it")
+            seqs = [ev.seq for ev in events]
+            taken = [
+                s for s in seqs if conn.execute("SELECT 1 FROM events WHERE seq = ?", (s,)).fetchone()
+            ]
+            if taken:
+                raise CopyRefused(
+                    env,
+                    f"{len(taken)} of its seq numbers (from {taken[0]}) are taken by other "
+                    "environments in the target; copy into a journal without them (checkpoints "
+                    "name seqs, so a copy never renumbers)",
+                )
+            previous = ""
+            for ev in events:
+                text = to_json(ev.data)
+                previous = link(previous, ev.env, ev.run_id, ev.ts, ev.type, ev.op, ev.step, text)
+                # An explicit seq: AUTOINCREMENT then numbers new appends after the highest.
+                conn.execute(
+                    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ev.seq, ev.env, ev.run_id, ev.ts, ev.type, ev.op, ev.step, text, previous),
+                )
+
     def environments(self) -> list[str]:
         with self._connection() as conn:
             rows = conn.execute(
