@@ -364,3 +364,14 @@ GRANT SELECT, INSERT ON atomicops.events TO atomicops_team;
 GRANT SELECT, INSERT, UPDATE, DELETE ON atomicops.locks TO atomicops_team;
 GRANT SELECT, INSERT, UPDATE ON atomicops.fences TO atomicops_team;
 """
+
+
+def test_the_journal_benchmark_measures_the_postgresql_store(pg_database: str, tmp_path: Path) -> None:
+    out = tmp_path / "journal.json"
+    done = subprocess.run([sys.executable, str(Path(__file__).parent.parent / "bench" / "journal.py"), "--steps", "3",
+                           "--dir", str(tmp_path), "--postgres", pg_database, "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())["postgresql"]
+    assert [r["what"] for r in doc["rows"]] == ["bare postgresql insert (floor)", "journal append (postgresql)"]
+    assert all(r["median_ms"] > 0 for r in doc["rows"])
