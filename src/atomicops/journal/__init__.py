@@ -37,7 +37,8 @@ def _open_sqlite(url: str, base_dir: str) -> JournalStore:
 def _open_postgres(url: str, base_dir: str) -> JournalStore:
     from atomicops.journal.postgres import PostgresStore  # imports psycopg: only when asked
 
-    return PostgresStore(url)
+    scheme, _, rest = url.partition("://")
+    return PostgresStore(f"{scheme.lower()}://{rest}")  # libpq knows the scheme in lower case only
 
 
 # scheme -> factory(url, base_dir). The URL's scheme is matched case-insensitively.
