@@ -13,6 +13,8 @@ server as its journal, through ``journal_state`` when it names its state, and th
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,10 +39,28 @@ def pytest_report_header(config: pytest.Config) -> str:
 @pytest.fixture
 def journal_state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """The ``--state`` of this test's journal: a SQLite file in its tmp_path or, with the
-    switch, the URL of a fresh database."""
+    switch, the URL of a fresh database (not ``pg_database``: a plan under test may use that
+    one, and the journal is not part of what it changes)."""
     if ON_POSTGRES:
-        return str(request.getfixturevalue("pg_database"))
+        return str(request.getfixturevalue("journal_database"))
     return str(tmp_path / ".atomicops" / "journal.db")
+
+
+@pytest.fixture
+def journal_database(postgres_url: str) -> Iterator[str]:
+    """A fresh database of the session's server for one test's journal; dropped afterwards."""
+    import psycopg
+    from fixtures_postgres import database_url
+    from psycopg import sql
+
+    name = f"journal_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield database_url(postgres_url, name)
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(autouse=True)
