@@ -375,3 +375,22 @@ def test_the_journal_benchmark_measures_the_postgresql_store(pg_database: str, t
     doc = json.loads(out.read_text())["postgresql"]
     assert [r["what"] for r in doc["rows"]] == ["bare postgresql insert (floor)", "journal append (postgresql)"]
     assert all(r["median_ms"] > 0 for r in doc["rows"])
+
+
+def test_a_connection_lost_between_writes_is_replaced_and_nothing_is_written_twice(pg_database: str) -> None:
+    store = PostgresStore(pg_database)
+    holder = LockHolder("l", "r", os.getpid(), "h", time.time(), "apply", 30.0)
+    store.acquire_lock("e", holder)
+    fence = store.read_lock("e").fence
+    first = store.append("e", "r", "one", fence=fence)
+
+    def drop_the_stores_session() -> None:  # a failover, a pooler restart, an idle timeout
+        pid = store._conn.info.backend_pid  # type: ignore[union-attr]
+        admin(pg_database, f"SELECT pg_terminate_backend({pid})")
+
+    drop_the_stores_session()
+    second = store.append("e", "r", "two", fence=fence)
+    drop_the_stores_session()
+    assert store.events("e") == [first, second]
+    drop_the_stores_session()
+    assert store.heartbeat("e", "l")
