@@ -27,7 +27,7 @@ from atomicops import api
 from atomicops.engine.crash import CRASH_EXIT_CODE
 from atomicops.errors import SchemaTooNew, StorePermissionDenied, UsageError
 from atomicops.inventory import aws as inventory
-from atomicops.journal import LockHolder, open_store
+from atomicops.journal import JournalStore, LockHolder, open_store
 from atomicops.journal.postgres import SCHEMA_VERSION, PostgresStore
 
 PLANS = Path(__file__).parent / "plans"
@@ -394,3 +394,32 @@ def test_a_connection_lost_between_writes_is_replaced_and_nothing_is_written_twi
     assert store.events("e") == [first, second]
     drop_the_stores_session()
     assert store.heartbeat("e", "l")
+
+
+def test_a_newer_tool_migrates_forward_and_the_older_one_then_refuses(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from atomicops.journal import postgres
+
+    old = open_store(pg_database)
+    fence = held_fence(old, "e")
+    before = old.append("e", "r", "t", data={"kept": True}, fence=fence)
+    old.close()
+    # Version 2 as a later atomicops would ship it: one more migration, applied on first open.
+    monkeypatch.setattr(postgres, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(postgres._MIGRATIONS, 2, ("ALTER TABLE atomicops.locks ADD COLUMN note text",))
+    newer = open_store(pg_database)
+    assert newer.events("e") == [before]
+    with psycopg.connect(pg_database) as conn:
+        assert [r[0] for r in conn.execute("SELECT version FROM atomicops.schema_version ORDER BY 1")] == [1, 2]
+    newer.close()
+    monkeypatch.undo()
+    with pytest.raises(SchemaTooNew, match="schema version 2, newer than this atomicops understands \\(1\\)"):
+        open_store(pg_database)
+
+
+def held_fence(store: JournalStore, env: str) -> int:
+    store.acquire_lock(env, LockHolder("l", "r", os.getpid(), "h", time.time(), "apply", 30.0))
+    lock = store.read_lock(env)
+    assert lock is not None
+    return lock.fence
