@@ -239,7 +239,9 @@ def test_a_dead_machines_run_is_finished_by_another_after_its_lease(
     if time.monotonic() - died < 5:
         assert early[0] == 4 and "host=machine-a" in early[2], early
     time.sleep(max(0.0, 6.5 - (time.monotonic() - died)))
-    code, _, err = finish(on_machine("machine-b", "resume", "--env", "team", cwd=tmp_path / "b", env=env))
+    # As the issue spells it: `atomicops resume --state ...` on B.
+    code, _, err = finish(on_machine("machine-b", "resume", "--env", "team", "--state", pg_database,
+                                     cwd=tmp_path / "b", env={"ATOMICOPS_LEASE_SECONDS": "6"}))
     assert code == 0, err
     status = api.status(env="team", state=pg_database)
     assert {o["status"] for o in status["operations"]} == {"applied"}
