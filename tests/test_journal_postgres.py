@@ -425,3 +425,20 @@ def held_fence(store: JournalStore, env: str) -> int:
     lock = store.read_lock(env)
     assert lock is not None
     return lock.fence
+
+
+def test_a_password_in_the_url_reaches_neither_the_journal_nor_the_output(
+    pg_database: str, team_role: tuple[str, str], tmp_path: Path
+) -> None:
+    name, password = team_role
+    url = with_login(pg_database, name, password)
+    outputs = [cli("apply", str(PLANS / "slow.yaml"), "--var", "seconds=0", "--state", url, cwd=tmp_path),
+               cli("status", "--state", url, cwd=tmp_path), cli("history", "--json", "--state", url, cwd=tmp_path),
+               cli("unlock", "--state", url, cwd=tmp_path), cli("rollback", "--json", "--state", url, cwd=tmp_path)]
+    for done in outputs:
+        assert done.returncode == 0, done.stderr
+        assert password not in done.stdout + done.stderr
+    with psycopg.connect(pg_database) as conn:
+        rows = conn.execute("SELECT data, run_id, type FROM atomicops.events").fetchall()
+        locks = conn.execute("SELECT * FROM atomicops.locks").fetchall()
+    assert rows and password not in json.dumps(rows) + json.dumps(locks, default=str)
