@@ -14,8 +14,8 @@ import pytest
 from atomicops.sandbox import moto
 from atomicops.sandbox.service import free_port
 
-# One PostgreSQL and one NATS server for the whole test session.
-pytest_plugins = ["fixtures_postgres", "fixtures_nats"]
+# One PostgreSQL and one NATS server for the whole test session; the journal store switch.
+pytest_plugins = ["fixtures_postgres", "fixtures_nats", "fixtures_journal"]
 
 
 @pytest.fixture(scope="session", autouse=True)

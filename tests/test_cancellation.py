@@ -27,13 +27,13 @@ import socket
 import time
 from pathlib import Path
 
-from atomicops.journal.sqlite import SqliteStore
+from atomicops.journal import open_store
 from atomicops.journal.store import LockHolder
 
 
 def take_over_then_work(ctx, state, marker):
     """Another run takes the environment over while this long step runs."""
-    store = SqliteStore(state)
+    store = open_store(state)
     store.break_lock(ctx.env, force=True)
     store.acquire_lock(ctx.env, LockHolder("thief-lock", "thief-run", os.getpid(), socket.gethostname(),
                                            time.time(), "apply", lease=3600))
@@ -64,13 +64,14 @@ operations:
 '''
 
 
-def test_a_run_whose_lock_is_taken_over_is_cancelled_and_its_writes_refused(tmp_path, monkeypatch):
+@pytest.mark.both_stores
+def test_a_run_whose_lock_is_taken_over_is_cancelled_and_its_writes_refused(tmp_path, monkeypatch, journal_state):
     monkeypatch.setenv("ATOMICOPS_LEASE_SECONDS", "0.6")  # a heartbeat every 0.2 s
     (tmp_path / "lease_steps.py").write_text(STEPS)
     (tmp_path / "plan.yaml").write_text(PLAN)
-    state, marker = tmp_path / "journal.db", tmp_path / "marker"
+    state, marker = journal_state, tmp_path / "marker"
     with pytest.raises(StaleLease):
-        api.apply(str(tmp_path / "plan.yaml"), state=str(state), vars={"state": str(state), "marker": str(marker)})
+        api.apply(str(tmp_path / "plan.yaml"), state=state, vars={"state": state, "marker": str(marker)})
 
     assert marker.read_text() == "cancel seen"
     events = api.history(state=str(state))

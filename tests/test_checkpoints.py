@@ -145,6 +145,7 @@ def test_an_unknown_checkpoint_is_refused_with_the_known_ones(world):
     assert world.run("rollback", "--to", "before-data", "--target", "rows").returncode == 2
 
 
+@pytest.mark.both_stores
 def test_a_killed_rollback_to_is_finished_by_resume(world):
     assert world.run("apply", str(PLAN), *world.vars).returncode == 0
     killed = world.run("rollback", "--to", "before-data", crash="inside_undo:rows/insert")

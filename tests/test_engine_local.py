@@ -26,16 +26,18 @@ def step_intervals(state, env):
     }
 
 
-def test_independent_operations_run_at_the_same_time(tmp_path):
-    state = str(tmp_path / "j.db")
+@pytest.mark.both_stores
+def test_independent_operations_run_at_the_same_time(tmp_path, journal_state):
+    state = journal_state
     report = api.apply(PLANS / "parallel.yaml", state=state, parallelism=4)
     assert sorted(report.applied) == ["after", "left", "right"]
     (l0, l1), (r0, r1) = step_intervals(state, "default").values()
     assert l0 < r1 and r0 < l1  # the recorded intervals overlap
 
 
-def test_parallelism_one_runs_operations_one_after_another(tmp_path):
-    state = str(tmp_path / "j.db")
+@pytest.mark.both_stores
+def test_parallelism_one_runs_operations_one_after_another(tmp_path, journal_state):
+    state = journal_state
     api.apply(PLANS / "parallel.yaml", state=state, parallelism=1, vars={"fn": "plan_helpers:pause"})
     (l0, l1), (r0, r1) = sorted(step_intervals(state, "default").values())
     assert l1 <= r0
@@ -87,8 +89,9 @@ def test_secret_values_never_reach_the_journal_or_errors(tmp_path, monkeypatch):
     assert canary not in json.dumps(api.status(state=str(state)))
 
 
-def test_a_live_lock_refuses_a_second_run(tmp_path):
-    state = str(tmp_path / "j.db")
+@pytest.mark.both_stores
+def test_a_live_lock_refuses_a_second_run(tmp_path, journal_state):
+    state = journal_state
     store = open_store(state)
     holder = LockHolder(lock_id="L1", run_id="other-run", pid=os.getppid(), host=os.uname().nodename, started=0.0, command="apply")
     store.acquire_lock("default", holder)
@@ -101,8 +104,9 @@ def test_a_live_lock_refuses_a_second_run(tmp_path):
     api.apply(PLANS / "parallel.yaml", state=state, vars={"fn": "plan_helpers:pause"})
 
 
-def test_a_dead_holders_lock_is_taken_over(tmp_path):
-    state = str(tmp_path / "j.db")
+@pytest.mark.both_stores
+def test_a_dead_holders_lock_is_taken_over(tmp_path, journal_state):
+    state = journal_state
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     open_store(state).acquire_lock(
@@ -113,8 +117,9 @@ def test_a_dead_holders_lock_is_taken_over(tmp_path):
     assert started["data"]["took_over"]["run_id"] == "crashed"
 
 
-def test_an_interrupted_step_with_no_probe_blocks_apply_and_is_settled_by_its_undo_on_rollback(tmp_path):
-    state = str(tmp_path / "j.db")
+@pytest.mark.both_stores
+def test_an_interrupted_step_with_no_probe_blocks_apply_and_is_settled_by_its_undo_on_rollback(tmp_path, journal_state):
+    state = journal_state
     api.apply(PLANS / "parallel.yaml", state=state, vars={"fn": "plan_helpers:pause"})
     store = open_store(state)
     # A rollback run r0 that was killed mid-way: it wrote under its lock, which died with it.
@@ -151,14 +156,15 @@ operations:
 """
 
 
-def test_an_undo_refused_while_aws_settles_keeps_trying(tmp_path, monkeypatch):
+@pytest.mark.both_stores
+def test_an_undo_refused_while_aws_settles_keeps_trying(tmp_path, monkeypatch, journal_state):
     monkeypatch.setenv("ATOMICOPS_SETTLE_DELAY", "0.01")
     plan = tmp_path / "plan.yaml"
     plan.write_text(SETTLING_PLAN.replace("KEY", tmp_path.name))
     import shutil
 
     shutil.copy(PLANS / "plan_helpers.py", tmp_path / "plan_helpers.py")
-    state = str(tmp_path / "j.db")
+    state = journal_state
     api.apply(plan, state=state)
     api.rollback(state=state)  # 3 quick tries, then the settling schedule
     assert api.status(state=state)["operations"][0]["status"] == "rolled_back"

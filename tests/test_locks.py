@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from atomicops import api
 
 PLANS = Path(__file__).parent / "plans"
@@ -25,14 +27,15 @@ def start(*args: str, cwd: Path, lease: float = 30.0) -> subprocess.Popen[str]:
 def wait_for_event(state: str, kind: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if Path(state).exists() and any(e["type"] == kind for e in api.history(state=state)):
+        if ("://" in state or Path(state).exists()) and any(e["type"] == kind for e in api.history(state=state)):
             return
         time.sleep(0.05)
     raise AssertionError(f"no {kind} event within {timeout}s")
 
 
-def test_two_concurrent_applies_one_runs_the_other_exits_4_naming_the_holder(tmp_path):
-    state = str(tmp_path / ".atomicops" / "journal.db")
+@pytest.mark.both_stores
+def test_two_concurrent_applies_one_runs_the_other_exits_4_naming_the_holder(tmp_path, journal_state):
+    state = journal_state  # the default journal in tmp_path, or ATOMICOPS_STATE's database
     release = tmp_path / "release"
     # The first run holds the lock until the second has been refused, however long a loaded
     # machine takes to start the second process.
@@ -48,8 +51,9 @@ def test_two_concurrent_applies_one_runs_the_other_exits_4_naming_the_holder(tmp
     assert first.returncode == 0
 
 
-def test_a_paused_holder_is_taken_over_and_its_writes_are_refused_after_it_wakes(tmp_path):
-    state = str(tmp_path / ".atomicops" / "journal.db")
+@pytest.mark.both_stores
+def test_a_paused_holder_is_taken_over_and_its_writes_are_refused_after_it_wakes(tmp_path, journal_state):
+    state = journal_state
     first = start("apply", str(PLANS / "slow.yaml"), "--var", "seconds=3", cwd=tmp_path, lease=1.0)
     wait_for_event(state, "step_intent")
     os.kill(first.pid, signal.SIGSTOP)

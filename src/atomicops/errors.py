@@ -398,3 +398,43 @@ class ResumeRolledBack(AtomicOpsError):
     def __init__(self, undone: list[str]):
         self.undone = undone
         super().__init__(f"the killed apply was already failing; resume rolled back {len(undone)} operation(s)")
+
+
+class SchemaTooNew(UsageError):
+    """The shared journal was migrated by a newer atomicops than this one: reading it could
+    misread events this version does not know, and writing could break the newer tool's runs."""
+
+    def __init__(self, where: str, found: int, understood: int):
+        self.where = where
+        self.found = found
+        self.understood = understood
+        super().__init__(
+            f"the journal at {where} has schema version {found}, newer than this atomicops "
+            f"understands ({understood}); nothing was run. Upgrade atomicops on this machine "
+            "(everyone sharing a journal runs the same version or newer)"
+        )
+
+
+class StorePermissionDenied(UsageError):
+    """The journal store's role lacks a privilege; ``grant`` is the statement that gives it."""
+
+    def __init__(self, where: str, role: str, denied: str, grant: str):
+        self.where = where
+        self.role = role
+        self.denied = denied
+        self.grant = grant
+        super().__init__(
+            f"the journal at {where}: role {role!r} lacks a privilege ({denied}); nothing was "
+            f"changed. A database owner can run:\n  {grant}\n(README, \"Working as a team\", "
+            "lists every GRANT the journal needs)"
+        )
+
+
+class CopyRefused(UsageError):
+    """``atomicops state copy`` found the target unable to take the journal as it is; nothing
+    was copied."""
+
+    def __init__(self, env: str, reason: str):
+        self.env = env
+        self.reason = reason
+        super().__init__(f"cannot copy environment {env!r}: {reason}; nothing was copied")

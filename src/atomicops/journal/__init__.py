@@ -1,7 +1,8 @@
 """The journal: where a run's events and its environment lock live.
 
-:func:`open_store` picks the store from ``--state``. Adding a store (PostgreSQL is next, issue
-#8) is one factory and one line in ``_STORES``; the engine only sees :class:`JournalStore`.
+:func:`open_store` picks the store from ``--state``: SQLite (a file, the default) or PostgreSQL
+(shared by a team, journal/postgres.py). Adding a store is one factory and one line in
+``_STORES``; the engine only sees :class:`JournalStore`.
 """
 
 from __future__ import annotations
@@ -33,15 +34,18 @@ def _open_sqlite(url: str, base_dir: str) -> JournalStore:
     return SqliteStore(_db_path(rest[1:], base_dir))
 
 
-def _postgres_unavailable(url: str, base_dir: str) -> JournalStore:
-    raise UsageError("the PostgreSQL journal store is not available yet (issue #8)")
+def _open_postgres(url: str, base_dir: str) -> JournalStore:
+    from atomicops.journal.postgres import PostgresStore  # imports psycopg: only when asked
+
+    scheme, _, rest = url.partition("://")
+    return PostgresStore(f"{scheme.lower()}://{rest}")  # libpq knows the scheme in lower case only
 
 
 # scheme -> factory(url, base_dir). The URL's scheme is matched case-insensitively.
 _STORES: dict[str, Callable[[str, str], JournalStore]] = {
     "sqlite": _open_sqlite,
-    "postgresql": _postgres_unavailable,
-    "postgres": _postgres_unavailable,  # libpq accepts both spellings
+    "postgresql": _open_postgres,
+    "postgres": _open_postgres,  # libpq accepts both spellings
 }
 
 
@@ -52,7 +56,8 @@ def open_store(state: str | None, *, base_dir: str = ".") -> JournalStore:
     - a filesystem path: that SQLite file, or ``<dir>/journal.db`` for a directory (an
       existing one, or a path written with a trailing slash);
     - ``sqlite:///relative/path`` or ``sqlite:////absolute/path``;
-    - ``postgresql://...``: not available yet.
+    - ``postgresql://user@host:port/database?sslmode=verify-full``: the shared store (password
+      from the URL, ``PGPASSWORD`` or ``~/.pgpass``).
 
     Relative paths are taken from ``base_dir``.
     """

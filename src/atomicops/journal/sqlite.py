@@ -22,12 +22,8 @@ forget what the environment holds and run it all again).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import os
 import secrets
-import socket
 import sqlite3
 import stat
 import threading
@@ -39,8 +35,15 @@ from types import TracebackType
 from typing import Any, Self
 
 from atomicops.errors import HolderAlive, JournalDamaged, Locked, StaleLease, UsageError
+from atomicops.journal.records import (
+    from_json,
+    link,
+    may_take_over,
+    running_here,
+    same_holder,
+    to_json,
+)
 from atomicops.journal.store import Event, LockHolder
-from atomicops.processes import pid_alive, running_since
 
 SCHEMA_VERSION = 3
 
@@ -146,7 +149,7 @@ class SqliteStore:
                 raise StaleLease(env, fence, int(row[0]) if row else None)
             # Stamped under the mutex so that, within a process, ts never goes back as seq rises.
             ts = time.time()
-            chain = _link(_chain_before(conn, env, None), env, run_id, ts, type, op, step, text)
+            chain = link(_chain_before(conn, env, None), env, run_id, ts, type, op, step, text)
             seq = conn.execute(
                 "INSERT INTO events (env, run_id, ts, type, op, step, data, chain)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -169,7 +172,7 @@ class SqliteStore:
         events = []
         for row in rows:
             seq, env_, run_id, ts, type_, op, step, text, chain = row
-            previous = _link(previous, env_, run_id, ts, type_, op, step, text)
+            previous = link(previous, env_, run_id, ts, type_, op, step, text)
             if chain != previous:
                 raise JournalDamaged(
                     str(self.path),
@@ -181,6 +184,38 @@ class SqliteStore:
                 )
             events.append(_event(row[:-1]))
         return events
+
+    def import_events(self, env: str, events: list[Event], *, fence: int) -> None:
+        """Write ``events`` copied from another store (see PostgresStore.import_events)."""
+        from atomicops.errors import CopyRefused
+
+        with self._connection() as conn, _immediate(conn):
+            row = conn.execute("SELECT fence FROM locks WHERE env = ?", (env,)).fetchone()
+            if row is None or int(row[0]) != fence:
+                raise StaleLease(env, fence, int(row[0]) if row else None)
+            (held,) = conn.execute("SELECT count(*) FROM events WHERE env = ?", (env,)).fetchone()
+            if held:
+                raise CopyRefused(env, f"the target already holds {held} event(s) of it")
+            seqs = [ev.seq for ev in events]
+            taken = [
+                s for s in seqs if conn.execute("SELECT 1 FROM events WHERE seq = ?", (s,)).fetchone()
+            ]
+            if taken:
+                raise CopyRefused(
+                    env,
+                    f"{len(taken)} of its seq numbers (from {taken[0]}) are taken by other "
+                    "environments in the target; copy into a journal without them (checkpoints "
+                    "name seqs, so a copy never renumbers)",
+                )
+            previous = ""
+            for ev in events:
+                text = to_json(ev.data)
+                previous = link(previous, ev.env, ev.run_id, ev.ts, ev.type, ev.op, ev.step, text)
+                # An explicit seq: AUTOINCREMENT then numbers new appends after the highest.
+                conn.execute(
+                    f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (ev.seq, ev.env, ev.run_id, ev.ts, ev.type, ev.op, ev.step, text, previous),
+                )
 
     def environments(self) -> list[str]:
         with self._connection() as conn:
@@ -197,13 +232,11 @@ class SqliteStore:
             if current is None:
                 _write_lock(conn, env, holder)
                 return None
-            if _same_holder(current, holder):
+            if same_holder(current, holder):
                 # Re-entry by the run that holds it. The row is kept as it is, so a nested
                 # acquire/release pair cannot drop the outer holder's lock mid-run.
                 return None
-            gone = current.host == socket.gethostname() and not pid_alive(current.pid)
-            lapsed = current.lease > 0 and time.time() - current.heartbeat > current.lease
-            if gone or lapsed:
+            if may_take_over(current, now=time.time()):
                 _write_lock(conn, env, holder)
                 return current
             # Alive, or on another host where we cannot tell: only `unlock` may clear it.
@@ -239,7 +272,7 @@ class SqliteStore:
                     f"environment {env!r} is locked by lock id {current.lock_id!r}, "
                     f"not {lock_id!r}; nothing was unlocked"
                 )
-            if not force and _running_here(current):
+            if not force and running_here(current):
                 raise HolderAlive(env, current.as_dict())
             conn.execute("DELETE FROM locks WHERE env = ?", (env,))
             return current
@@ -471,27 +504,8 @@ def _add_chain(conn: sqlite3.Connection) -> None:
         "SELECT seq, env, run_id, ts, type, op, step, data FROM events ORDER BY seq"
     ).fetchall()
     for seq, env, run_id, ts, type_, op, step, text in rows:
-        heads[env] = _link(heads.get(env, ""), env, run_id, ts, type_, op, step, text)
+        heads[env] = link(heads.get(env, ""), env, run_id, ts, type_, op, step, text)
         conn.execute("UPDATE events SET chain = ? WHERE seq = ?", (heads[env], seq))
-
-
-def _link(
-    previous: str,
-    env: str,
-    run_id: str,
-    ts: float,
-    type_: str,
-    op: str | None,
-    step: str | None,
-    text: str,
-) -> str:
-    """The chain value of one event: SHA-256 over the previous event's and its own content.
-
-    Over the stored text of ``data``, not a re-encoding of it, so the chain does not depend
-    on how values are encoded into that text.
-    """
-    content = json.dumps([env, run_id, ts, type_, op, step, text], separators=(",", ":"))
-    return hashlib.sha256(f"{previous}\n{content}".encode()).hexdigest()
 
 
 def _chain_before(conn: sqlite3.Connection, env: str, seq: int | None) -> str:
@@ -562,42 +576,5 @@ def _write_lock(conn: sqlite3.Connection, env: str, holder: LockHolder) -> None:
     )
 
 
-def _running_here(holder: LockHolder) -> bool:
-    """Whether the holder is provably still running: on this host, its pid alive and started
-    before it took the lock (so not a later process that reused the pid). A holder elsewhere,
-    or one with no recorded start, proves nothing and counts as not running."""
-    if holder.host != socket.gethostname() or holder.started <= 0:
-        return False
-    return running_since(holder.pid, holder.started)
-
-
-def _same_holder(current: LockHolder, holder: LockHolder) -> bool:
-    if current.lock_id == holder.lock_id:
-        return True
-    return (current.host, current.pid, current.run_id) == (holder.host, holder.pid, holder.run_id)
-
-
-# Binary values (a Lambda ZipFile, an S3 Body written `!!binary` in a plan) are kept as
-# {"$bytes": base64} and read back as bytes, so an undo or a resume gets the very bytes.
-_BYTES = "$bytes"
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray)):
-        return {_BYTES: base64.b64encode(value).decode("ascii")}
-    return str(value)
-
-
-def _decode(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1 and isinstance(obj.get(_BYTES), str):
-        return base64.b64decode(obj[_BYTES])
-    return obj
-
-
-def to_json(data: Any) -> str:
-    """The journal's JSON text of ``data``: bytes encoded, other unknown types as text."""
-    return json.dumps(data, sort_keys=True, default=_encode)
-
-
-def from_json(text: str) -> Any:
-    return json.loads(text, object_hook=_decode)
+# to_json and from_json: callers that predate journal/records.py import them from here.
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "from_json", "to_json"]

@@ -1,8 +1,8 @@
 """The journal store contract: an append-only event log per environment, plus its lock.
 
 The engine talks only to :class:`JournalStore`. A store is chosen by URL in
-:func:`atomicops.journal.open_store` (``sqlite:///path`` today; ``postgresql://`` is the next
-store and needs no engine change). State is never stored: it is derived from the events by
+:func:`atomicops.journal.open_store` (``sqlite:///path`` or ``postgresql://...``; a third store
+needs no engine change). State is never stored: it is derived from the events by
 :mod:`atomicops.journal.state`.
 """
 
@@ -82,6 +82,12 @@ class JournalStore(Protocol):
         ...
 
     def environments(self) -> list[str]: ...
+
+    def import_events(self, env: str, events: list[Event], *, fence: int) -> None:
+        """Write events read from another store, their seqs and timestamps kept, for
+        ``atomicops state copy``. Refused (:class:`atomicops.errors.CopyRefused`) when ``env``
+        already has events here or a seq is taken; by the lock's holder only, like append."""
+        ...
 
     def acquire_lock(self, env: str, holder: LockHolder) -> LockHolder | None:
         """Take the lock for ``holder``.
