@@ -1,16 +1,21 @@
 """3.4: copy the JetStream discovery stream into the MisterSmithStreams DynamoDB table.
 
-Batched ``batch_write_item`` (25 items per call, the API's limit) with ``UnprocessedItems``
-retried under exponential backoff; progress reported; a high-water mark journalled every few
-batches, so a killed copy resumes after the last sequence it wrote. The undo deletes exactly
-the claimed sequence range by key, in batches (never a scan, and no read of the range).
+Batched ``batch_write_item`` (25 items per call, the API's limit) from a few concurrent
+writers, with ``UnprocessedItems`` retried under exponential backoff; progress reported; a
+high-water mark journalled every few batches, so a killed copy resumes after the last sequence
+it wrote; the count and checksum computed from the messages as they are copied. The undo
+deletes exactly the claimed sequence range by key, in batches, through the same writers (never
+a scan, and no read of the range).
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from threading import Event
 from typing import Any
 
 from atomicops.actions.base import ActionContext, connection_of
@@ -18,6 +23,10 @@ from atomicops.errors import ActionError
 
 BATCH = 25  # batch_write_item takes at most 25 requests
 MARK_EVERY = 10  # batches between journalled high-water marks
+# Concurrent batch_write_item calls. One writer leaves the table idle while the next batch is
+# read and encoded, and the reader idle while a batch is in flight; a few overlap the two and
+# the calls' round trips. More would mostly raise throttling (retried with backoff).
+WRITERS = 4
 MAX_TRIES = 8
 
 
@@ -47,6 +56,39 @@ def _write(ddb: Any, table: str, requests: list[dict[str, Any]]) -> None:
     raise ActionError("call", f"{table}: items still unprocessed after {MAX_TRIES} tries", code="Throttled", transient=True)
 
 
+def _write_in_order(
+    ddb: Any, table: str, batches: Iterable[tuple[list[dict[str, Any]], int]],
+    settled: Callable[[int, int], None], cancel: Event | None = None,
+) -> None:
+    """Write ``(requests, last_seq)`` batches through ``WRITERS`` concurrent writers while the
+    next ones are made (read from the stream, encoded).
+
+    ``settled(last_seq, size)`` is called for each batch in the order given, once it is
+    written: when it is called for batch n, every batch before n is written too, so a mark
+    taken there never passes a batch still in flight. A failed batch raises here before any
+    later batch is settled. Writes already sent finish before this returns or raises (their
+    keys are in the claimed range, which the undo deletes); queued ones are dropped."""
+    in_flight: deque[tuple[Future[None], int, int]] = deque()
+
+    def settle_oldest() -> None:
+        write, last_seq, size = in_flight.popleft()
+        write.result()
+        settled(last_seq, size)
+
+    pool = ThreadPoolExecutor(WRITERS, thread_name_prefix=f"write-{table}")
+    try:
+        for requests, last_seq in batches:
+            in_flight.append((pool.submit(_write, ddb, table, requests), last_seq, len(requests)))
+            while len(in_flight) > WRITERS:
+                settle_oldest()
+            if cancel is not None and cancel.is_set():
+                raise ActionError("call", "copy cancelled", code="Cancelled")
+        while in_flight:
+            settle_oldest()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _item_hash(seq: int, subject: str, data: bytes) -> bytes:
     return hashlib.sha256(f"{seq}\0{subject}\0".encode() + data).digest()
 
@@ -58,15 +100,16 @@ def _checksum(hashes: Iterable[bytes]) -> str:
     return h.hexdigest()
 
 
+def _messages(bus: Any, stream: str, first: int, last: int) -> Iterator[Any]:
+    """The stream's messages first..last in sequence order; none when the range is empty."""
+    if last >= first:
+        yield from bus.iter_stream(stream, start_seq=first, end_seq=last)
+
+
 def stream_summary(ctx: ActionContext, stream: str, first: int, last: int) -> tuple[int, str]:
     """Count and checksum of the stream's messages first..last, in sequence order."""
-    bus = connection_of(ctx, "nats")
-    count, hashes = 0, []
-    if last >= first:
-        for msg in bus.iter_stream(stream, start_seq=first, end_seq=last):
-            count += 1
-            hashes.append(_item_hash(msg.seq, msg.subject, msg.data))
-    return count, _checksum(hashes)
+    hashes = [_item_hash(m.seq, m.subject, m.data) for m in _messages(connection_of(ctx, "nats"), stream, first, last)]
+    return len(hashes), _checksum(hashes)
 
 
 def _table_items(ddb: Any, table: str, stream: str, first: int, last: int) -> Iterator[dict[str, Any]]:
@@ -86,7 +129,31 @@ def stream_range(ctx: ActionContext, stream: str) -> dict[str, Any]:
     return {"first_seq": int(state["first_seq"]), "last_seq": int(state["last_seq"]), "messages": int(state["messages"])}
 
 
+def _request(stream: str, m: Any) -> dict[str, Any]:
+    return {"PutRequest": {"Item": {
+        "StreamName": {"S": stream},
+        "SequenceNumber": {"N": str(m.seq)},
+        "Subject": {"S": m.subject},
+        "Data": {"B": m.data},
+    }}}
+
+
+def _delete_request(stream: str, seq: int) -> dict[str, Any]:
+    return {"DeleteRequest": {"Key": {"StreamName": {"S": stream}, "SequenceNumber": {"N": str(seq)}}}}
+
+
 def copy_to_dynamodb(ctx: ActionContext, stream: str, table: str, first_seq: int, last_seq: int) -> dict[str, Any]:
+    """Copy the stream's messages first..last into the table; their count and checksum.
+
+    The checksum is of the messages as they were read for writing, so the range is read once
+    (re-reading it after the copy cost a tenth of the copy; ``verify_copy`` reads both sides
+    again). A copy resumed after a crash writes on from the journalled mark and reads the part
+    before it for the checksum only.
+
+    Reading and writing overlap (``_write_in_order``), and the journalled mark is the last
+    sequence of a batch settled in order, so it never passes a batch still in flight. A kill
+    can leave writes past the mark; the resume writes them again (a put is idempotent) and
+    the undo deletes the whole claimed range by key, so neither misses them."""
     bus = connection_of(ctx, "nats")
     ddb = connection_of(ctx, "aws").client("dynamodb")
     first, last = int(first_seq), int(last_seq)
@@ -94,27 +161,24 @@ def copy_to_dynamodb(ctx: ActionContext, stream: str, table: str, first_seq: int
     start = first
     if ctx.resume_mark is not None:  # a killed copy: go on after what it wrote
         start = max(first, int(ctx.resume_mark) + 1)
-    done = start - first
-    if last >= start:
-        messages = bus.iter_stream(stream, start_seq=start, end_seq=last)
-        for n, batch in enumerate(_batches(messages, BATCH), 1):
-            _write(ddb, table, [
-                {"PutRequest": {"Item": {
-                    "StreamName": {"S": stream},
-                    "SequenceNumber": {"N": str(m.seq)},
-                    "Subject": {"S": m.subject},
-                    "Data": {"B": m.data},
-                }}}
-                for m in batch
-            ])
-            done += len(batch)
-            mark = batch[-1].seq if n % MARK_EVERY == 0 else None
-            ctx.progress(done, total, f"messages copied to {table}", mark=mark)
-            if ctx.cancel.is_set():
-                raise ActionError("call", "copy cancelled", code="Cancelled")
-    count, checksum = stream_summary(ctx, stream, first, last)
-    ctx.progress(count, total, f"messages copied to {table}", mark=last)
-    return {"copied": count, "checksum": checksum}
+    hashes = [_item_hash(m.seq, m.subject, m.data) for m in _messages(bus, stream, first, min(last, start - 1))]
+    done, settled_batches = start - first, 0
+
+    def batches() -> Iterator[tuple[list[dict[str, Any]], int]]:
+        for batch in _batches(_messages(bus, stream, start, last), BATCH):
+            hashes.extend(_item_hash(m.seq, m.subject, m.data) for m in batch)
+            yield [_request(stream, m) for m in batch], batch[-1].seq
+
+    def settled(last_seq: int, size: int) -> None:
+        nonlocal done, settled_batches
+        done += size
+        settled_batches += 1
+        mark = last_seq if settled_batches % MARK_EVERY == 0 else None
+        ctx.progress(done, total, f"messages copied to {table}", mark=mark)
+
+    _write_in_order(ddb, table, batches(), settled, ctx.cancel)
+    ctx.progress(len(hashes), total, f"messages copied to {table}", mark=last)
+    return {"copied": len(hashes), "checksum": _checksum(hashes)}
 
 
 def _anything_copied(ddb: Any, table: str, stream: str, first: int, last: int) -> bool:
@@ -143,18 +207,47 @@ def delete_copied(ctx: ActionContext, stream: str, table: str, first_seq: int, l
     try:
         if last < first or not _anything_copied(ddb, table, stream, first, last):
             return {"deleted": 0}
-        keys = (
-            {"DeleteRequest": {"Key": {"StreamName": {"S": stream}, "SequenceNumber": {"N": str(seq)}}}}
-            for seq in range(first, last + 1)
-        )
         total = last - first + 1
-        for batch in _batches(keys, BATCH):
-            _write(ddb, table, batch)
-            deleted += len(batch)
+
+        def batches() -> Iterator[tuple[list[dict[str, Any]], int]]:
+            for low in range(first, last + 1, BATCH):
+                high = min(low + BATCH - 1, last)
+                yield [_delete_request(stream, seq) for seq in range(low, high + 1)], high
+
+        def settled(_: int, size: int) -> None:
+            nonlocal deleted
+            deleted += size
             ctx.progress(deleted, total, f"keys deleted from {table}")
+
+        _write_in_order(ddb, table, batches(), settled)
     except ddb.exceptions.ResourceNotFoundException:
         raise ActionError("call", f"table {table} does not exist", code="ResourceNotFoundException") from None
     return {"deleted": deleted}
+
+
+def probe_copy(ctx: ActionContext, stream: str, table: str, first_seq: int, last_seq: int) -> dict[str, Any]:
+    """The copy step's probe: ``verify_copy``, unless one look shows the copy is not complete.
+
+    A complete copy holds the range's last message, so when its key is not in the table (the
+    usual state after a kill: the writers go in sequence order) one ``get_item`` answers "not
+    applied" and the resume goes on from the journalled mark. Reading both sides of the range
+    to learn that cost a resume as much as the copy's remaining half. The look can only err
+    towards "not applied" (the last message was deleted from the stream, or a later batch
+    landed before an earlier one: then the full comparison runs), and that costs the resume
+    a second write of the tail, never a copy taken as done that is not."""
+    ddb = connection_of(ctx, "aws").client("dynamodb")
+    first, last = int(first_seq), int(last_seq)
+    if last >= first:
+        try:
+            found = ddb.get_item(
+                TableName=table, ConsistentRead=True, ProjectionExpression="SequenceNumber",
+                Key={"StreamName": {"S": stream}, "SequenceNumber": {"N": str(last)}},
+            )
+        except ddb.exceptions.ResourceNotFoundException:
+            raise ActionError("call", f"table {table} does not exist", code="ResourceNotFoundException") from None
+        if "Item" not in found:
+            return {"match": False, "why": f"sequence {last}, the range's last, is not in {table}"}
+    return verify_copy(ctx, stream, table, first, last)
 
 
 def verify_copy(ctx: ActionContext, stream: str, table: str, first_seq: int | None = None,
