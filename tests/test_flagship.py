@@ -14,7 +14,8 @@ import pytest
 
 from atomicops import api, sandbox
 from atomicops.engine.apply import step_key
-from atomicops.engine.probe import ProbeAnswer, probe, proves_ownership
+from atomicops.engine.ownership import proves_ownership
+from atomicops.engine.probe import ProbeAnswer, probe
 from atomicops.engine.resume import outputs_before
 from atomicops.engine.runtime import open_runtime
 from atomicops.journal.state import EnvState

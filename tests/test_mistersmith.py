@@ -23,7 +23,7 @@ import pytest
 import atomicops
 from atomicops import api
 from atomicops.actions.aws import with_tags
-from atomicops.engine.probe import proves_ownership
+from atomicops.engine.ownership import proves_ownership
 from atomicops.plan import refs
 from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Plan

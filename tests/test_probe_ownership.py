@@ -1,10 +1,10 @@
-"""engine.probe.proves_ownership: when a resource a probe finds may be taken as the step's."""
+"""engine.ownership.proves_ownership: when a resource a probe finds may be taken as the step's."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from atomicops.engine.probe import proves_ownership
+from atomicops.engine.ownership import proves_ownership
 from atomicops.plan.model import Operation, Step
 
 

@@ -17,10 +17,10 @@ from typing import Any
 from atomicops.actions import registry
 from atomicops.engine.catalog import catalog_probe, covers
 from atomicops.engine.executor import extract_outputs
+from atomicops.engine.ownership import outputs_made_before, proves_ownership
 from atomicops.engine.runtime import Runtime
 from atomicops.errors import ActionError, AtomicOpsError
 from atomicops.expect import CANNOT_EVALUATE, evaluate
-from atomicops.plan import refs
 from atomicops.plan.model import Operation, Step
 
 
@@ -29,39 +29,6 @@ class ProbeAnswer:
     found: bool | None  # None: the probe could not tell
     outputs: dict[str, Any] = field(default_factory=dict)
     why: str = ""
-
-
-def proves_ownership(step: Step, op: Operation | None = None) -> bool:
-    """Whether the probe identifies the resource by this step's key (a tag filter or an
-    expectation on the tag): only then may a resource it finds be taken as this step's.
-
-    With ``op`` given, a probe that names what it looks at by ``${self.X}`` proves it too,
-    when X is an output of an earlier step of ``op`` that is not read-only. Rules, route
-    associations, attachments and attributes take no tags; they live inside a parent (a
-    security group, a route table, a VPC) that the same operation created and journalled,
-    so what the probe finds there was made by this operation, not found lying about. An
-    output of a read-only step is excluded: it may name something that existed before the
-    run (a looked-up VPC), and a probe scoped to it would adopt a namesake.
-    """
-    if step.probe is None:
-        return False
-    named = [refs.parse(text) for text, _ in refs.refs_in(step.probe)]
-    if any(r.namespace == "step" for r in named):
-        return True
-    created = _outputs_made_before(op, step)
-    return any(r.namespace == "self" and r.path[0] in created for r in named)
-
-
-def _outputs_made_before(op: Operation | None, step: Step) -> set[str]:
-    """Names of the outputs of ``op``'s steps before ``step`` that are not read-only: what
-    they name was made by this operation (a read-only step's may have been there before)."""
-    created: set[str] = set()
-    for earlier in op.steps if op is not None else ():
-        if earlier.name == step.name:
-            break
-        if not earlier.read_only:
-            created.update(earlier.outputs)
-    return created
 
 
 def builtin(step: Step) -> bool:
@@ -84,7 +51,7 @@ def proves(step: Step, op: Operation | None = None) -> bool:
 def created_before(op: Operation | None, step: Step, self_outputs: dict[str, Any]) -> set[str]:
     """Ids and names the operation's earlier (not read-only) steps made: the parents a rule,
     an attachment or an inline policy of this step may live in and be provably ours."""
-    names = _outputs_made_before(op, step)
+    names = outputs_made_before(op, step)
     return {str(v) for n, v in self_outputs.items() if n in names and isinstance(v, (str, int)) and v != ""}
 
 

@@ -23,7 +23,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from atomicops.engine.crash import crashpoint
-from atomicops.engine.executor import extract_outputs
 from atomicops.errors import ActionError, AtomicOpsError
 from atomicops.plan.model import Operation, Step
 
@@ -120,6 +119,9 @@ def redo_step(applier: Applier, op: Operation, step: Step, self_outputs: dict[st
     left for ``atomicops resolve`` rather than marked as not applied.
     """
     from atomicops.engine.apply import step_key
+    from atomicops.engine.executor import (
+        extract_outputs,  # here: `validate` asks this module only its rules
+    )
 
     run, rt = applier.run, applier.rt
     where = f"{op.id}/{step.name}"

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from atomicops.engine.catalog import covers
-from atomicops.engine.probe import proves_ownership
+from atomicops.engine.ownership import proves_ownership
 from atomicops.engine.redo import aws_call, do_is_its_probe, is_upsert, safe_to_repeat
 from atomicops.errors import Problem
 from atomicops.plan import refs
