@@ -7,7 +7,12 @@ reference has a value, every secret they use can be read (present, long enough; 
 ``aws_secret`` is read once), and every connection they use is well formed. Connections the
 first phase to run uses must also answer one cheap read-only request; a later phase may
 connect to what an earlier one creates (the Aurora endpoint), so its connections cannot be
-asked before the run. All problems are reported at once (:class:`PreflightFailed`, exit 2).
+asked before the run. The plan's rollback triggers are polled from the first operation on,
+so what their checks use (vars, secrets, connections) is looked at the same way, and their
+connections are asked like the first phase's: a check that cannot run misses, and enough
+misses in a row would roll the run back part-way (a trigger on a NATS stream with no
+``nats_url`` fired in any apply that lasted longer than its ``failures`` polls). All
+problems are reported at once (:class:`PreflightFailed`, exit 2).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 from atomicops.actions import registry
 from atomicops.engine.runtime import Runtime, open_runtime
 from atomicops.engine.secrets import refusal
+from atomicops.engine.triggers import check_name
 from atomicops.errors import AtomicOpsError, PreflightFailed
 from atomicops.plan import refs
 from atomicops.plan.loader import LoadedPlan
@@ -46,6 +52,10 @@ def preflight(loaded: LoadedPlan, op_ids: Iterable[str], *, env: str, run_id: st
     actions = list(_actions(plan, pending, verify=plan_verify))
     if not actions:
         return
+    # A run with something to apply polls every trigger check from its first operation
+    # (engine/runs.py), whichever operations it applies.
+    checks = _trigger_checks(plan)
+    actions += checks.values()
     problems = _vars(plan, actions)
     secrets = _secrets_used(plan, actions)
     problems += _env_secrets(plan, secrets)
@@ -60,12 +70,23 @@ def preflight(loaded: LoadedPlan, op_ids: Iterable[str], *, env: str, run_id: st
             first = next((ph for ph in plan.phases if any(o.id in pending and plan.phase_of(o) == ph for o in plan.operations)), None)
             now = {o.id for o in plan.operations if o.id in pending and plan.phase_of(o) == first}
             asked = _connections_used(plan, list(_actions(plan, now, verify=False)))
-            problems += _connections(rt, asked, ask=True)
+            polled = {name: _connections_used(plan, [check]) for name, check in checks.items()}
+            for used in polled.values():
+                asked.update(used)
+            problems += _connections(rt, asked, ask=True, polled_by=polled)
             problems += _connections(rt, {n: k for n, k in _connections_used(plan, actions).items() if n not in asked}, ask=False)
         finally:
             rt.close()
     if problems:
         raise PreflightFailed(problems)
+
+
+def _trigger_checks(plan: Plan) -> dict[str, Mapping[str, Any]]:
+    """Trigger check name -> the action it runs (its ``expect`` kept: it may name vars)."""
+    if plan.triggers is None:
+        return {}
+    return {check_name(c, i): {k: v for k, v in c.items() if k not in ("name", "failures")}
+            for i, c in enumerate(plan.triggers.checks)}
 
 
 def _actions(plan: Plan, op_ids: set[str], *, verify: bool = True) -> Iterator[Mapping[str, Any]]:
@@ -165,14 +186,18 @@ def _connections_used(plan: Plan, actions: list[Mapping[str, Any]]) -> dict[str,
     return used
 
 
-def _connections(rt: Runtime, used: Mapping[str, str], *, ask: bool) -> list[str]:
+def _connections(rt: Runtime, used: Mapping[str, str], *, ask: bool,
+                 polled_by: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
     problems = []
     for name, kind in sorted(used.items()):
+        checks = sorted(c for c, conns in (polled_by or {}).items() if name in conns)
+        why = (f" (rollback trigger {', '.join(checks)} polls it from the first operation on: "
+               f"a check that cannot run misses, and misses roll the run back)") if checks else ""
         owner = registry.get(_kind_key(kind))
         spec = dict(rt.connections.spec(name))
         issues = [f"{'.'.join(map(str, i.path))}: {i.message}" for i in owner.check_connection(spec)]
         if issues:
-            problems.append(f"connection {name!r} ({kind}): " + "; ".join(issues))
+            problems.append(f"connection {name!r} ({kind}): " + "; ".join(issues) + why)
             continue
         if not ask:
             continue
@@ -188,7 +213,7 @@ def _connections(rt: Runtime, used: Mapping[str, str], *, ask: bool) -> list[str
             else:
                 rt.connections.get(owner, name)
         except AtomicOpsError as exc:
-            problems.append(f"connection {name!r} ({kind}) does not answer: {rt.secrets.redactor.text(str(exc))}")
+            problems.append(f"connection {name!r} ({kind}) does not answer: {rt.secrets.redactor.text(str(exc))}{why}")
     return problems
 
 
