@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from atomicops.actions import registry
+from atomicops.actions.base import Connections
+from atomicops.engine.executor import Executor
 from atomicops.engine.runtime import Runtime, open_runtime
 from atomicops.engine.secrets import refusal
 from atomicops.engine.triggers import check_name
@@ -66,6 +68,9 @@ def preflight(loaded: LoadedPlan, op_ids: Iterable[str], *, env: str, run_id: st
         except AtomicOpsError as exc:
             raise PreflightFailed([str(exc)]) from None
         try:
+            # The run's AWS clients are built while preflight waits on its requests below;
+            # the run's connections with the same settings take them (actions/aws.py).
+            rt.executor.prepare(_ahead(plan, pending, checks.values()))
             problems += _aws_secrets(rt, plan, secrets)
             first = next((ph for ph in plan.phases if any(o.id in pending and plan.phase_of(o) == ph for o in plan.operations)), None)
             now = {o.id for o in plan.operations if o.id in pending and plan.phase_of(o) == first}
@@ -87,6 +92,18 @@ def _trigger_checks(plan: Plan) -> dict[str, Mapping[str, Any]]:
         return {}
     return {check_name(c, i): {k: v for k, v in c.items() if k not in ("name", "failures")}
             for i, c in enumerate(plan.triggers.checks)}
+
+
+def _ahead(plan: Plan, op_ids: set[str], checks: Iterable[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], bool]]:
+    """The actions the run will execute, phase by phase, each with whether the engine gives
+    it an idempotency token (a step's effect): what its clients are built for ahead."""
+    order = {ph: i for i, ph in enumerate(plan.phases)}
+    ops = sorted((o for o in plan.operations if o.id in op_ids), key=lambda o: order.get(plan.phase_of(o), 0))
+    ahead: list[tuple[Mapping[str, Any], bool]] = []
+    for op in ops:
+        ahead += [(step.do, not step.read_only) for step in op.steps if step.do is not None]
+        ahead += [(check, False) for check in op.verify]
+    return ahead + [(check, False) for check in checks]
 
 
 def _actions(plan: Plan, op_ids: set[str], *, verify: bool = True) -> Iterator[Mapping[str, Any]]:
@@ -188,9 +205,21 @@ def _connections_used(plan: Plan, actions: list[Mapping[str, Any]]) -> dict[str,
 
 def _connections(rt: Runtime, used: Mapping[str, str], *, ask: bool,
                  polled_by: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
+    # Asked through connections of their own, with short limits: the runtime's may already
+    # be open with the run's (reading an aws_secret, building the run's clients ahead).
+    asking = rt.connections.fresh()
+    executor = Executor(asking, env=rt.executor.env, run_id=rt.executor.run_id, base_dir=rt.executor.base_dir)
+    try:
+        return _ask(rt, asking, executor, used, ask=ask, polled_by=polled_by or {})
+    finally:
+        asking.close()
+
+
+def _ask(rt: Runtime, asking: Connections, executor: Executor, used: Mapping[str, str], *, ask: bool,
+         polled_by: Mapping[str, Mapping[str, str]]) -> list[str]:
     problems = []
     for name, kind in sorted(used.items()):
-        checks = sorted(c for c, conns in (polled_by or {}).items() if name in conns)
+        checks = sorted(c for c, conns in polled_by.items() if name in conns)
         why = (f" (rollback trigger {', '.join(checks)} polls it from the first operation on: "
                f"a check that cannot run misses, and misses roll the run back)") if checks else ""
         owner = registry.get(_kind_key(kind))
@@ -205,13 +234,13 @@ def _connections(rt: Runtime, used: Mapping[str, str], *, ask: bool,
         spec["connect_timeout"] = min(float(spec.get("connect_timeout") or CONNECT_LIMIT), CONNECT_LIMIT)
         if kind == "aws":
             spec["max_attempts"] = 1
-        rt.connections.define(name, spec)
+        asking.define(name, spec)
         try:
             request = _REQUESTS.get(kind)
             if request is not None:
-                rt.executor.execute({**request, "connection": name}, retry=Retry(attempts=1))
+                executor.execute({**request, "connection": name}, retry=Retry(attempts=1))
             else:
-                rt.connections.get(owner, name)
+                asking.get(owner, name)
         except AtomicOpsError as exc:
             problems.append(f"connection {name!r} ({kind}) does not answer: {rt.secrets.redactor.text(str(exc))}{why}")
     return problems
