@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from atomicops.actions import registry
-from atomicops.actions.base import Connections
+from atomicops.actions.base import ActionKind, Connections
 from atomicops.engine.executor import Executor
 from atomicops.engine.runtime import Runtime, open_runtime
 from atomicops.engine.secrets import refusal
@@ -217,7 +218,8 @@ def _connections(rt: Runtime, used: Mapping[str, str], *, ask: bool,
 
 def _ask(rt: Runtime, asking: Connections, executor: Executor, used: Mapping[str, str], *, ask: bool,
          polled_by: Mapping[str, Mapping[str, str]]) -> list[str]:
-    problems = []
+    problems: dict[str, str] = {}
+    questions: list[tuple[str, str, ActionKind, str]] = []
     for name, kind in sorted(used.items()):
         checks = sorted(c for c, conns in polled_by.items() if name in conns)
         why = (f" (rollback trigger {', '.join(checks)} polls it from the first operation on: "
@@ -226,7 +228,7 @@ def _ask(rt: Runtime, asking: Connections, executor: Executor, used: Mapping[str
         spec = dict(rt.connections.spec(name))
         issues = [f"{'.'.join(map(str, i.path))}: {i.message}" for i in owner.check_connection(spec)]
         if issues:
-            problems.append(f"connection {name!r} ({kind}): " + "; ".join(issues) + why)
+            problems[name] = f"connection {name!r} ({kind}): " + "; ".join(issues) + why
             continue
         if not ask:
             continue
@@ -235,6 +237,9 @@ def _ask(rt: Runtime, asking: Connections, executor: Executor, used: Mapping[str
         if kind == "aws":
             spec["max_attempts"] = 1
         asking.define(name, spec)
+        questions.append((name, kind, owner, why))
+
+    def question(name: str, kind: str, owner: ActionKind, why: str) -> str | None:
         try:
             request = _REQUESTS.get(kind)
             if request is not None:
@@ -242,8 +247,20 @@ def _ask(rt: Runtime, asking: Connections, executor: Executor, used: Mapping[str
             else:
                 asking.get(owner, name)
         except AtomicOpsError as exc:
-            problems.append(f"connection {name!r} ({kind}) does not answer: {rt.secrets.redactor.text(str(exc))}{why}")
-    return problems
+            return f"connection {name!r} ({kind}) does not answer: {rt.secrets.redactor.text(str(exc))}{why}"
+        return None
+
+    # All at once: the flagship's AWS and NATS answer in the time of the slower, and a
+    # connection that does not answer costs its limit once, not once per connection after it.
+    if len(questions) > 1:
+        with ThreadPoolExecutor(max_workers=len(questions), thread_name_prefix="preflight") as pool:
+            answers = list(pool.map(lambda q: question(*q), questions))
+    else:
+        answers = [question(*q) for q in questions]
+    for (name, *_), answer in zip(questions, answers, strict=True):
+        if answer is not None:
+            problems[name] = answer
+    return [problems[name] for name in sorted(problems)]
 
 
 def _kind_key(connection_kind: str) -> str:
