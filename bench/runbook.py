@@ -124,6 +124,10 @@ class Ways:
         self.env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1",
                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_PAGER": ""}
         self.env.pop("AWS_PROFILE", None)
+        # The derived-facts cache (atomicops/derived.py) of this run alone, filled by the
+        # untimed warm-up: the user's default one is shared by every checkout on the machine,
+        # and one whose files differ (another worktree) replaces its entries at each exit.
+        self.env["ATOMICOPS_CACHE_DIR"] = str(work / "cache")
 
     def names(self) -> list[str]:
         return (["a page (AWS CLI)"] if self.cli else []) + ["b serial boto3", "c atomicops"]
