@@ -175,7 +175,6 @@ class AwsConnection:
         self._pool = _Clients.take(region, endpoint_url, profile, connect_timeout, read_timeout, max_attempts)
         self.config = self._pool.config
         self.config_once = self._pool.config_once
-        self.session = self._pool.session
         self._closed = False
 
     @classmethod
