@@ -166,6 +166,7 @@ def main() -> int:
     forward: dict[str, list[float]] = {}
     rollback: dict[str, list[float]] = {}
     api_calls: dict[str, int] = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="atomicops-b1-") as scratch:
         work = Path(scratch)
         info = moto.start(work / "moto")
@@ -214,7 +215,12 @@ def main() -> int:
     for name, ok in meets.items():
         print(f"target {name}: {'met' if ok else 'NOT met'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    # Absolute times follow the machine's load (other work shares its CPUs): kept with them.
+    load = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()],
+            "cpus": os.cpu_count()}
+    print(f"load average (1, 5, 15 min) before {load['before']}, after {load['after']}, {load['cpus']} CPUs")
     args.out.write_text(json.dumps({"benchmark": "runbook", "rounds": args.rounds, "python": sys.version.split()[0],
+                                    "load_average": load,
                                     "targets": TARGETS, "rows": rows, "ratios": ratios, "meets": meets,
                                     "runs": {w: {"forward_s": [round(x, 3) for x in forward[w]],
                                                  "rollback_s": [round(x, 3) for x in rollback[w]]} for w in forward}},
