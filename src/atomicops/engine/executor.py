@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jmespath
@@ -109,6 +109,31 @@ class Executor:
             with attempt:
                 return _call(kind, action, ctx)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def prepare(self, actions: Iterable[tuple[Mapping[str, Any], bool]]) -> None:
+        """Start building, in the background, the AWS clients these actions will use, in the
+        order given (``(action, token)``: whether the engine gives it an idempotency token,
+        which picks the send-once client). A run waits on the network first (preflight's
+        requests, AWS answering the first wave); building a client is CPU work it would
+        otherwise do later, between the steps."""
+        from atomicops.actions.aws import AwsConnection
+
+        wanted: dict[str | None, list[tuple[str, bool]]] = {}
+        for action, token in actions:
+            if not isinstance(action, Mapping) or registry.kind_of(action)[0] != "aws":
+                continue
+            client = AwsConnection.client_for(action, token=token)
+            name = action.get("connection")
+            if client is not None and (name is None or isinstance(name, str)):
+                wanted.setdefault(name, []).append(client)
+        kind = registry.get("aws") if wanted else None
+        for name, clients in wanted.items():
+            try:
+                handle = self.connections.get(kind, name)  # type: ignore[arg-type]
+            except AtomicOpsError:
+                continue  # the step that uses it reports it
+            if isinstance(handle, AwsConnection):
+                handle.prepare(clients)
 
     def check(self, check: Mapping[str, Any]) -> tuple[Any, list[Mismatch]]:
         """Run a read-only check action and evaluate its ``expect``."""

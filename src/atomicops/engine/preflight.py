@@ -7,18 +7,27 @@ reference has a value, every secret they use can be read (present, long enough; 
 ``aws_secret`` is read once), and every connection they use is well formed. Connections the
 first phase to run uses must also answer one cheap read-only request; a later phase may
 connect to what an earlier one creates (the Aurora endpoint), so its connections cannot be
-asked before the run. All problems are reported at once (:class:`PreflightFailed`, exit 2).
+asked before the run. The plan's rollback triggers are polled from the first operation on,
+so what their checks use (vars, secrets, connections) is looked at the same way, and their
+connections are asked like the first phase's: a check that cannot run misses, and enough
+misses in a row would roll the run back part-way (a trigger on a NATS stream with no
+``nats_url`` fired in any apply that lasted longer than its ``failures`` polls). All
+problems are reported at once (:class:`PreflightFailed`, exit 2).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from atomicops.actions import registry
+from atomicops.actions.base import ActionKind, Connections
+from atomicops.engine.executor import Executor
 from atomicops.engine.runtime import Runtime, open_runtime
 from atomicops.engine.secrets import refusal
+from atomicops.engine.triggers import check_name
 from atomicops.errors import AtomicOpsError, PreflightFailed
 from atomicops.plan import refs
 from atomicops.plan.loader import LoadedPlan
@@ -46,6 +55,10 @@ def preflight(loaded: LoadedPlan, op_ids: Iterable[str], *, env: str, run_id: st
     actions = list(_actions(plan, pending, verify=plan_verify))
     if not actions:
         return
+    # A run with something to apply polls every trigger check from its first operation
+    # (engine/runs.py), whichever operations it applies.
+    checks = _trigger_checks(plan)
+    actions += checks.values()
     problems = _vars(plan, actions)
     secrets = _secrets_used(plan, actions)
     problems += _env_secrets(plan, secrets)
@@ -56,16 +69,42 @@ def preflight(loaded: LoadedPlan, op_ids: Iterable[str], *, env: str, run_id: st
         except AtomicOpsError as exc:
             raise PreflightFailed([str(exc)]) from None
         try:
+            # The run's AWS clients are built while preflight waits on its requests below;
+            # the run's connections with the same settings take them (actions/aws.py).
+            rt.executor.prepare(_ahead(plan, pending, checks.values()))
             problems += _aws_secrets(rt, plan, secrets)
             first = next((ph for ph in plan.phases if any(o.id in pending and plan.phase_of(o) == ph for o in plan.operations)), None)
             now = {o.id for o in plan.operations if o.id in pending and plan.phase_of(o) == first}
             asked = _connections_used(plan, list(_actions(plan, now, verify=False)))
-            problems += _connections(rt, asked, ask=True)
+            polled = {name: _connections_used(plan, [check]) for name, check in checks.items()}
+            for used in polled.values():
+                asked.update(used)
+            problems += _connections(rt, asked, ask=True, polled_by=polled)
             problems += _connections(rt, {n: k for n, k in _connections_used(plan, actions).items() if n not in asked}, ask=False)
         finally:
             rt.close()
     if problems:
         raise PreflightFailed(problems)
+
+
+def _trigger_checks(plan: Plan) -> dict[str, Mapping[str, Any]]:
+    """Trigger check name -> the action it runs (its ``expect`` kept: it may name vars)."""
+    if plan.triggers is None:
+        return {}
+    return {check_name(c, i): {k: v for k, v in c.items() if k not in ("name", "failures")}
+            for i, c in enumerate(plan.triggers.checks)}
+
+
+def _ahead(plan: Plan, op_ids: set[str], checks: Iterable[Mapping[str, Any]]) -> list[tuple[Mapping[str, Any], bool]]:
+    """The actions the run will execute, phase by phase, each with whether the engine gives
+    it an idempotency token (a step's effect): what its clients are built for ahead."""
+    order = {ph: i for i, ph in enumerate(plan.phases)}
+    ops = sorted((o for o in plan.operations if o.id in op_ids), key=lambda o: order.get(plan.phase_of(o), 0))
+    ahead: list[tuple[Mapping[str, Any], bool]] = []
+    for op in ops:
+        ahead += [(step.do, not step.read_only) for step in op.steps if step.do is not None]
+        ahead += [(check, False) for check in op.verify]
+    return ahead + [(check, False) for check in checks]
 
 
 def _actions(plan: Plan, op_ids: set[str], *, verify: bool = True) -> Iterator[Mapping[str, Any]]:
@@ -165,14 +204,31 @@ def _connections_used(plan: Plan, actions: list[Mapping[str, Any]]) -> dict[str,
     return used
 
 
-def _connections(rt: Runtime, used: Mapping[str, str], *, ask: bool) -> list[str]:
-    problems = []
+def _connections(rt: Runtime, used: Mapping[str, str], *, ask: bool,
+                 polled_by: Mapping[str, Mapping[str, str]] | None = None) -> list[str]:
+    # Asked through connections of their own, with short limits: the runtime's may already
+    # be open with the run's (reading an aws_secret, building the run's clients ahead).
+    asking = rt.connections.fresh()
+    executor = Executor(asking, env=rt.executor.env, run_id=rt.executor.run_id, base_dir=rt.executor.base_dir)
+    try:
+        return _ask(rt, asking, executor, used, ask=ask, polled_by=polled_by or {})
+    finally:
+        asking.close()
+
+
+def _ask(rt: Runtime, asking: Connections, executor: Executor, used: Mapping[str, str], *, ask: bool,
+         polled_by: Mapping[str, Mapping[str, str]]) -> list[str]:
+    problems: dict[str, str] = {}
+    questions: list[tuple[str, str, ActionKind, str]] = []
     for name, kind in sorted(used.items()):
+        checks = sorted(c for c, conns in polled_by.items() if name in conns)
+        why = (f" (rollback trigger {', '.join(checks)} polls it from the first operation on: "
+               f"a check that cannot run misses, and misses roll the run back)") if checks else ""
         owner = registry.get(_kind_key(kind))
         spec = dict(rt.connections.spec(name))
         issues = [f"{'.'.join(map(str, i.path))}: {i.message}" for i in owner.check_connection(spec)]
         if issues:
-            problems.append(f"connection {name!r} ({kind}): " + "; ".join(issues))
+            problems[name] = f"connection {name!r} ({kind}): " + "; ".join(issues) + why
             continue
         if not ask:
             continue
@@ -180,16 +236,31 @@ def _connections(rt: Runtime, used: Mapping[str, str], *, ask: bool) -> list[str
         spec["connect_timeout"] = min(float(spec.get("connect_timeout") or CONNECT_LIMIT), CONNECT_LIMIT)
         if kind == "aws":
             spec["max_attempts"] = 1
-        rt.connections.define(name, spec)
+        asking.define(name, spec)
+        questions.append((name, kind, owner, why))
+
+    def question(name: str, kind: str, owner: ActionKind, why: str) -> str | None:
         try:
             request = _REQUESTS.get(kind)
             if request is not None:
-                rt.executor.execute({**request, "connection": name}, retry=Retry(attempts=1))
+                executor.execute({**request, "connection": name}, retry=Retry(attempts=1))
             else:
-                rt.connections.get(owner, name)
+                asking.get(owner, name)
         except AtomicOpsError as exc:
-            problems.append(f"connection {name!r} ({kind}) does not answer: {rt.secrets.redactor.text(str(exc))}")
-    return problems
+            return f"connection {name!r} ({kind}) does not answer: {rt.secrets.redactor.text(str(exc))}{why}"
+        return None
+
+    # All at once: the flagship's AWS and NATS answer in the time of the slower, and a
+    # connection that does not answer costs its limit once, not once per connection after it.
+    if len(questions) > 1:
+        with ThreadPoolExecutor(max_workers=len(questions), thread_name_prefix="preflight") as pool:
+            answers = list(pool.map(lambda q: question(*q), questions))
+    else:
+        answers = [question(*q) for q in questions]
+    for (name, *_), answer in zip(questions, answers, strict=True):
+        if answer is not None:
+            problems[name] = answer
+    return [problems[name] for name in sorted(problems)]
 
 
 def _kind_key(connection_kind: str) -> str:

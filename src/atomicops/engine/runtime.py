@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -64,7 +65,13 @@ def runtime_of(run: Run, loaded: LoadedPlan) -> Iterator[Runtime]:
     run's journal masking what the runtime's secrets resolve, connections closed at the end."""
     rt = open_runtime(loaded.plan, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
     run.redactor = rt.secrets.redactor
+    # What the process holds when the run starts (the plan, botocore's models and clients,
+    # a few hundred thousand objects) lives until the run ends: the collector's full passes
+    # during the run would walk all of it again for nothing (0.25 s of the flagship's apply,
+    # B1). Frozen for the run, given back to the collector after it.
+    gc.freeze()
     try:
         yield rt
     finally:
         rt.close()
+        gc.unfreeze()

@@ -4,7 +4,9 @@ it watches is undone without a person in the loop.
 
 A :class:`Watcher` polls from its own thread with its own connections (the specs of the
 run's, none of its handles) and its own cancellation: a slow check never holds a step back,
-and a step never holds a check back. It never writes the journal either: when a check has
+and a step never holds a check back. (Its AWS connection shares the run's botocore clients,
+actions/aws.py: a client serves many threads at once, each request with a socket of its own
+from the client's pool, so nothing is held there either.) It never writes the journal either: when a check has
 missed ``failures`` times in a row it calls ``on_fire`` (which halts the run's walk, see
 ``Cancellation.fired``), and :class:`Monitoring`, on the run's own thread, records what fired.
 
