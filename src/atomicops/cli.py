@@ -991,6 +991,43 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     return report.exit_code
 
 
+@main.command("policy")
+@plan_inputs
+@click.option("--format", "fmt", type=click.Choice(["json", "terraform"]), default="json", show_default=True,
+              help="An IAM policy document, or a Terraform aws_iam_policy_document data source.")
+@click.option("--for", "purpose", type=click.Choice(["all", "rollback"]), default="all", show_default=True,
+              help="all: apply, verify, resume, monitor and rollback; rollback: only what undoing from "
+                   "the journal needs (for an automated rollback handler).")
+@click.option("--account", default=None, metavar="ID", help="The AWS account id in ARNs (default: *).")
+@click.option("--explain", is_flag=True, help="After the policy, why each action granted on \"*\" has nothing narrower.")
+@common
+def policy_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], fmt: str, purpose: str,
+               account: str | None, explain: bool, env: str, state: str | None, as_json: bool) -> int:
+    """Print the least-privilege IAM policy a principal needs to run PLAN in --env.
+
+    Every AWS call a run can make: each step's do (with the tags the engine adds), undo and
+    probe, waiters, verify checks, rollback triggers, the built-in probes, iam:PassRole for
+    roles handed to services, and reads of the plan's stored secrets. ARNs where the plan
+    fixes a name, the atomicops:env tag where AWS offers it, "*" otherwise (see --explain)."""
+    from atomicops import api
+    from atomicops.policy import build, policy_summary_line
+
+    which: Any = purpose
+    made = build(api.validate(plan, vars=vars, vars_files=vars_files), env=env, account=account)
+    if as_json:
+        _emit({"policy": made.document(which), "summary": made.summary(which), "explain": made.explain(which),
+               "unknown_calls": list(made.unknown)})
+        return 0
+    click.echo(made.terraform(which) if fmt == "terraform" else json.dumps(made.document(which), indent=2))
+    if explain:
+        err.print(_data(policy_summary_line(made, which)))
+        for line in made.explain(which):
+            err.print(_data(line))
+    for target in made.unknown:
+        err.print(f"[yellow]warning: {_data(target)} declares no aws_calls: the AWS calls it makes are not in the policy[/yellow]")
+    return 0
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
 

@@ -1,0 +1,223 @@
+"""``atomicops policy``: the least-privilege IAM policy a principal needs to run a plan.
+
+- :mod:`.calls`: which AWS calls a run of the plan may send, and whether a rollback needs them;
+- :mod:`.probes`: the calls of the engine's built-in probes;
+- :mod:`.grants`: the IAM action, resources and conditions of each call;
+- this module: the statements (apply and rollback apart) and their renderings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from atomicops.plan import refs
+from atomicops.plan.loader import LoadedPlan
+from atomicops.policy.calls import PlanCalls, Purpose, plan_calls
+from atomicops.policy.grants import Grant, Where, grants
+
+For = Literal["all", "rollback"]
+
+# Calls the engine makes that need no permission: AWS answers them for any valid credentials.
+FREE_CALLS = {"sts:GetCallerIdentity": "preflight's credentials check; AWS needs no permission for it"}
+
+Condition = tuple[tuple[str, str, tuple[str, ...]], ...]
+
+
+@dataclass(frozen=True)
+class Statement:
+    sid: str
+    purpose: Purpose
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+    condition: Condition = ()
+    reasons: Mapping[str, str] = field(default_factory=dict)  # action -> why "*" (for --explain)
+
+    def as_iam(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "Sid": self.sid,
+            "Effect": "Allow",
+            "Action": list(self.actions) if len(self.actions) > 1 else self.actions[0],
+            "Resource": list(self.resources) if len(self.resources) > 1 else self.resources[0],
+        }
+        if self.condition:
+            doc["Condition"] = _condition(self.condition)
+        return doc
+
+    @property
+    def wildcard(self) -> bool:
+        """Resource ``*`` with no condition narrowing it."""
+        return self.resources == ("*",) and not self.condition
+
+
+@dataclass(frozen=True)
+class Policy:
+    statements: tuple[Statement, ...]
+    unknown: tuple[str, ...]  # call: functions that declare no AWS calls
+    env: str
+
+    def chosen(self, which: For = "all") -> tuple[Statement, ...]:
+        return tuple(s for s in self.statements if which == "all" or s.purpose == which)
+
+    def document(self, which: For = "all") -> dict[str, Any]:
+        return {"Version": "2012-10-17", "Statement": [s.as_iam() for s in self.chosen(which)]}
+
+    def actions(self, which: For = "all") -> list[str]:
+        return sorted({a for s in self.chosen(which) for a in s.actions})
+
+    def summary(self, which: For = "all") -> dict[str, Any]:
+        chosen = self.chosen(which)
+        return {
+            "actions": len(self.actions(which)),
+            "statements": len(chosen),
+            "wildcard_statements": sum(s.wildcard for s in chosen),
+            "wildcard_actions": sorted({a for s in chosen if s.wildcard for a in s.actions}),
+            "tag_scoped_statements": sum(bool(s.condition) and s.resources == ("*",) for s in chosen),
+            "characters": len(json.dumps(self.document(which), separators=(",", ":"))),
+        }
+
+    def explain(self, which: For = "all") -> list[str]:
+        """One line per action granted on ``*``, with the reason nothing narrower fits."""
+        lines = []
+        for s in self.chosen(which):
+            if s.resources != ("*",):
+                continue
+            scope = "tag-scoped: " + "; ".join(f"{k} = {','.join(v)}" for _, k, v in s.condition) if s.condition else "*"
+            for action in s.actions:
+                lines.append(f"{s.sid} {action} on {scope}: {s.reasons.get(action, '')}".rstrip(": "))
+        lines += [f"(not granted) {a}: {why}" for a, why in FREE_CALLS.items()]
+        lines += [f"(unknown) {t}: a call: function that declares no aws_calls; grant what it calls by hand"
+                  for t in self.unknown]
+        return lines
+
+    def terraform(self, which: For = "all", name: str = "atomicops") -> str:
+        """An ``aws_iam_policy_document`` data source of the same statements."""
+        out = [f'data "aws_iam_policy_document" "{_tf_name(name)}" {{']
+        for s in self.chosen(which):
+            out.append("  statement {")
+            out.append(f"    sid       = {json.dumps(s.sid)}")
+            out.append('    effect    = "Allow"')
+            out.append(f"    actions   = {json.dumps(list(s.actions))}")
+            out.append(f"    resources = {json.dumps([_tf_literal(r) for r in s.resources])}")
+            for op, key, values in s.condition:
+                out += ["    condition {", f"      test     = {json.dumps(op)}", f"      variable = {json.dumps(key)}",
+                        f"      values   = {json.dumps(list(values))}", "    }"]
+            out.append("  }")
+        out.append("}")
+        return "\n".join(out) + "\n"
+
+
+def build(loaded: LoadedPlan, *, env: str = "default", account: str | None = None,
+          partition: str = "aws") -> Policy:
+    """The policy a principal needs to run ``loaded`` in environment ``env``."""
+    found = plan_calls(loaded, env=env)
+    where = Where(region=_region(loaded), account=account or "*", partition=partition, env=env)
+    roles = created_roles(loaded)
+    every: list[Grant] = [g for call in found.calls for g in grants(call, where, roles)]
+    return Policy(_statements(_one_create_tags(every)), tuple(found.unknown), env)
+
+
+def _one_create_tags(every: list[Grant]) -> list[Grant]:
+    """ec2:CreateTags once per purpose, for every create action that tags (one condition
+    listing them), instead of one statement per create."""
+    by_purpose: dict[Purpose, list[Grant]] = {}
+    rest = []
+    for g in every:
+        if g.action == "ec2:CreateTags" and g.condition and g.condition[0][1] == "ec2:CreateAction":
+            by_purpose.setdefault(g.purpose, []).append(g)
+        else:
+            rest.append(g)
+    for purpose, found in by_purpose.items():
+        creates = tuple(sorted({v for g in found for v in g.condition[0][2]}))
+        rest.append(Grant("ec2:CreateTags", ("*",), purpose, "tags on create",
+                          (("StringEquals", "ec2:CreateAction", creates),)))
+    return rest
+
+
+def _statements(every: Iterable[Grant]) -> tuple[Statement, ...]:
+    # A permission a rollback needs goes to the rollback statements only (the full policy
+    # holds both): what an automated rollback handler holds is those alone.
+    purpose: dict[tuple[str, tuple[str, ...], Condition], Purpose] = {}
+    reasons: dict[tuple[str, tuple[str, ...], Condition], str] = {}
+    for g in every:
+        key = (g.action, g.resources, g.condition)
+        if purpose.get(key) != "rollback":
+            purpose[key] = g.purpose
+        if g.wildcard and key not in reasons:
+            reasons[key] = g.wildcard
+    groups: dict[tuple[Purpose, tuple[str, ...], Condition], list[str]] = {}
+    for (action, resources, condition), p in purpose.items():
+        groups.setdefault((p, resources, condition), []).append(action)
+    statements = []
+    used: dict[str, int] = {}
+    order = sorted(groups.items(), key=lambda kv: (kv[0][0] != "run", kv[0][1] == ("*",), sorted(kv[1])[0], kv[0][1]))
+    for (p, resources, condition), actions in order:
+        actions = sorted(set(actions))
+        prefixes = {a.partition(":")[0] for a in actions}
+        stem = ("Run" if p == "run" else "Rollback") + (_camel(prefixes.pop()) if len(prefixes) == 1 else "")
+        stem += "Tagged" if condition else ("Any" if resources == ("*",) else "")
+        used[stem] = used.get(stem, 0) + 1
+        sid = stem + (str(used[stem]) if used[stem] > 1 else "")
+        why = {a: reasons.get((a, resources, condition), "") for a in actions}
+        statements.append(Statement(sid, p, tuple(actions), resources, condition, why))
+    return tuple(statements)
+
+
+def created_roles(loaded: LoadedPlan) -> dict[str, str]:
+    """``${ops.OP.OUTPUT}`` -> role name, for the outputs of the plan's iam.create_role steps."""
+    out: dict[str, str] = {}
+    for op in loaded.plan.operations:
+        for step in op.steps:
+            name = (step.do.get("params") or {}).get("RoleName") if step.do.get("aws") == "iam.create_role" else None
+            if isinstance(name, str):
+                name = re.sub(r"\$\{[^}]*\}", "*", name) if refs.is_reference(name) else name
+                for output in step.outputs:
+                    out["${ops." + op.id + "." + output + "}"] = name
+    return out
+
+
+def _region(loaded: LoadedPlan) -> str:
+    plan = loaded.plan
+    for connection in plan.connections.values():
+        if connection.kind == "aws":
+            region = (connection.model_extra or {}).get("region")
+            if isinstance(region, str) and refs.is_whole_reference(region):
+                ref = refs.parse(region[2:-1])
+                try:
+                    region = refs.dig(plan.vars, ref.path, ref) if ref.namespace == "vars" else None
+                except refs.ReferenceError_:
+                    region = None
+            return region if isinstance(region, str) and region else "*"
+    return "*"
+
+
+def _condition(condition: Condition) -> dict[str, dict[str, Any]]:
+    doc: dict[str, dict[str, Any]] = {}
+    for op, key, values in condition:
+        doc.setdefault(op, {})[key] = list(values) if len(values) > 1 else values[0]
+    return doc
+
+
+def _camel(prefix: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[-_]", prefix))
+
+
+def _tf_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def _tf_literal(value: str) -> str:
+    # Terraform interpolates ${...}; IAM policy variables are written $${...} there.
+    return value.replace("${", "$${")
+
+
+def policy_summary_line(policy: Policy, which: For = "all") -> str:
+    s = policy.summary(which)
+    return (f"{s['actions']} actions in {s['statements']} statements; {s['wildcard_statements']} on \"*\" "
+            f"({len(s['wildcard_actions'])} actions), {s['tag_scoped_statements']} scoped by the atomicops:env tag")
+
+
+__all__ = ["Policy", "PlanCalls", "Statement", "build", "policy_summary_line"]
