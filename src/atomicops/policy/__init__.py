@@ -35,6 +35,7 @@ class Statement:
     resources: tuple[str, ...]
     condition: Condition = ()
     reasons: Mapping[str, str] = field(default_factory=dict)  # action -> why "*" (for --explain)
+    tagging: Mapping[str, bool] = field(default_factory=dict)  # action -> only for the tags of creates
 
     def as_iam(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -67,6 +68,11 @@ class Policy:
 
     def actions(self, which: For = "all") -> list[str]:
         return sorted({a for s in self.chosen(which) for a in s.actions})
+
+    def tags_on_create(self, which: For = "all") -> list[str]:
+        """Actions granted only for the tags a create carries: AWS authorizes them within the
+        create's own request."""
+        return sorted({a for s in self.chosen(which) for a in s.actions if s.tagging.get(a)})
 
     def summary(self, which: For = "all") -> dict[str, Any]:
         chosen = self.chosen(which)
@@ -142,7 +148,9 @@ def _statements(every: Iterable[Grant]) -> tuple[Statement, ...]:
     # holds both): what an automated rollback handler holds is those alone.
     purpose: dict[tuple[str, tuple[str, ...], Condition], Purpose] = {}
     reasons: dict[tuple[str, tuple[str, ...], Condition], str] = {}
+    tagging: dict[str, bool] = {}
     for g in every:
+        tagging[g.action] = tagging.get(g.action, True) and g.why.endswith("tags on create")
         key = (g.action, g.resources, g.condition)
         if purpose.get(key) != "rollback":
             purpose[key] = g.purpose
@@ -153,7 +161,7 @@ def _statements(every: Iterable[Grant]) -> tuple[Statement, ...]:
         groups.setdefault((p, resources, condition), []).append(action)
     statements = []
     used: dict[str, int] = {}
-    order = sorted(groups.items(), key=lambda kv: (kv[0][0] != "run", kv[0][1] == ("*",), sorted(kv[1])[0], kv[0][1]))
+    order = sorted(groups.items(), key=lambda kv: (kv[0][0] != "run", kv[0][1] == ("*",), min(kv[1]), kv[0][1]))
     for (p, resources, condition), actions in order:
         actions = sorted(set(actions))
         prefixes = {a.partition(":")[0] for a in actions}
@@ -162,7 +170,8 @@ def _statements(every: Iterable[Grant]) -> tuple[Statement, ...]:
         used[stem] = used.get(stem, 0) + 1
         sid = stem + (str(used[stem]) if used[stem] > 1 else "")
         why = {a: reasons.get((a, resources, condition), "") for a in actions}
-        statements.append(Statement(sid, p, tuple(actions), resources, condition, why))
+        statements.append(Statement(sid, p, tuple(actions), resources, condition, why,
+                                    {a: tagging.get(a, False) for a in actions}))
     return tuple(statements)
 
 
@@ -220,4 +229,4 @@ def policy_summary_line(policy: Policy, which: For = "all") -> str:
             f"({len(s['wildcard_actions'])} actions), {s['tag_scoped_statements']} scoped by the atomicops:env tag")
 
 
-__all__ = ["Policy", "PlanCalls", "Statement", "build", "policy_summary_line"]
+__all__ = ["PlanCalls", "Policy", "Statement", "build", "policy_summary_line"]

@@ -153,7 +153,8 @@ def _declared(action: Action, purpose: Purpose, why: str, base_dir: str, found: 
     # A mapping names, for each call, the function's args that hold the call's parameters
     # ({"ecr.put_image": {"repositoryName": "repository"}}), so its resource can be scoped.
     calls = declared.items() if isinstance(declared, Mapping) else ((c, {}) for c in declared)
-    args = action.get("args") if isinstance(action.get("args"), Mapping) else {}
+    given = action.get("args")
+    args: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     for call, from_args in calls:
         service, method = parse_operation(call)
         api = aws_models.operations(service).get(method)

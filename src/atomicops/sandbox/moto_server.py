@@ -9,6 +9,10 @@ it makes against AWS.
   that creates it; moto ignores those tags. A create killed before its answer then left an
   untagged bucket that no lookup could prove was the step's (the one leak of 200 crash-soak
   trials with every probe stripped). The tags are put in the same request, as S3 does.
+- IAM's refusals (``enforce_iam_after``, sandbox/moto.py) to a JSON-protocol service
+  (DynamoDB, ECS, Logs...): moto answers with an XML error page, which botocore cannot read
+  (the engine then reports "the endpoint answered with a web page"); AWS answers
+  ``{"__type": "AccessDeniedException", ...}``, and so does the sandbox.
 """
 
 from __future__ import annotations
@@ -52,8 +56,33 @@ def install() -> None:
     S3Response._bucket_response_put = bucket_put  # type: ignore[method-assign]
 
 
+def install_json_denials() -> None:
+    """A refusal to a JSON-protocol call (one with ``X-Amz-Target``) in AWS's JSON form."""
+    from moto.core.authorization import ActionAuthenticatorMixin
+    from moto.core.exceptions import JsonRESTError
+
+    original = ActionAuthenticatorMixin._authenticate_and_authorize_action
+    if getattr(original, "_atomicops", False):
+        return
+
+    def authorize(self: Any, iam_request_cls: type, resource: str = "*") -> None:
+        try:
+            original(self, iam_request_cls, resource)
+        except Exception as exc:
+            code = getattr(exc, "error_type", None)
+            if not self.headers.get("X-Amz-Target") or code not in ("AccessDenied", "InvalidClientTokenId",
+                                                                     "SignatureDoesNotMatch"):
+                raise
+            json_code = "AccessDeniedException" if code == "AccessDenied" else "UnrecognizedClientException"
+            raise JsonRESTError(json_code, str(getattr(exc, "message", exc))) from None
+
+    authorize._atomicops = True  # type: ignore[attr-defined]
+    ActionAuthenticatorMixin._authenticate_and_authorize_action = authorize  # type: ignore[method-assign]
+
+
 def main() -> None:
     install()
+    install_json_denials()
     from moto.server import main as serve
 
     serve()
