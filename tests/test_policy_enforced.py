@@ -29,7 +29,7 @@ QUICKSTART_ACTIONS = QUICKSTART_POLICY.actions()
 # AWS authorizes the tags of a create as a second action of the same request (ec2:CreateTags
 # for TagSpecifications, dynamodb:TagResource for CreateTable's Tags); moto checks one action
 # per request, so it cannot refuse them. tests/test_policy.py checks that the policy has them.
-IN_REQUEST = QUICKSTART_POLICY.tags_on_create()
+IN_REQUEST = QUICKSTART_POLICY.in_request()
 _users = itertools.count()
 
 

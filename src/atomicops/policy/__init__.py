@@ -35,7 +35,7 @@ class Statement:
     resources: tuple[str, ...]
     condition: Condition = ()
     reasons: Mapping[str, str] = field(default_factory=dict)  # action -> why "*" (for --explain)
-    tagging: Mapping[str, bool] = field(default_factory=dict)  # action -> only for the tags of creates
+    tagging: Mapping[str, bool] = field(default_factory=dict)  # action -> only checked inside other calls
 
     def as_iam(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -69,9 +69,9 @@ class Policy:
     def actions(self, which: For = "all") -> list[str]:
         return sorted({a for s in self.chosen(which) for a in s.actions})
 
-    def tags_on_create(self, which: For = "all") -> list[str]:
-        """Actions granted only for the tags a create carries: AWS authorizes them within the
-        create's own request."""
+    def in_request(self, which: For = "all") -> list[str]:
+        """Actions granted only for what AWS checks within another call's request: the tags
+        a create carries, and the calls a service makes as the caller (dependent actions)."""
         return sorted({a for s in self.chosen(which) for a in s.actions if s.tagging.get(a)})
 
     def summary(self, which: For = "all") -> dict[str, Any]:
@@ -121,8 +121,8 @@ def build(loaded: LoadedPlan, *, env: str = "default", account: str | None = Non
     """The policy a principal needs to run ``loaded`` in environment ``env``."""
     found = plan_calls(loaded, env=env)
     where = Where(region=_region(loaded), account=account or "*", partition=partition, env=env)
-    roles = created_roles(loaded)
-    every: list[Grant] = [g for call in found.calls for g in grants(call, where, roles)]
+    names = created_names(loaded, where)
+    every: list[Grant] = [g for call in found.calls for g in grants(call, where, names)]
     return Policy(_statements(_one_create_tags(every)), tuple(found.unknown), env)
 
 
@@ -150,7 +150,7 @@ def _statements(every: Iterable[Grant]) -> tuple[Statement, ...]:
     reasons: dict[tuple[str, tuple[str, ...], Condition], str] = {}
     tagging: dict[str, bool] = {}
     for g in every:
-        tagging[g.action] = tagging.get(g.action, True) and g.why.endswith("tags on create")
+        tagging[g.action] = tagging.get(g.action, True) and g.why.endswith(("tags on create", "acts as the caller"))
         key = (g.action, g.resources, g.condition)
         if purpose.get(key) != "rollback":
             purpose[key] = g.purpose
@@ -175,17 +175,44 @@ def _statements(every: Iterable[Grant]) -> tuple[Statement, ...]:
     return tuple(statements)
 
 
-def created_roles(loaded: LoadedPlan) -> dict[str, str]:
-    """``${ops.OP.OUTPUT}`` -> role name, for the outputs of the plan's iam.create_role steps."""
+# Creates whose resource the plan names, and its ARN: what a later ``${ops.OP.OUTPUT}``
+# (or ``${self.OUTPUT}``) holds when the output reads the ARN (``Role.Arn``) or the name.
+_CREATES = {
+    "iam.create_role": ("RoleName", "arn:{partition}:iam::{account}:role/{name}"),
+    "iam.create_policy": ("PolicyName", "arn:{partition}:iam::{account}:policy/{name}"),
+    "sns.create_topic": ("Name", "arn:{partition}:sns:{region}:{account}:{name}"),
+    "secretsmanager.create_secret": ("Name", "arn:{partition}:secretsmanager:{region}:{account}:secret:{name}-??????"),
+    "ecr.create_repository": ("repositoryName", "arn:{partition}:ecr:{region}:{account}:repository/{name}"),
+    "lambda.create_function": ("FunctionName", "arn:{partition}:lambda:{region}:{account}:function:{name}"),
+}
+
+
+def created_names(loaded: LoadedPlan, where: Where) -> dict[str, str]:
+    """``${ops.OP.OUTPUT}`` -> the name or ARN it will hold, for outputs of creates whose
+    resource name the plan fixes (a role's ARN, the role's name...)."""
     out: dict[str, str] = {}
+    fill = _vars_only(loaded)
     for op in loaded.plan.operations:
         for step in op.steps:
-            name = (step.do.get("params") or {}).get("RoleName") if step.do.get("aws") == "iam.create_role" else None
-            if isinstance(name, str):
-                name = re.sub(r"\$\{[^}]*\}", "*", name) if refs.is_reference(name) else name
-                for output in step.outputs:
-                    out["${ops." + op.id + "." + output + "}"] = name
+            known = _CREATES.get(str(step.do.get("aws")))
+            if known is None:
+                continue
+            name = fill((step.do.get("params") or {}).get(known[0]))
+            if not isinstance(name, str) or refs.is_whole_reference(name):
+                continue
+            name = re.sub(r"\$\{[^}]*\}", "*", name)
+            arn = known[1].format(partition=where.partition, account=where.account, region=where.region, name=name)
+            for output, expression in step.outputs.items():
+                if isinstance(expression, str) and not refs.is_reference(expression):
+                    last = expression.rsplit(".", 1)[-1]
+                    out["${ops." + op.id + "." + output + "}"] = arn if last.lower().endswith("arn") else name
     return out
+
+
+def _vars_only(loaded: LoadedPlan) -> Any:
+    from atomicops.policy.calls import _filler
+
+    return _filler(loaded.plan, "*")
 
 
 def _region(loaded: LoadedPlan) -> str:

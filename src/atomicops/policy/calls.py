@@ -132,29 +132,38 @@ def _filler(plan: Plan, env: str) -> Any:
 
 
 def _declared(action: Action, purpose: Purpose, why: str, base_dir: str, found: PlanCalls, fill: Any) -> None:
-    """The AWS calls a ``call:`` function declares in its ``aws_calls`` attribute
-    (``("ecr.put_image", ...)`` in boto3 spelling): the engine cannot see into the function."""
+    """The AWS calls a ``call:`` function declares: the engine cannot see into the function.
+
+    Its module's ``AWS_CALLS`` maps the function's name to the calls in boto3 spelling: a
+    list, or a mapping from each call to the parameters it takes from the function's args
+    (``{"ecr.put_image": {"repositoryName": "repository"}}``, so its resource can be scoped),
+    or a function of the action's args giving either (a probe that looks for one kind of
+    resource or another). ``[]`` says the function makes no AWS call.
+    """
     target = action.get("call")
     if not isinstance(target, str) or refs.is_reference(target):
         return
+    import sys
+
     from atomicops.actions.call import resolve_target
     from atomicops.errors import ActionError
 
+    given = action.get("args")
+    args: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     try:
         fn = resolve_target(target, base_dir)
     except ActionError:
         found.unknown.append(target)
         return
-    declared = getattr(fn, "aws_calls", None)
+    table = getattr(sys.modules.get(fn.__module__), "AWS_CALLS", None) or {}
+    declared = table.get(fn.__name__) if isinstance(table, Mapping) else None
+    if callable(declared):
+        declared = declared(args)
     if declared is None:
         if target not in found.unknown:
             found.unknown.append(target)
         return
-    # A mapping names, for each call, the function's args that hold the call's parameters
-    # ({"ecr.put_image": {"repositoryName": "repository"}}), so its resource can be scoped.
     calls = declared.items() if isinstance(declared, Mapping) else ((c, {}) for c in declared)
-    given = action.get("args")
-    args: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
     for call, from_args in calls:
         service, method = parse_operation(call)
         api = aws_models.operations(service).get(method)

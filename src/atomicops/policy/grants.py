@@ -15,6 +15,7 @@ is left is ``*`` with the reason AWS offers nothing narrower.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -54,11 +55,24 @@ TAG_ACTIONS = {
 TAG_ACTIONS_IAM = {"CreateRole": "iam:TagRole", "CreatePolicy": "iam:TagPolicy",
                    "CreateInstanceProfile": "iam:TagInstanceProfile", "CreateUser": "iam:TagUser"}
 
+# Actions AWS checks inside another call's request, where the service acts on the caller's
+# behalf (the Service Authorization Reference's "dependent actions" of the calls plans use).
+DEPENDENT_ACTIONS = {
+    # Cloud Map makes and removes the namespace's Route 53 hosted zone as the caller.
+    "servicediscovery:CreatePrivateDnsNamespace": (
+        "route53:CreateHostedZone", "route53:GetHostedZone", "route53:ListHostedZonesByName",
+        "ec2:DescribeVpcs", "ec2:DescribeVpcAttribute"),
+    "servicediscovery:DeleteNamespace": ("route53:DeleteHostedZone", "route53:GetHostedZone"),
+    "servicediscovery:CreateService": ("route53:GetHostedZone",),
+    "servicediscovery:DeleteService": ("route53:GetHostedZone",),
+}
+
 # Calls whose resources AWS names by ARN but that the service authorizes on "*" only.
 STAR_ONLY = {
     "ecs": {"RegisterTaskDefinition", "DeregisterTaskDefinition", "DescribeTaskDefinition",
             "ListTaskDefinitions", "CreateCluster"},
     "iam": {"ListPolicies"},
+    "sns": {"ListTopics"},
     "ssm": {"DescribeParameters"},
     "logs": {"DescribeLogGroups"},
 }  # fmt: skip
@@ -94,9 +108,10 @@ def iam_action(service: str, operation: str) -> str:
     return f"{prefix}:{OTHER_ACTIONS.get((service, operation), operation)}"
 
 
-def grants(call: Call, where: Where, created_roles: Mapping[str, str]) -> Iterator[Grant]:
-    """The grants ``call`` needs. ``created_roles``: output reference text -> role name, for
-    the roles the plan makes (``${ops.task-role.role_arn}`` -> ``mistersmith-task-role``)."""
+def grants(call: Call, where: Where, created: Mapping[str, str]) -> Iterator[Grant]:
+    """The grants ``call`` needs. ``created``: output reference -> the name or ARN it holds,
+    for what the plan makes (``${ops.task-role.role_arn}`` -> the role's ARN)."""
+    call = dataclasses.replace(call, params=_known(call.params, created, call.op))
     action = iam_action(call.service, call.operation)
     prefix = action.partition(":")[0]
     resources, why_star = _resources(call, where)
@@ -106,7 +121,10 @@ def grants(call: Call, where: Where, created_roles: Mapping[str, str]) -> Iterat
     yield Grant(action, resources, call.purpose, call.why, condition, why_star if resources == ("*",) else "")
     if call.tagged and _carries_tags(call):
         yield _tagging(call, action, prefix, resources, where)
-    for role in _passed_roles(call.params, where, created_roles, call.op):
+    for dependent in DEPENDENT_ACTIONS.get(action, ()):
+        yield Grant(dependent, ("*",), call.purpose, f"{call.why}: {action} acts as the caller",
+                    wildcard=f"{action} makes this call as the caller on resources it names itself")
+    for role in _passed_roles(call.params, where):
         yield Grant("iam:PassRole", (role,), call.purpose, f"{call.why}: passes the role")
 
 
@@ -159,8 +177,10 @@ def _resources(call: Call, w: Where) -> tuple[tuple[str, ...], str]:
         found.append(n if n.startswith("arn:") else arn.format(svc="lambda") + f"function:{n}")
     elif svc == "sns" and (n := _name(p, "TopicArn")) and n.startswith("arn:"):
         found.append(n)
-    elif svc == "sns" and call.operation == "CreateTopic" and (n := _name(p, "Name")):
+    elif svc == "sns" and (n := _name(p, "Name")):  # CreateTopic, and its probe's reads
         found.append(arn.format(svc="sns") + n)
+    elif svc == "cloudwatch" and (n := _name(p, "AlarmName") or _name(p, "AlarmNames")):
+        found.append(arn.format(svc="cloudwatch") + f"alarm:{n}")
     elif svc == "sqs" and (n := _name(p, "QueueName")):
         found.append(arn.format(svc="sqs") + n)
     elif svc == "ecs":
@@ -246,21 +266,32 @@ def _tagging(call: Call, action: str, prefix: str, resources: tuple[str, ...], w
 _ROLE_KEY = re.compile(r"(?i)^(.*role(arn)?|iamrolearn)$")
 
 
-def _passed_roles(params: Any, w: Where, created: Mapping[str, str], op: str | None) -> Iterator[str]:
-    """Roles handed to a service in ``params``: a literal role ARN, or one the plan makes."""
+def _known(value: Any, created: Mapping[str, str], op: str | None) -> Any:
+    """``value`` with each reference to an output of a create the plan names replaced by the
+    name or ARN it will hold (``${self.X}`` is the call's own operation's)."""
+    if isinstance(value, str) and refs.is_whole_reference(value):
+        if op is not None and value.startswith("${self."):
+            value = "${ops." + op + "." + value[len("${self."):]
+        return created.get(value, value)
+    if isinstance(value, Mapping):
+        return {k: _known(v, created, op) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_known(v, created, op) for v in value]
+    return value
+
+
+def _passed_roles(params: Any, w: Where) -> Iterator[str]:
+    """Roles handed to a service in ``params``: a role ARN, literal or of a role the plan
+    makes; a role known only at run time is any role of the account."""
     if isinstance(params, Mapping):
         for key, value in params.items():
             if isinstance(value, str) and _ROLE_KEY.match(str(key)):
-                if op is not None and value.startswith("${self."):
-                    value = "${ops." + op + "." + value[len("${self."):]
-                if value.startswith("arn:") and ":role/" in value and not refs.is_reference(value):
+                if value.startswith("arn:") and ":role/" in value:
                     yield value
-                elif refs.is_whole_reference(value) and value in created:
-                    yield f"arn:{w.partition}:iam::{w.account}:role/{created[value]}"
                 elif refs.is_reference(value):
                     yield f"arn:{w.partition}:iam::{w.account}:role/*"
             else:
-                yield from _passed_roles(value, w, created, op)
+                yield from _passed_roles(value, w)
     elif isinstance(params, list):
         for item in params:
-            yield from _passed_roles(item, w, created, op)
+            yield from _passed_roles(item, w)
