@@ -922,10 +922,13 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
                    "See docs/faults.md.")
 @click.option("--seed", "seed", default=None, type=int, metavar="N",
               help="With --fault kill: picks the moment of the kill, to replay one (default: random, shown).")
+@click.option("--least-privilege", "least_privilege", is_flag=True,
+              help="AWS enforces IAM, and apply, verify and rollback run as a user holding exactly the actions "
+                   "of `atomicops policy PLAN` (the sandbox checks actions, not resources).")
 @common
 def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, ...], keep: bool, root: str,
-                 parallelism: int, fault: str | None, seed: int | None, env: str, state: str | None,
-                 as_json: bool) -> int:
+                 parallelism: int, fault: str | None, seed: int | None, least_privilege: bool, env: str,
+                 state: str | None, as_json: bool) -> int:
     """Sandbox up, apply, verify, roll back, and prove nothing leaked (AWS, PostgreSQL, JetStream).
 
     With no PLAN it rehearses the bundled MisterSmith migration. With --fault it fires one
@@ -953,6 +956,7 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     report = rehearsal.rehearse(
         plan, sandbox_dir=root, keep=keep, vars=dict(parse_var(v) for v in var), vars_files=vars_files,
         parallelism=parallelism, observer=Silent() if as_json else Progress(err), progress=progress, fault=drill,
+        least_privilege=least_privilege,
     )
     if as_json:
         _emit(_jsonable(report), report.exit_code)
@@ -984,6 +988,9 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
         table.add_row("fault", f"{_data(fo.fault)}{_data(f' (seed {fo.seed})' if fo.seed is not None else '')}: {verdict}")
         for line in fo.detail:
             table.add_row("", _data(line))
+    if report.least_privilege is not None:
+        lp = report.least_privilege
+        table.add_row("least privilege", _data(f"ran as {lp['user']}: {lp['actions']} actions in {lp['statements']} statements"))
     table.add_row("timings", _data(", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())))
     if report.sandbox_kept:
         table.add_row("sandbox", f"kept up; journal: {_data(report.state)}")

@@ -82,3 +82,17 @@ def make_user(endpoint: str, admin: Keys, name: str, document: Mapping[str, Any]
 
 def signing_name(service: str) -> str:
     return str(service_model(service).signing_name or service)
+
+
+def start_enforced(root: Any) -> tuple[Any, Keys]:
+    """A moto server of its own under ``root`` that enforces IAM, and its administrator."""
+    from pathlib import Path
+
+    from atomicops.sandbox import moto
+
+    info = moto.start(Path(root) / "moto-iam", enforce_iam_after=SETUP_CALLS)
+    try:
+        return info, make_admin(info.url)
+    except BaseException:
+        moto.stop(info)
+        raise
