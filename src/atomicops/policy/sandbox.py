@@ -36,19 +36,24 @@ class Keys:
         return {"AWS_ACCESS_KEY_ID": self.access_key_id, "AWS_SECRET_ACCESS_KEY": self.secret_access_key}
 
 
-def moto_action(action: str) -> str:
-    """moto names an action by the request's signing name, not IAM's prefix
-    (``cloudwatch:DescribeAlarms`` is ``monitoring:DescribeAlarms`` to it)."""
-    from atomicops.policy.grants import PREFIXES
+def moto_actions(action: str) -> set[str]:
+    """What moto calls IAM's ``action``: it names an action by the request's signing name,
+    not IAM's prefix (``cloudwatch:DescribeAlarms`` is ``monitoring:DescribeAlarms`` to it),
+    and some S3 actions by the API's name (IAM's ``s3:ListBucket`` allows HeadBucket, which
+    moto checks as ``s3:HeadBucket``)."""
+    from atomicops.policy.grants import PREFIXES, S3_ACTIONS
 
     prefix, _, name = action.partition(":")
     signing = {v: k for k, v in PREFIXES.items()}.get(prefix, prefix)
-    return f"{signing}:{name}"
+    names = {name}
+    if prefix == "s3":
+        names |= {api for api, iam in S3_ACTIONS.items() if iam == name}
+    return {f"{signing}:{n}" for n in names}
 
 
 def actions_only(actions: Iterable[str]) -> dict[str, Any]:
     """A policy allowing ``actions`` on ``*``: what moto can check of a policy."""
-    chosen = sorted({moto_action(a) for a in actions})
+    chosen = sorted({m for a in actions for m in moto_actions(a)})
     statement: list[dict[str, Any]] = [{"Effect": "Allow", "Action": chosen, "Resource": "*"}] if chosen else []
     return {"Version": "2012-10-17", "Statement": statement}
 
