@@ -991,6 +991,8 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     if report.least_privilege is not None:
         lp = report.least_privilege
         table.add_row("least privilege", _data(f"ran as {lp['user']}: {lp['actions']} actions in {lp['statements']} statements"))
+        for line in lp.get("probe_failures") or ():
+            table.add_row("", f"[red]{_data(line)}[/red]")
     table.add_row("timings", _data(", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())))
     if report.sandbox_kept:
         table.add_row("sandbox", f"kept up; journal: {_data(report.state)}")

@@ -59,6 +59,7 @@ class Policy:
     statements: tuple[Statement, ...]
     unknown: tuple[str, ...]  # call: functions that declare no AWS calls
     env: str
+    sources: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # action -> the calls it serves
 
     def chosen(self, which: For = "all") -> tuple[Statement, ...]:
         return tuple(s for s in self.statements if which == "all" or s.purpose == which)
@@ -123,7 +124,11 @@ def build(loaded: LoadedPlan, *, env: str = "default", account: str | None = Non
     where = Where(region=_region(loaded), account=account or "*", partition=partition, env=env)
     names = created_names(loaded, where)
     every: list[Grant] = [g for call in found.calls for g in grants(call, where, names)]
-    return Policy(_statements(_one_create_tags(every)), tuple(found.unknown), env)
+    sources: dict[str, list[str]] = {}
+    for g in every:
+        sources.setdefault(g.action, []).append(g.why)
+    return Policy(_statements(_one_create_tags(every)), tuple(found.unknown), env,
+                  {a: tuple(dict.fromkeys(w)) for a, w in sources.items()})
 
 
 def _one_create_tags(every: list[Grant]) -> list[Grant]:

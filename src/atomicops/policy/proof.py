@@ -1,7 +1,6 @@
 """A run of a plan as a principal that holds only given actions, on moto with IAM enforced.
 
-Apply, verify, the built-in probes a resume would make (each AWS step's lookup, from the
-journal's resolved ``do``), then rollback: every AWS call a run can make is made once with the
+Apply, verify, the probe a resume would make of each applied step, then rollback: every AWS call a run can make is made once with the
 principal's keys, and every refusal is collected (``AccessDenied`` names the action).
 """
 
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from atomicops.errors import AtomicOpsError
+from atomicops.plan.loader import LoadedPlan
 from atomicops.policy.sandbox import Keys
 
 _DENIED = re.compile(r"not authorized to perform: ([a-z0-9-]+:[A-Za-z0-9]+)")
@@ -73,7 +73,7 @@ def run_as(keys: Keys, plan: str, *, vars: Mapping[str, Any], state: str, env: s
         if out.apply_error is None:
             out.verify_failures = [f"{r['check']}: {r.get('error') or r.get('mismatches')}"
                                    for r in api.verify(plan, env=env, state=state, vars=vars) if not r["ok"]]
-            out.probe_failures = probe_all(env=env, state=state, endpoint=endpoint, region=region)
+            out.probe_failures = probe_all(api.validate(plan, vars=vars), env=env, state=state)
         try:
             report = api.rollback(env=env, state=state, reason="policy proof")
             out.undone = list(report.undone)
@@ -89,26 +89,34 @@ def run_as(keys: Keys, plan: str, *, vars: Mapping[str, Any], state: str, env: s
     return out
 
 
-def probe_all(*, env: str, state: str, endpoint: str, region: str) -> list[str]:
-    """The built-in probe of every AWS step the journal holds, as a resume would make it: a
-    lookup that is not ``ours`` (the step's own resource) is a failure."""
-    from atomicops.actions.aws import AwsConnection
-    from atomicops.engine.catalog import catalog_probe
-    from atomicops.journal import views
+def probe_all(loaded: LoadedPlan, *, env: str, state: str) -> list[str]:
+    """Each applied step's probe, as a resume would make it to settle the step: its own
+    ``probe:`` or the built-in one (engine/probe.py). A probe refused by AWS is a failure.
+    (One that answers otherwise is not judged: made after the whole apply, a probe may see
+    what later steps did, as a task definition's newest revision, which a resume's probe of
+    an in-flight step never does.)"""
+    from atomicops.engine.probe import can_probe, probe
+    from atomicops.engine.runtime import open_runtime
+    from atomicops.journal.state import derive
+    from atomicops.journal.views import store_for
 
+    st = derive(env, store_for(state).events(env))
+    outputs = {o.id: o.outputs for o in st.ops.values() if o.status == "applied"}
+    rt = open_runtime(loaded.plan, env=env, run_id="probe-proof", base_dir=loaded.base_dir,
+                      ops_outputs=lambda op: outputs.get(op, {}))
     failures = []
-    aws = AwsConnection(region, endpoint, max_attempts=1)
     try:
-        for event in views.history(env, state):
-            if event["type"] != "step_intent":
+        for op in loaded.plan.operations:
+            if op.id not in outputs:
                 continue
-            data = event["data"]
-            probe = catalog_probe(data.get("action") or {})
-            if probe is None:
-                continue
-            found = probe.lookup(aws, step_key=data["key"], env=env)
-            if found.state != "ours":
-                failures.append(f"{event['op']}/{event['step']} built-in probe: {found.state}: {found.why}")
+            for step in op.steps:
+                done = st.ops[op.id].steps.get(step.name)
+                if done is None or done.status != "done" or not can_probe(step):
+                    continue
+                key = f"{env}/{op.id}/{step.name}"
+                answer = probe(rt, step, dict(outputs[op.id]), key, op.id, op=op, run_id=done.tag_run or done.run_id)
+                if answer.found is not True and _DENIED.search(answer.why):
+                    failures.append(f"{op.id}/{step.name} probe: {answer.why}")
     finally:
-        aws.close()
+        rt.close()
     return failures
