@@ -10,7 +10,7 @@ it makes against AWS.
   untagged bucket that no lookup could prove was the step's (the one leak of 200 crash-soak
   trials with every probe stripped). The tags are put in the same request, as S3 does.
 - IAM's refusals (``enforce_iam_after``, sandbox/moto.py) to a JSON-protocol service
-  (DynamoDB, ECS, Logs...): moto answers with an XML error page, which botocore cannot read
+  (DynamoDB, ECS, Logs, Lambda, Backup...): moto answers with an XML error page, which botocore cannot read
   (the engine then reports "the endpoint answered with a web page"); AWS answers
   ``{"__type": "AccessDeniedException", ...}``, and so does the sandbox.
 - With IAM enforced, moto recomputes each request's signature from the path it routed, which
@@ -61,8 +61,21 @@ def install() -> None:
     S3Response._bucket_response_put = bucket_put  # type: ignore[method-assign]
 
 
+def _speaks_json(response: Any) -> bool:
+    """Whether the service answers errors in JSON (its botocore protocol is json or rest-json:
+    DynamoDB, ECS, Lambda, Backup...)."""
+    if response.headers.get("X-Amz-Target"):
+        return True
+    try:
+        from moto.core.responses import get_service_model
+
+        return str(get_service_model(response.boto3_service_name).protocol) in ("json", "rest-json")
+    except Exception:  # noqa: BLE001 - a service botocore does not know answers as moto does
+        return False
+
+
 def install_json_denials() -> None:
-    """A refusal to a JSON-protocol call (one with ``X-Amz-Target``) in AWS's JSON form."""
+    """A refusal to a JSON-protocol call in AWS's JSON form."""
     from moto.core.authorization import ActionAuthenticatorMixin
     from moto.core.exceptions import JsonRESTError
 
@@ -75,8 +88,7 @@ def install_json_denials() -> None:
             original(self, iam_request_cls, resource)
         except Exception as exc:
             code = getattr(exc, "error_type", None)
-            if not self.headers.get("X-Amz-Target") or code not in ("AccessDenied", "InvalidClientTokenId",
-                                                                     "SignatureDoesNotMatch"):
+            if not _speaks_json(self) or code not in ("AccessDenied", "InvalidClientTokenId", "SignatureDoesNotMatch"):
                 raise
             json_code = "AccessDeniedException" if code == "AccessDenied" else "UnrecognizedClientException"
             raise JsonRESTError(json_code, str(getattr(exc, "message", exc))) from None
