@@ -67,6 +67,10 @@ DEPENDENT_ACTIONS = {
     "servicediscovery:DeleteService": ("route53:GetHostedZone",),
 }
 
+# Services whose create calls AWS authorizes on the request's tags (aws:RequestTag).
+REQUEST_TAG = frozenset({"ecs", "backup", "servicediscovery", "logs", "ecr", "sns", "lambda", "rds", "dynamodb",
+                         "iam", "secretsmanager", "ssm", "kms", "events", "cloudwatch", "elasticloadbalancing"})
+
 # Calls whose resources AWS names by ARN but that the service authorizes on "*" only.
 STAR_ONLY = {
     "ecs": {"RegisterTaskDefinition", "DeregisterTaskDefinition", "DescribeTaskDefinition",
@@ -118,9 +122,12 @@ def grants(call: Call, where: Where, created: Mapping[str, str]) -> Iterator[Gra
     condition: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     if prefix == "ec2" and resources == ("*",) and call.subject is None:
         condition, why_star = _ec2_condition(call, where, why_star)
+    elif resources == ("*",) and call.subject is None and prefix in REQUEST_TAG and call.tagged and _carries_tags(call):
+        # A create the plan cannot name an ARN for still carries the engine's tags.
+        condition, why_star = (("StringEquals", f"aws:RequestTag/{ENV_TAG}", (where.env,)),), ""
     yield Grant(action, resources, call.purpose, call.why, condition, why_star if resources == ("*",) else "")
     if call.tagged and _carries_tags(call):
-        yield _tagging(call, action, prefix, resources, where)
+        yield _tagging(call, action, prefix, resources, where, condition if prefix != "ec2" else ())
     for dependent in DEPENDENT_ACTIONS.get(action, ()):
         yield Grant(dependent, ("*",), call.purpose, f"{call.why}: {action} acts as the caller",
                     wildcard=f"{action} makes this call as the caller on resources it names itself")
@@ -141,6 +148,17 @@ def _name(params: Mapping[str, Any], key: str) -> str | None:
     if refs.is_whole_reference(value):
         return None
     return re.sub(r"\$\{[^}]*\}", "*", value) if refs.is_reference(value) else value
+
+
+def _names(params: Mapping[str, Any], key: str) -> list[str]:
+    """Each literal name of a list parameter (``repositoryNames: [a, b]``); [] if any is
+    known only at run time."""
+    value = params.get(key)
+    if not isinstance(value, list):
+        one = _name(params, key)
+        return [one] if one else []
+    names = [_name({key: v}, key) for v in value]
+    return [n for n in names if n] if all(names) else []
 
 
 def _resources(call: Call, w: Where) -> tuple[tuple[str, ...], str]:
@@ -169,8 +187,8 @@ def _resources(call: Call, w: Where) -> tuple[tuple[str, ...], str]:
     elif svc == "secretsmanager" and (n := _name(p, "SecretId") or _name(p, "Name")):
         # Secrets Manager adds six random characters to the name in the ARN.
         found.append(n if n.startswith("arn:") else arn.format(svc="secretsmanager") + f"secret:{n}-??????")
-    elif svc == "ecr" and (n := _name(p, "repositoryName")):
-        found.append(arn.format(svc="ecr") + f"repository/{n}")
+    elif svc == "ecr" and (ns := _names(p, "repositoryName") or _names(p, "repositoryNames")):
+        found += [arn.format(svc="ecr") + f"repository/{n}" for n in ns]
     elif svc == "logs" and (n := _name(p, "logGroupName")):
         found += [arn.format(svc="logs") + f"log-group:{n}", arn.format(svc="logs") + f"log-group:{n}:*"]
     elif svc == "lambda" and (n := _name(p, "FunctionName")):
@@ -179,16 +197,16 @@ def _resources(call: Call, w: Where) -> tuple[tuple[str, ...], str]:
         found.append(n)
     elif svc == "sns" and (n := _name(p, "Name")):  # CreateTopic, and its probe's reads
         found.append(arn.format(svc="sns") + n)
-    elif svc == "cloudwatch" and (n := _name(p, "AlarmName") or _name(p, "AlarmNames")):
-        found.append(arn.format(svc="cloudwatch") + f"alarm:{n}")
+    elif svc == "cloudwatch" and (ns := _names(p, "AlarmName") or _names(p, "AlarmNames")):
+        found += [arn.format(svc="cloudwatch") + f"alarm:{n}" for n in ns]
     elif svc == "sqs" and (n := _name(p, "QueueName")):
         found.append(arn.format(svc="sqs") + n)
     elif svc == "ecs":
         cluster = _name(p, "cluster") or _name(p, "clusterName") or _name(p, "clusters")
-        service = _name(p, "serviceName") or _name(p, "service") or _name(p, "services")
-        if service and cluster:
-            found.append(arn.format(svc="ecs") + f"service/{cluster}/{service}")
-        elif cluster and not service and "services" not in p and "service" not in p:
+        services = _names(p, "serviceName") or _names(p, "service") or _names(p, "services")
+        if services and cluster:
+            found += [arn.format(svc="ecs") + f"service/{cluster}/{n}" for n in services]
+        elif cluster and not services and "services" not in p and "service" not in p:
             found.append(arn.format(svc="ecs") + f"cluster/{cluster}")
     elif svc == "rds":
         for key, kind in (("DBClusterIdentifier", "cluster"), ("DBInstanceIdentifier", "db"),
@@ -252,15 +270,16 @@ def _carries_tags(call: Call) -> bool:
     return bool((params.get("CreateBucketConfiguration") or {}).get("Tags"))
 
 
-def _tagging(call: Call, action: str, prefix: str, resources: tuple[str, ...], w: Where) -> Grant:
+def _tagging(call: Call, action: str, prefix: str, resources: tuple[str, ...], w: Where,
+             condition: tuple[tuple[str, str, tuple[str, ...]], ...] = ()) -> Grant:
     if prefix == "ec2":
         # Tags of a create come with it: allowed only in the call that creates the resource.
         return Grant("ec2:CreateTags", ("*",), call.purpose, f"{call.why}: tags on create",
                      (("StringEquals", "ec2:CreateAction", (call.operation,)),))
     tag_action = TAG_ACTIONS_IAM.get(call.operation) if prefix == "iam" else TAG_ACTIONS.get(prefix)
     tag_action = tag_action or f"{prefix}:TagResource"
-    why = "" if resources != ("*",) else f"tags of {action}, whose resource is \"*\" too"
-    return Grant(tag_action, resources, call.purpose, f"{call.why}: tags on create", wildcard=why)
+    why = "" if resources != ("*",) or condition else f"tags of {action}, whose resource is \"*\" too"
+    return Grant(tag_action, resources, call.purpose, f"{call.why}: tags on create", condition, wildcard=why)
 
 
 _ROLE_KEY = re.compile(r"(?i)^(.*role(arn)?|iamrolearn)$")

@@ -73,7 +73,7 @@ KINDS: dict[str, Kind] = {
 
 # The AWS calls `find` makes for each kind, for `atomicops policy` (atomicops/policy/calls.py).
 _FIND_CALLS: dict[str, dict[str, dict[str, str]]] = {
-    "iam-policy": {"iam.list_policies": {}, "iam.list_policy_tags": {}},
+    "iam-policy": {"iam.list_policies": {}, "iam.list_policy_tags": {"PolicyName": "name"}},
     "ecr-repository": {"ecr.describe_repositories": {"repositoryName": "name"},
                        "ecr.list_tags_for_resource": {"repositoryName": "name"}},
     "rds-subnet-group": {"rds.describe_db_subnet_groups": {"DBSubnetGroupName": "name"},
