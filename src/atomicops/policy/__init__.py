@@ -257,8 +257,9 @@ def _tf_literal(value: str) -> str:
 
 def policy_summary_line(policy: Policy, which: For = "all") -> str:
     s = policy.summary(which)
-    return (f"{s['actions']} actions in {s['statements']} statements; {s['wildcard_statements']} on \"*\" "
-            f"({len(s['wildcard_actions'])} actions), {s['tag_scoped_statements']} scoped by the atomicops:env tag")
+    return (f"{s['actions']} actions in {s['statements']} statements; {s['wildcard_statements']} statements on \"*\" "
+            f"({len(s['wildcard_actions'])} actions), {s['tag_scoped_statements']} on \"*\" with a tag condition; "
+            f"{s['characters']} characters")
 
 
 __all__ = ["PlanCalls", "Policy", "Statement", "build", "policy_summary_line"]

@@ -230,14 +230,13 @@ def _why_star(call: Call) -> str:
         return "EC2 Describe* calls take no resource-level permission"
     if call.subject is not None:
         return f"the built-in probe of {call.subject} searches (by tag or by listing): a search has no resource"
-    if call.operation.startswith(("List", "Describe", "Search", "Get")) and not any(
-        refs.is_reference(v) for v in call.params.values()
-    ):
-        return "a list or search call has no single resource to scope to"
     run_time = sorted({r for r, _ in refs.refs_in(dict(call.params))})
+    if call.operation.startswith(("List", "Describe", "Search")) and not run_time:
+        return "a list or search call has no single resource to scope to"
     if run_time:
         return "the resource is named at run time (" + ", ".join("${" + r + "}" for r in run_time[:3]) + ")"
-    return f"{call.service} names no resource in this call that a policy can scope to"
+    return (f"the resource's ARN holds an id {call.service} generates (or the call names none), "
+            "so no ARN the plan can write matches it")
 
 
 def _ec2_condition(call: Call, w: Where, why: str) -> tuple[tuple[tuple[str, str, tuple[str, ...]], ...], str]:
