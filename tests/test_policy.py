@@ -191,3 +191,39 @@ def test_cli_policy(tmp_path: Path) -> None:
     assert "ec2:DeleteVpc on tag-scoped" in plain.stderr
     tf = run(str(QUICKSTART), "--format", "terraform")
     assert tf.returncode == 0 and "aws_iam_policy_document" in tf.stdout
+
+
+def test_secrets_and_call_functions(tmp_path: Path) -> None:
+    """A secret made outside the plan is read with its key through Secrets Manager only; a
+    call: function that declares no AWS calls is named, not guessed."""
+    (tmp_path / "ops_here.py").write_text(
+        "AWS_CALLS = {'declared': {'sqs.send_message': {'QueueUrl': 'queue'}}}\n"
+        "def declared(ctx, queue): return {}\n"
+        "def silent(ctx): return {}\n"
+    )
+    (tmp_path / "plan.yaml").write_text("""
+atomicops: 1
+name: small
+vars: {queue: "https://sqs.us-east-1.amazonaws.com/1/q"}
+secrets: {token: {aws_secret: team/token}}
+connections: {aws: {kind: aws, region: eu-west-1}}
+operations:
+  - id: send
+    steps:
+      - name: send
+        do: {call: "ops_here:declared", args: {queue: "${vars.queue}"}}
+        irreversible: a sent message stays sent
+      - name: other
+        do: {call: "ops_here:silent"}
+        irreversible: nothing to undo
+""")
+    policy = build(api.validate(tmp_path / "plan.yaml"))
+    doc = policy.document()
+    [read] = _granted(doc, "secretsmanager:GetSecretValue")
+    assert read["Resource"] == ["arn:aws:secretsmanager:eu-west-1:*:secret:team/token-??????"]
+    assert read["Sid"].startswith("Rollback")  # a rollback reads it too
+    [decrypt] = _granted(doc, "kms:Decrypt")
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": "secretsmanager.eu-west-1.amazonaws.com"}}
+    assert "sqs:SendMessage" in policy.actions()
+    assert policy.unknown == ("ops_here:silent",)
+    assert any("ops_here:silent" in line for line in policy.explain())

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from atomicops.plan import refs
 from atomicops.plan.loader import LoadedPlan
-from atomicops.policy.calls import PlanCalls, Purpose, plan_calls
+from atomicops.policy.calls import PlanCalls, Purpose, plan_calls, var_filler
 from atomicops.policy.grants import Grant, Where, grants
 
 For = Literal["all", "rollback"]
@@ -35,7 +35,7 @@ class Statement:
     resources: tuple[str, ...]
     condition: Condition = ()
     reasons: Mapping[str, str] = field(default_factory=dict)  # action -> why "*" (for --explain)
-    tagging: Mapping[str, bool] = field(default_factory=dict)  # action -> only checked inside other calls
+    in_request_only: Mapping[str, bool] = field(default_factory=dict)  # action -> only checked inside other calls
 
     def as_iam(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -73,7 +73,7 @@ class Policy:
     def in_request(self, which: For = "all") -> list[str]:
         """Actions granted only for what AWS checks within another call's request: the tags
         a create carries, and the calls a service makes as the caller (dependent actions)."""
-        return sorted({a for s in self.chosen(which) for a in s.actions if s.tagging.get(a)})
+        return sorted({a for s in self.chosen(which) for a in s.actions if s.in_request_only.get(a)})
 
     def summary(self, which: For = "all") -> dict[str, Any]:
         chosen = self.chosen(which)
@@ -153,9 +153,9 @@ def _statements(every: Iterable[Grant]) -> tuple[Statement, ...]:
     # holds both): what an automated rollback handler holds is those alone.
     purpose: dict[tuple[str, tuple[str, ...], Condition], Purpose] = {}
     reasons: dict[tuple[str, tuple[str, ...], Condition], str] = {}
-    tagging: dict[str, bool] = {}
+    in_request: dict[str, bool] = {}
     for g in every:
-        tagging[g.action] = tagging.get(g.action, True) and g.why.endswith(("tags on create", "acts as the caller"))
+        in_request[g.action] = in_request.get(g.action, True) and g.why.endswith(("tags on create", "acts as the caller"))
         key = (g.action, g.resources, g.condition)
         if purpose.get(key) != "rollback":
             purpose[key] = g.purpose
@@ -176,7 +176,7 @@ def _statements(every: Iterable[Grant]) -> tuple[Statement, ...]:
         sid = stem + (str(used[stem]) if used[stem] > 1 else "")
         why = {a: reasons.get((a, resources, condition), "") for a in actions}
         statements.append(Statement(sid, p, tuple(actions), resources, condition, why,
-                                    {a: tagging.get(a, False) for a in actions}))
+                                    {a: in_request.get(a, False) for a in actions}))
     return tuple(statements)
 
 
@@ -196,7 +196,7 @@ def created_names(loaded: LoadedPlan, where: Where) -> dict[str, str]:
     """``${ops.OP.OUTPUT}`` -> the name or ARN it will hold, for outputs of creates whose
     resource name the plan fixes (a role's ARN, the role's name...)."""
     out: dict[str, str] = {}
-    fill = _vars_only(loaded)
+    fill = var_filler(loaded.plan, where.env)
     for op in loaded.plan.operations:
         for step in op.steps:
             known = _CREATES.get(str(step.do.get("aws")))
@@ -212,12 +212,6 @@ def created_names(loaded: LoadedPlan, where: Where) -> dict[str, str]:
                     last = expression.rsplit(".", 1)[-1]
                     out["${ops." + op.id + "." + output + "}"] = arn if last.lower().endswith("arn") else name
     return out
-
-
-def _vars_only(loaded: LoadedPlan) -> Any:
-    from atomicops.policy.calls import _filler
-
-    return _filler(loaded.plan, "*")
 
 
 def _region(loaded: LoadedPlan) -> str:

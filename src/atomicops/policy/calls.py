@@ -60,7 +60,7 @@ def plan_calls(loaded: LoadedPlan, *, env: str = "default") -> PlanCalls:
     """Every AWS call a run of ``loaded`` may make in environment ``env``."""
     plan = loaded.plan
     found = PlanCalls()
-    fill = _filler(plan, env)
+    fill = var_filler(plan, env)
 
     def add(action: Action | None, purpose: Purpose, why: str, *, tagged: bool = False,
             own_probe: bool = True, op: str | None = None) -> None:
@@ -109,8 +109,9 @@ def plan_calls(loaded: LoadedPlan, *, env: str = "default") -> PlanCalls:
     return found
 
 
-def _filler(plan: Plan, env: str) -> Any:
-    """Fills ``${vars.X}`` and ``${env}``; every other reference is known only at run time."""
+def var_filler(plan: Plan, env: str) -> Any:
+    """Fills ``${vars.X}`` and ``${env}`` in a value; every other reference is known only at
+    run time and stays as written."""
 
     def lookup(ref: refs.Ref) -> Any:
         if ref.namespace == "vars":

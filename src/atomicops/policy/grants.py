@@ -133,6 +133,35 @@ def grants(call: Call, where: Where, created: Mapping[str, str]) -> Iterator[Gra
                     wildcard=f"{action} makes this call as the caller on resources it names itself")
     for role in _passed_roles(call.params, where):
         yield Grant("iam:PassRole", (role,), call.purpose, f"{call.why}: passes the role")
+    yield from _kms(call, action, where)
+
+
+# A secret or a SecureString parameter under a key of the account's own: the caller needs the
+# key too (under the service's AWS-managed key, aws/secretsmanager or aws/ssm, it does not).
+KMS_USES = {
+    "secretsmanager:GetSecretValue": ("kms:Decrypt",),
+    "secretsmanager:CreateSecret": ("kms:GenerateDataKey", "kms:Decrypt"),
+    "secretsmanager:PutSecretValue": ("kms:GenerateDataKey", "kms:Decrypt"),
+    "ssm:PutParameter": ("kms:Encrypt",),
+    "ssm:GetParameter": ("kms:Decrypt",),
+}
+
+
+def _kms(call: Call, action: str, w: Where) -> Iterator[Grant]:
+    uses = KMS_USES.get(action)
+    if uses is None:
+        return
+    key = _name(call.params, "KmsKeyId") or _name(call.params, "KeyId")
+    if key is not None:
+        arn = key if key.startswith("arn:") else f"arn:{w.partition}:kms:{w.region}:{w.account}:" + (
+            key if key.startswith("alias/") else f"key/{key}")
+        for use in uses:
+            yield Grant(use, (arn,), call.purpose, f"{call.why}: its KMS key")
+    elif call.why.startswith("secret ") and "(aws_secret)" in call.why:
+        # A secret made outside the plan: its key is not known here. Only through Secrets
+        # Manager, which is what kms:ViaService says.
+        yield Grant("kms:Decrypt", ("*",), call.purpose, f"{call.why}: its KMS key",
+                    (("StringEquals", "kms:ViaService", (f"secretsmanager.{w.region}.amazonaws.com",)),))
 
 
 # --------------------------------------------------------------------------- resources

@@ -19,8 +19,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from atomicops.actions.aws_models import service_model
-
 ADMIN = "atomicops-admin"
 SETUP_CALLS = 3
 """The calls that make the administrator (CreateUser, PutUserPolicy, CreateAccessKey),
@@ -83,10 +81,6 @@ def make_user(endpoint: str, admin: Keys, name: str, document: Mapping[str, Any]
         iam.put_user_policy(UserName=name, PolicyName="atomicops", PolicyDocument=json.dumps(document))
     made = iam.create_access_key(UserName=name)["AccessKey"]
     return Keys(made["AccessKeyId"], made["SecretAccessKey"])
-
-
-def signing_name(service: str) -> str:
-    return str(service_model(service).signing_name or service)
 
 
 def start_enforced(root: Any) -> tuple[Any, Keys]:
