@@ -227,3 +227,16 @@ operations:
     assert "sqs:SendMessage" in policy.actions()
     assert policy.unknown == ("ops_here:silent",)
     assert any("ops_here:silent" in line for line in policy.explain())
+
+
+def test_split_fits_managed_policies(flagship: api.LoadedPlan) -> None:
+    policy = build(flagship)
+    parts = policy.documents()
+    assert len(parts) > 1, "the flagship's policy is bigger than one managed policy"
+    assert all(len(json.dumps(p, separators=(",", ":"))) <= 6144 for p in parts)
+    together = [s for p in parts for s in p["Statement"]]
+    assert sorted(json.dumps(s, sort_keys=True) for s in together) == sorted(
+        json.dumps(s, sort_keys=True) for s in policy.document()["Statement"])
+    # Apply's statements and the rollback's are never in one document.
+    for part in parts:
+        assert len({s["Sid"].startswith("Rollback") for s in part["Statement"]}) == 1

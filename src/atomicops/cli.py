@@ -1009,9 +1009,11 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
                    "the journal needs (for an automated rollback handler).")
 @click.option("--account", default=None, metavar="ID", help="The AWS account id in ARNs (default: *).")
 @click.option("--explain", is_flag=True, help="After the policy, why each action granted on \"*\" has nothing narrower.")
+@click.option("--split", is_flag=True, help="As several documents that each fit a managed policy (6,144 characters): "
+              "a JSON list, or one Terraform data source each.")
 @common
 def policy_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], fmt: str, purpose: str,
-               account: str | None, explain: bool, env: str, state: str | None, as_json: bool) -> int:
+               account: str | None, explain: bool, split: bool, env: str, state: str | None, as_json: bool) -> int:
     """Print the least-privilege IAM policy a principal needs to run PLAN in --env.
 
     Every AWS call a run can make: each step's do (with the tags the engine adds), undo and
@@ -1023,11 +1025,18 @@ def policy_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], fmt
 
     which: Any = purpose
     made = build(api.validate(plan, vars=vars, vars_files=vars_files), env=env, account=account)
+    parts = made.documents(which) if split else [made.document(which)]
     if as_json:
-        _emit({"policy": made.document(which), "summary": made.summary(which), "explain": made.explain(which),
+        _emit({"policy": parts if split else parts[0], "summary": made.summary(which), "explain": made.explain(which),
                "unknown_calls": list(made.unknown)})
         return 0
-    click.echo(made.terraform(which) if fmt == "terraform" else json.dumps(made.document(which), indent=2))
+    if fmt == "terraform":
+        by_sid = {s.sid: s for s in made.statements}
+        click.echo("\n".join(made.terraform(which, name=f"atomicops_{i}" if split else "atomicops",
+                                            statements=[by_sid[st["Sid"]] for st in part["Statement"]])
+                             for i, part in enumerate(parts, 1)), nl=False)
+    else:
+        click.echo(json.dumps(parts if split else parts[0], indent=2))
     if explain:
         err.print(_data(policy_summary_line(made, which)))
         for line in made.explain(which):

@@ -26,6 +26,9 @@ FREE_CALLS = {"sts:GetCallerIdentity": "preflight's credentials check; AWS needs
 
 Condition = tuple[tuple[str, str, tuple[str, ...]], ...]
 
+MANAGED_POLICY_LIMIT = 6144
+"""The most characters (whitespace not counted) a customer managed policy may hold."""
+
 
 @dataclass(frozen=True)
 class Statement:
@@ -67,6 +70,21 @@ class Policy:
     def document(self, which: For = "all") -> dict[str, Any]:
         return {"Version": "2012-10-17", "Statement": [s.as_iam() for s in self.chosen(which)]}
 
+    def documents(self, which: For = "all", limit: int = MANAGED_POLICY_LIMIT) -> list[dict[str, Any]]:
+        """The statements in as few documents as fit ``limit`` characters each (IAM counts a
+        managed policy without its whitespace), apply's and the rollback's apart."""
+        out: list[list[Statement]] = []
+        for purpose in ("run", "rollback"):
+            current: list[Statement] = []
+            for statement in (s for s in self.chosen(which) if s.purpose == purpose):
+                if current and _size([*current, statement]) > limit:
+                    out.append(current)
+                    current = []
+                current.append(statement)
+            if current:
+                out.append(current)
+        return [{"Version": "2012-10-17", "Statement": [s.as_iam() for s in part]} for part in out]
+
     def actions(self, which: For = "all") -> list[str]:
         return sorted({a for s in self.chosen(which) for a in s.actions})
 
@@ -84,6 +102,7 @@ class Policy:
             "wildcard_actions": sorted({a for s in chosen if s.wildcard for a in s.actions}),
             "tag_scoped_statements": sum(bool(s.condition) and s.resources == ("*",) for s in chosen),
             "characters": len(json.dumps(self.document(which), separators=(",", ":"))),
+            "managed_policies": len(self.documents(which)),
         }
 
     def explain(self, which: For = "all") -> list[str]:
@@ -100,10 +119,10 @@ class Policy:
                   for t in self.unknown]
         return lines
 
-    def terraform(self, which: For = "all", name: str = "atomicops") -> str:
+    def terraform(self, which: For = "all", name: str = "atomicops", statements: Iterable[Statement] | None = None) -> str:
         """An ``aws_iam_policy_document`` data source of the same statements."""
         out = [f'data "aws_iam_policy_document" "{_tf_name(name)}" {{']
-        for s in self.chosen(which):
+        for s in self.chosen(which) if statements is None else statements:
             out.append("  statement {")
             out.append(f"    sid       = {json.dumps(s.sid)}")
             out.append('    effect    = "Allow"')
@@ -227,6 +246,11 @@ def _region(loaded: LoadedPlan) -> str:
                     region = None
             return region if isinstance(region, str) and region else "*"
     return "*"
+
+
+def _size(statements: Iterable[Statement]) -> int:
+    doc = {"Version": "2012-10-17", "Statement": [s.as_iam() for s in statements]}
+    return len(json.dumps(doc, separators=(",", ":")))
 
 
 def _condition(condition: Condition) -> dict[str, dict[str, Any]]:
