@@ -240,3 +240,15 @@ def test_split_fits_managed_policies(flagship: api.LoadedPlan) -> None:
     # Apply's statements and the rollback's are never in one document.
     for part in parts:
         assert len({s["Sid"].startswith("Rollback") for s in part["Statement"]}) == 1
+
+
+def test_the_flagship_readme_shows_its_policy(flagship: api.LoadedPlan) -> None:
+    """examples/mistersmith/README.md shows `atomicops policy examples/mistersmith --explain`:
+    regenerate it there when this fails."""
+    readme = (FLAGSHIP / "README.md").read_text()
+    section = readme.split("atomicops policy examples/mistersmith --explain</code></summary>", 1)[1]
+    shown = json.loads(section.split("```json\n", 1)[1].split("\n```", 1)[0])
+    policy = build(flagship)
+    assert shown == policy.document()
+    explained = section.split("```text\n", 1)[1].split("\n```", 1)[0].splitlines()
+    assert explained[1:] == policy.explain()
