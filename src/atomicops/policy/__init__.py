@@ -3,7 +3,13 @@
 - :mod:`.calls`: which AWS calls a run of the plan may send, and whether a rollback needs them;
 - :mod:`.probes`: the calls of the engine's built-in probes;
 - :mod:`.grants`: the IAM action, resources and conditions of each call;
-- this module: the statements (apply and rollback apart) and their renderings.
+- this module: the statements (apply and rollback apart) and their renderings;
+- :mod:`.sandbox` and :mod:`.proof`: principals holding a policy on moto with IAM enforced,
+  and a run made as one (``rehearse --least-privilege``, tests/test_policy_enforced.py).
+
+What it cannot know: the calls a ``call:`` function makes unless its module declares them
+(``AWS_CALLS``; the others are listed as unknown), and the region of a second AWS connection
+(the first one's is used in ARNs).
 """
 
 from __future__ import annotations
