@@ -214,6 +214,8 @@ _CREATES = {
     "secretsmanager.create_secret": ("Name", "arn:{partition}:secretsmanager:{region}:{account}:secret:{name}-??????"),
     "ecr.create_repository": ("repositoryName", "arn:{partition}:ecr:{region}:{account}:repository/{name}"),
     "lambda.create_function": ("FunctionName", "arn:{partition}:lambda:{region}:{account}:function:{name}"),
+    "rds.create_db_subnet_group": ("DBSubnetGroupName", "arn:{partition}:rds:{region}:{account}:subgrp:{name}"),
+    "rds.create_db_cluster": ("DBClusterIdentifier", "arn:{partition}:rds:{region}:{account}:cluster:{name}"),
 }
 
 

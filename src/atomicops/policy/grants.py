@@ -242,6 +242,9 @@ def _resources(call: Call, w: Where) -> tuple[tuple[str, ...], str]:
                           ("DBClusterSnapshotIdentifier", "cluster-snapshot"), ("DBSubnetGroupName", "subgrp")):
             if n := _name(p, key):
                 found.append(arn.format(svc="rds") + f"{kind}:{n}")
+            elif refs.is_whole_reference(p.get(key)):
+                # Named at run time: any of its kind (AWS checks each resource a call names).
+                found.append(arn.format(svc="rds") + f"{kind}:*")
         if call.operation.startswith(("Create", "Restore")) and found:
             # A create is authorized on every resource it names and on defaults it does not
             # (parameter and option groups): those are AWS's, so their names are not the plan's.
