@@ -244,7 +244,7 @@ def test_split_fits_managed_policies(flagship: api.LoadedPlan) -> None:
 
 def test_the_flagship_readme_shows_its_policy(flagship: api.LoadedPlan) -> None:
     """examples/mistersmith/README.md shows `atomicops policy examples/mistersmith --explain`:
-    regenerate it there when this fails."""
+    `python scripts/policy_readme.py` writes it there."""
     readme = (FLAGSHIP / "README.md").read_text()
     section = readme.split("atomicops policy examples/mistersmith --explain</code></summary>", 1)[1]
     shown = json.loads(section.split("```json\n", 1)[1].split("\n```", 1)[0])
