@@ -106,3 +106,19 @@ def test_quickstart_needs_each_action(missing: str, run: Any, enforced: tuple[st
             report = api.rollback(state=str(tmp_path / "journal.db"), reason="finish")
         assert not report.failed, report
     assert _left(endpoint, admin) == {}
+
+
+def test_rehearse_least_privilege_cli(tmp_path: Path) -> None:
+    """`atomicops rehearse --least-privilege`: the quickstart as a user holding exactly its
+    policy, on a sandbox of its own; nothing leaks."""
+    import json
+
+    from run_cli import cli
+
+    done = cli("rehearse", str(QUICKSTART), "--least-privilege", "--dir", str(tmp_path / "sandbox"), "--json",
+               cwd=tmp_path, timeout=300)
+    report = json.loads(done.stdout)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert report["least_privilege"]["actions"] == len(QUICKSTART_ACTIONS)
+    assert report["least_privilege"]["probe_failures"] == []
+    assert report["leaks"] == {} and sorted(report["undone"]) == ["app-sg", "data", "events", "events-table", "vpc"]
