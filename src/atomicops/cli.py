@@ -970,10 +970,13 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
                    "See docs/faults.md.")
 @click.option("--seed", "seed", default=None, type=int, metavar="N",
               help="With --fault kill: picks the moment of the kill, to replay one (default: random, shown).")
+@click.option("--least-privilege", "least_privilege", is_flag=True,
+              help="AWS enforces IAM, and apply, verify and rollback run as a user holding exactly the actions "
+                   "of `atomicops policy PLAN` (the sandbox checks actions, not resources).")
 @common
 def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, ...], keep: bool, root: str,
-                 parallelism: int, fault: str | None, seed: int | None, env: str, state: str | None,
-                 as_json: bool) -> int:
+                 parallelism: int, fault: str | None, seed: int | None, least_privilege: bool, env: str,
+                 state: str | None, as_json: bool) -> int:
     """Sandbox up, apply, verify, roll back, and prove nothing leaked (AWS, PostgreSQL, JetStream).
 
     With no PLAN it rehearses the bundled MisterSmith migration. With --fault it fires one
@@ -1001,6 +1004,7 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     report = rehearsal.rehearse(
         plan, sandbox_dir=root, keep=keep, vars=dict(parse_var(v) for v in var), vars_files=vars_files,
         parallelism=parallelism, observer=Silent() if as_json else Progress(err), progress=progress, fault=drill,
+        least_privilege=least_privilege,
     )
     if as_json:
         _emit(_jsonable(report), report.exit_code)
@@ -1032,11 +1036,62 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
         table.add_row("fault", f"{_data(fo.fault)}{_data(f' (seed {fo.seed})' if fo.seed is not None else '')}: {verdict}")
         for line in fo.detail:
             table.add_row("", _data(line))
+    if report.least_privilege is not None:
+        lp = report.least_privilege
+        table.add_row("least privilege", _data(f"ran as {lp['user']}: {lp['actions']} actions in {lp['statements']} statements"))
+        for line in lp.get("probe_failures") or ():
+            table.add_row("", f"[red]{_data(line)}[/red]")
     table.add_row("timings", _data(", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items())))
     if report.sandbox_kept:
         table.add_row("sandbox", f"kept up; journal: {_data(report.state)}")
     out.print(table)
     return report.exit_code
+
+
+@main.command("policy")
+@plan_inputs
+@click.option("--format", "fmt", type=click.Choice(["json", "terraform"]), default="json", show_default=True,
+              help="An IAM policy document, or a Terraform aws_iam_policy_document data source.")
+@click.option("--for", "purpose", type=click.Choice(["all", "rollback"]), default="all", show_default=True,
+              help="all: apply, verify, resume, monitor and rollback; rollback: only what undoing from "
+                   "the journal needs (for an automated rollback handler).")
+@click.option("--account", default=None, metavar="ID", help="The AWS account id in ARNs (default: *).")
+@click.option("--explain", is_flag=True, help="After the policy, why each action granted on \"*\" has nothing narrower.")
+@click.option("--split", is_flag=True, help="As several documents that each fit a managed policy (6,144 characters): "
+              "a JSON list, or one Terraform data source each.")
+@common
+def policy_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], fmt: str, purpose: str,
+               account: str | None, explain: bool, split: bool, env: str, state: str | None, as_json: bool) -> int:
+    """Print the least-privilege IAM policy a principal needs to run PLAN in --env.
+
+    Every AWS call a run can make: each step's do (with the tags the engine adds), undo and
+    probe, waiters, verify checks, rollback triggers, the built-in probes, iam:PassRole for
+    roles handed to services, and reads of the plan's stored secrets. ARNs where the plan
+    fixes a name, the atomicops:env tag where AWS offers it, "*" otherwise (see --explain)."""
+    from atomicops import api
+    from atomicops.policy import build, policy_summary_line
+
+    which: Any = purpose
+    made = build(api.validate(plan, vars=vars, vars_files=vars_files), env=env, account=account)
+    parts = made.documents(which) if split else [made.document(which)]
+    if as_json:
+        _emit({"policy": parts if split else parts[0], "summary": made.summary(which), "explain": made.explain(which),
+               "unknown_calls": list(made.unknown)})
+        return 0
+    if fmt == "terraform":
+        by_sid = {s.sid: s for s in made.statements}
+        click.echo("\n".join(made.terraform(which, name=f"atomicops_{i}" if split else "atomicops",
+                                            statements=[by_sid[st["Sid"]] for st in part["Statement"]])
+                             for i, part in enumerate(parts, 1)), nl=False)
+    else:
+        click.echo(json.dumps(parts if split else parts[0], indent=2))
+    if explain:
+        err.print(_data(policy_summary_line(made, which)))
+        for line in made.explain(which):
+            err.print(_data(line))
+    for target in made.unknown:
+        err.print(f"[yellow]warning: {_data(target)} declares no aws_calls: the AWS calls it makes are not in the policy[/yellow]")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,7 @@ values (the sandbox's vars) differ.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -81,6 +82,7 @@ class RehearsalReport:
     state: str = ""
     sandbox_kept: bool = False
     fault: rehearsal_faults.FaultOutcome | None = None  # `--fault`: what fired, how it recovered
+    least_privilege: dict[str, Any] | None = None  # `--least-privilege`: the policy the run held
 
     @property
     def exit_code(self) -> int:
@@ -89,6 +91,8 @@ class RehearsalReport:
         if self.fault is not None:  # the failure was the point: 0 when recovery was proven
             return EXIT_OK if self.fault.recovered else EXIT_FAILED
         if self.apply_error or any(not v["ok"] for v in self.verify):
+            return EXIT_FAILED
+        if self.least_privilege and self.least_privilege.get("probe_failures"):
             return EXIT_FAILED
         return EXIT_OK
 
@@ -151,7 +155,13 @@ def rehearse(
     observer: Observer | None = None,
     progress: Callable[[str], None] = lambda text: None,
     fault: rehearsal_faults.Fault | None = None,
+    least_privilege: bool = False,
+    withhold: Sequence[str] = (),
 ) -> RehearsalReport:
+    """``least_privilege``: AWS is a moto server of its own that enforces IAM; the setup and
+    the inventories run as an administrator, apply, verify, the built-in probe of every AWS
+    step (as a resume would make them) and rollback as a user holding exactly ``atomicops
+    policy``'s actions, but ``withhold`` (which the tests prove each run needs)."""
     t_start = time.monotonic()
     root = Path(sandbox_dir).resolve()
     was_up = sandbox.status(root)["up"]
@@ -170,13 +180,31 @@ def rehearse(
     if fault is not None:
         report.fault = rehearsal_faults.FaultOutcome(str(fault), seed=fault.seed)
     report.timings["sandbox_up"] = round(time.monotonic() - t0, 2)
+    enforced: Any = None
+    as_runner: Callable[[], Any] = contextlib.nullcontext
     try:
-        loaded: LoadedPlan = api.validate(plan, vars=vars, vars_files=vars_files, offered_vars=sb.vars())
+        offered = sb.vars()
+        if least_privilege:
+            from atomicops.policy import sandbox as iam_sandbox
+            from atomicops.policy.proof import credentials
+
+            enforced, admin = iam_sandbox.start_enforced(root)
+            offered["aws_endpoint"] = enforced.url
+            os.environ.update(admin.env())
+        loaded: LoadedPlan = api.validate(plan, vars=vars, vars_files=vars_files, offered_vars=offered)
         if loaded.plan.rehearsal and loaded.plan.rehearsal.setup:
             t0 = time.monotonic()
             local = run_setup(loaded, progress)
             report.timings["setup"] = round(time.monotonic() - t0, 2)
-            loaded = api.validate(plan, vars=vars, vars_files=vars_files, offered_vars={**sb.vars(), **local})
+            loaded = api.validate(plan, vars=vars, vars_files=vars_files, offered_vars={**offered, **local})
+        if least_privilege:
+            from atomicops.policy import build
+
+            held = build(loaded, env=REHEARSAL_ENV)
+            granted = [a for a in held.actions() if a not in withhold]
+            runner = iam_sandbox.make_user(enforced.url, admin, "atomicops-runner", iam_sandbox.actions_only(granted))
+            as_runner = lambda: credentials(runner)  # a new context for each use
+            report.least_privilege = {"user": "atomicops-runner", **held.summary(), "unknown_calls": list(held.unknown)}
         p = loaded.plan
         report.plan = p.name
         report.operations = len(p.operations)
@@ -187,7 +215,7 @@ def rehearse(
         for suffix in ("", "-wal", "-shm", "-journal"):
             Path(state + suffix).unlink(missing_ok=True)
         report.state = state
-        sv = sb.vars()
+        sv = offered
         take = lambda: inventory.take(
             aws_endpoint=sv.get("aws_endpoint"), region=sv.get("region"), aws_services=aws_services(p),
             database_url=sv.get("database_url"), nats_url=sv.get("nats_url"),
@@ -206,7 +234,7 @@ def rehearse(
             # but for a trigger fault, which may fire just after the apply ends.
             window = rehearsal_faults.window_minutes(fault, p)
             drilled = rehearsal_faults.compressed(loaded, fault)
-            with rehearsal_faults.armed(fault), rehearsal_faults.sabotage(
+            with as_runner(), rehearsal_faults.armed(fault), rehearsal_faults.sabotage(
                 fault, report.fault, p, state=state, env=REHEARSAL_ENV, sandbox_root=root,
             ):
                 applied = rehearsal_faults.apply_with(
@@ -238,7 +266,12 @@ def rehearse(
 
         if report.apply_error is None:
             t0 = time.monotonic()
-            report.verify = api.verify(loaded, env=REHEARSAL_ENV, state=state)
+            with as_runner():
+                report.verify = api.verify(loaded, env=REHEARSAL_ENV, state=state)
+                if report.least_privilege is not None:
+                    from atomicops.policy.proof import probe_all
+
+                    report.least_privilege["probe_failures"] = probe_all(loaded, env=REHEARSAL_ENV, state=state)
             report.timings["verify"] = round(time.monotonic() - t0, 2)
 
         t0 = time.monotonic()
@@ -246,7 +279,7 @@ def rehearse(
         passes = 2 if fault is not None and fault.kind == "undo" else 1
         for attempt in range(1, passes + 1):
             try:
-                with rehearsal_faults.armed(fault):
+                with as_runner(), rehearsal_faults.armed(fault):
                     report.rollback.add(api.rollback(env=REHEARSAL_ENV, state=state, parallelism=parallelism, observer=observer))
                 break
             except AtomicOpsError as exc:
@@ -268,6 +301,10 @@ def rehearse(
         if report.fault is not None:
             rehearsal_faults.conclude(report.fault, leaks=bool(report.leaks), undo_failed=bool(report.rollback.failed))
     finally:
+        if enforced is not None:
+            from atomicops.sandbox import moto
+
+            moto.stop(enforced)
         for k, v in saved_env.items():
             if v is None:
                 os.environ.pop(k, None)

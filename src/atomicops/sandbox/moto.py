@@ -26,7 +26,11 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start(data_dir: Path, *, port: int | None = None, timeout: float = 60.0) -> ServiceInfo:
+def start(data_dir: Path, *, port: int | None = None, timeout: float = 60.0,
+          enforce_iam_after: int | None = None) -> ServiceInfo:
+    """``enforce_iam_after=N``: moto answers the first N calls without checking credentials,
+    then enforces IAM (signatures and the caller's policies' actions) on every call: the
+    calls that make the principals come first (atomicops/policy/sandbox.py)."""
     private_dir(data_dir)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
@@ -37,7 +41,8 @@ def start(data_dir: Path, *, port: int | None = None, timeout: float = 60.0) -> 
         log,
         # AWS-managed IAM policies (AmazonECSTaskExecutionRolePolicy, ...) exist in real
         # accounts; moto loads them only when asked.
-        env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true"},
+        env={"MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
+             **({"INITIAL_NO_AUTH_ACTION_COUNT": str(enforce_iam_after)} if enforce_iam_after is not None else {})},
     )
     # Read while the process is our unreaped child, so the pid cannot belong to anyone else.
     started_at = start_time(pid)

@@ -14,6 +14,17 @@ POLL_SECONDS = 1.0
 WAIT_SECONDS = 300.0
 
 
+# The AWS calls each function makes, for `atomicops policy` (atomicops/policy/calls.py).
+# CreatePrivateDnsNamespace also needs the Route 53 and EC2 actions Cloud Map uses on the
+# caller's behalf (grants.DEPENDENT_ACTIONS); the tags are passed by this module, not the engine.
+AWS_CALLS = {
+    "create_namespace": ["servicediscovery.create_private_dns_namespace", "servicediscovery.tag_resource",
+                         "servicediscovery.get_operation", "servicediscovery.list_namespaces",
+                         "servicediscovery.list_tags_for_resource"],
+    "find_namespace": ["servicediscovery.list_namespaces", "servicediscovery.list_tags_for_resource"],
+    "delete_namespace": ["servicediscovery.delete_namespace", "servicediscovery.get_operation"],
+}
+
 def _wait(sd: Any, operation_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + WAIT_SECONDS
     while True:

@@ -13,6 +13,9 @@ from atomicops.actions.base import ActionContext, connection_of
 TIMEOUT = 5.0
 
 
+# The AWS calls each function makes, for `atomicops policy` (atomicops/policy/calls.py): none.
+AWS_CALLS: dict[str, list[str]] = {"publish_and_receive": []}
+
 def publish_and_receive(ctx: ActionContext, subject: str) -> dict[str, Any]:
     bus = connection_of(ctx, "nats")
     token = uuid.uuid4().hex

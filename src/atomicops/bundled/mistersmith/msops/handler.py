@@ -24,6 +24,14 @@ def handler(event, context):
 '''
 
 
+# The AWS calls each function makes, for `atomicops policy` (atomicops/policy/calls.py).
+# (`handler` runs in Lambda with its own role, not as the plan's principal.) PutObject with
+# tags needs s3:PutObjectTagging as well.
+AWS_CALLS = {
+    "upload_code": {"s3.put_object": {"Bucket": "bucket", "Key": "key"},
+                    "s3.put_object_tagging": {"Bucket": "bucket", "Key": "key"}},
+}
+
 def upload_code(ctx: ActionContext, bucket: str, key: str) -> dict[str, Any]:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:

@@ -24,6 +24,14 @@ PART_SIZE = 5 * 1024 * 1024  # ECR wants every part but the last to be at least 
 _NO_LAYER_UPLOAD: set[str] = set()  # endpoints found to lack layer upload (asked once)
 
 
+# The AWS calls each function makes, for `atomicops policy` (atomicops/policy/calls.py).
+AWS_CALLS = {
+    "push_image": {call: {"repositoryName": "repository"} for call in (
+        "ecr.initiate_layer_upload", "ecr.upload_layer_part", "ecr.complete_layer_upload", "ecr.put_image",
+        "ecr.batch_get_image")},
+    "find_image": {"ecr.batch_get_image": {"repositoryName": "repository"}},
+}
+
 def _layer(repository: str) -> tuple[bytes, str]:
     """A gzipped tar with /etc/mistersmith-release; returns it and the digest of the tar."""
     content = json.dumps({"image": repository, "built_by": "atomicops"}).encode()

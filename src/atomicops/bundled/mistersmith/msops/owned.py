@@ -71,6 +71,19 @@ KINDS: dict[str, Kind] = {
 }  # fmt: skip
 
 
+# The AWS calls `find` makes for each kind, for `atomicops policy` (atomicops/policy/calls.py).
+_FIND_CALLS: dict[str, dict[str, dict[str, str]]] = {
+    "iam-policy": {"iam.list_policies": {}, "iam.list_policy_tags": {"PolicyName": "name"}},
+    "ecr-repository": {"ecr.describe_repositories": {"repositoryName": "name"},
+                       "ecr.list_tags_for_resource": {"repositoryName": "name"}},
+    "rds-subnet-group": {"rds.describe_db_subnet_groups": {"DBSubnetGroupName": "name"},
+                         "rds.list_tags_for_resource": {"DBSubnetGroupName": "name"}},
+    "backup-vault": {"backup.describe_backup_vault": {"BackupVaultName": "name"},
+                     "backup.list_tags": {"BackupVaultName": "name"}},
+    "backup-plan": {"backup.list_backup_plans": {}, "backup.list_tags": {}},
+}
+AWS_CALLS = {"find": lambda args: _FIND_CALLS.get(args.get("kind"), {c: {} for k in _FIND_CALLS.values() for c in k})}
+
 def find(ctx: ActionContext, kind: str, name: str, step_key: str) -> dict[str, Any]:
     """Probe: the describe record of the ``kind`` resource called ``name`` that this step
     tagged, or ``{}`` (the probe's outputs then find nothing: not applied)."""

@@ -23,6 +23,9 @@ from atomicops.errors import ActionError
 ID_NAMESPACE = uuid.UUID("6f1c9a52-4d8e-4c3a-9d41-6d2f2a1b7e10")  # fixed: ids must be stable
 
 
+# The AWS calls each function makes, for `atomicops policy` (atomicops/policy/calls.py): none.
+AWS_CALLS: dict[str, list[str]] = {"import_state": [], "imported": []}
+
 def _records(path: str) -> list[dict[str, Any]]:
     """The file's records, one per (swarm id, version): a repeated record is one row."""
     unique: dict[tuple[str, int], dict[str, Any]] = {}

@@ -30,6 +30,14 @@ WRITERS = 4
 MAX_TRIES = 8
 
 
+# The AWS calls each function makes, for `atomicops policy` (atomicops/policy/calls.py).
+AWS_CALLS = {
+    "stream_range": [],
+    "copy_to_dynamodb": {"dynamodb.batch_write_item": {"TableName": "table"}, "dynamodb.query": {"TableName": "table"}},
+    "delete_copied": {"dynamodb.batch_write_item": {"TableName": "table"}, "dynamodb.query": {"TableName": "table"}},
+    "verify_copy": {"dynamodb.query": {"TableName": "table"}},
+}
+
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     batch: list[Any] = []
     for item in items:
