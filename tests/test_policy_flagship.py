@@ -6,6 +6,7 @@ and the environment is still left as it was (moto enforces IAM: tests/test_polic
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import tempfile
@@ -13,6 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# The whole flagship under enforced IAM, then 20 runs each missing one action: ~13 minutes,
+# too long for CI's 15. Run it with ATOMICOPS_SLOW_TESTS=1 (the quickstart's proof, every
+# action, runs in CI: tests/test_policy_enforced.py).
+pytestmark = pytest.mark.skipif(not os.environ.get("ATOMICOPS_SLOW_TESTS"),
+                                reason="13 minutes: set ATOMICOPS_SLOW_TESTS=1")
 
 from atomicops import api, sandbox
 from atomicops.policy import build
