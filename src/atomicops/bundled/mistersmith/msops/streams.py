@@ -36,6 +36,7 @@ AWS_CALLS = {
     "copy_to_dynamodb": {"dynamodb.batch_write_item": {"TableName": "table"}, "dynamodb.query": {"TableName": "table"}},
     "delete_copied": {"dynamodb.batch_write_item": {"TableName": "table"}, "dynamodb.query": {"TableName": "table"}},
     "verify_copy": {"dynamodb.query": {"TableName": "table"}},
+    "probe_copy": {"dynamodb.get_item": {"TableName": "table"}, "dynamodb.query": {"TableName": "table"}},
 }
 
 def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
