@@ -13,11 +13,15 @@ server as its journal, through ``journal_state`` when it names its state, and th
 from __future__ import annotations
 
 import os
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from atomicops.journal.store import LockHolder
 
 STORE = os.environ.get("ATOMICOPS_TEST_STORE", "sqlite").strip().lower() or "sqlite"
 if STORE not in ("sqlite", "postgresql"):
@@ -49,18 +53,10 @@ def journal_state(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def journal_database(postgres_url: str) -> Iterator[str]:
     """A fresh database of the session's server for one test's journal; dropped afterwards."""
-    import psycopg
-    from fixtures_postgres import database_url
-    from psycopg import sql
+    from fixtures_postgres import fresh_database
 
-    name = f"journal_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield database_url(postgres_url, name)
-    finally:
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_database(postgres_url, "journal") as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)
@@ -69,3 +65,17 @@ def _default_state_on_the_switched_store(request: pytest.FixtureRequest, monkeyp
     processes it starts read ``ATOMICOPS_STATE`` as their ``--state``."""
     if ON_POSTGRES and request.node.get_closest_marker("both_stores") is not None:
         monkeypatch.setenv("ATOMICOPS_STATE", request.getfixturevalue("journal_state"))
+
+
+def holder(pid: int | None = None, *, host: str | None = None, lease: float = 0.0,
+           run_id: str | None = None) -> LockHolder:
+    """A lock holder of this process (or of ``pid``, on ``host``) for the journal tests."""
+    return LockHolder(
+        lock_id=uuid.uuid4().hex,
+        run_id=run_id or f"run-{uuid.uuid4().hex[:8]}",
+        pid=os.getpid() if pid is None else pid,
+        host=socket.gethostname() if host is None else host,
+        started=time.time(),
+        command="atomicops apply plan.yaml",
+        lease=lease,
+    )

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -57,10 +58,10 @@ def database_url(url: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-@pytest.fixture
-def pg_database(postgres_url: str) -> Iterator[str]:
-    """The URL of a fresh, empty database for one test; dropped afterwards."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def fresh_database(postgres_url: str, prefix: str) -> Iterator[str]:
+    """The URL of a new, empty database of the session's server, dropped on the way out."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
@@ -68,6 +69,11 @@ def pg_database(postgres_url: str) -> Iterator[str]:
     finally:
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             # FORCE: a connection the test left open must not keep the database alive.
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def pg_database(postgres_url: str) -> Iterator[str]:
+    """The URL of a fresh, empty database for one test; dropped afterwards."""
+    with fresh_database(postgres_url, "test") as url:
+        yield url

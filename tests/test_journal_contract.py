@@ -4,19 +4,16 @@ handling, PostgreSQL's schema versions and GRANTs) is tested in that store's own
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fixtures_journal import ON_POSTGRES
+from fixtures_journal import ON_POSTGRES, holder
 from journal_edit import edit
 
 from atomicops.errors import (
@@ -37,18 +34,6 @@ def store(journal_state: str) -> Iterator[JournalStore]:
     s = open_store(journal_state)
     yield s
     s.close()
-
-
-def holder(*, pid: int | None = None, host: str | None = None, lease: float = 0.0, run_id: str | None = None) -> LockHolder:
-    return LockHolder(
-        lock_id=uuid.uuid4().hex,
-        run_id=run_id or f"run-{uuid.uuid4().hex[:8]}",
-        pid=os.getpid() if pid is None else pid,
-        host=socket.gethostname() if host is None else host,
-        started=time.time(),
-        command="atomicops apply plan.yaml",
-        lease=lease,
-    )
 
 
 def held(store: JournalStore, env: str, who: LockHolder | None = None) -> int:

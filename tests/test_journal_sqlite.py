@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures_journal import holder
 from journal_edit import edit
 
 from atomicops.errors import (
@@ -47,19 +48,6 @@ def store(db_path: Path) -> Iterator[SqliteStore]:
     s = SqliteStore(db_path)
     yield s
     s.close()
-
-
-def holder(
-    pid: int | None = None, *, run_id: str | None = None, host: str | None = None
-) -> LockHolder:
-    return LockHolder(
-        lock_id=uuid.uuid4().hex,
-        run_id=run_id or f"run-{uuid.uuid4().hex[:8]}",
-        pid=os.getpid() if pid is None else pid,
-        host=socket.gethostname() if host is None else host,
-        started=time.time(),
-        command="atomicops apply plan.yaml",
-    )
 
 
 WRITER = LockHolder("test-writer", "test-writer", os.getpid(), socket.gethostname(), 0.0, "test")

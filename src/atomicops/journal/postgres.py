@@ -34,8 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from atomicops.actions.sql_connection import scrub
 from atomicops.errors import (
@@ -55,7 +54,7 @@ from atomicops.journal.records import (
     same_holder,
     to_json,
 )
-from atomicops.journal.store import Event, LockHolder
+from atomicops.journal.store import ClosedOnExit, Event, LockHolder
 
 # psycopg takes ~0.1 s to import: loaded when a PostgreSQL store is opened, never for SQLite.
 if TYPE_CHECKING:
@@ -124,7 +123,7 @@ _LOCK_COLUMNS = "lock_id, run_id, pid, host, started, command, lease, heartbeat,
 T = TypeVar("T")
 
 
-class PostgresStore:
+class PostgresStore(ClosedOnExit):
     """A :class:`~atomicops.journal.store.JournalStore` in a PostgreSQL database.
 
     One connection per store, shared by the engine's worker threads under a mutex (a psycopg
@@ -366,17 +365,6 @@ class PostgresStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"

@@ -31,8 +31,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from atomicops.errors import HolderAlive, JournalDamaged, Locked, StaleLease, UsageError
 from atomicops.journal.records import (
@@ -43,7 +42,7 @@ from atomicops.journal.records import (
     same_holder,
     to_json,
 )
-from atomicops.journal.store import Event, LockHolder
+from atomicops.journal.store import ClosedOnExit, Event, LockHolder
 
 SCHEMA_VERSION = 3
 
@@ -94,7 +93,7 @@ _EVENT_COLUMNS = "seq, env, run_id, ts, type, op, step, data, chain"
 _LOCK_COLUMNS = "lock_id, run_id, pid, host, started, command, lease, heartbeat, fence"
 
 
-class SqliteStore:
+class SqliteStore(ClosedOnExit):
     """A :class:`~atomicops.journal.store.JournalStore` in one SQLite file.
 
     One connection per store, shared by the engine's worker threads under a mutex: SQLite
@@ -284,17 +283,6 @@ class SqliteStore:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"

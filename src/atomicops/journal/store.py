@@ -9,7 +9,8 @@ needs no engine change). State is never stored: it is derived from the events by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 
 @dataclass(frozen=True)
@@ -117,3 +118,22 @@ class JournalStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class ClosedOnExit:
+    """A store's ``with`` block: the store is closed on the way out. Each store writes its own
+    ``close``; this is the part both stores would otherwise spell alike."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
