@@ -8,35 +8,22 @@ and calls counted, with botocore's own event hooks on the connection's client.""
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
+from fixtures_streams import make_table
 
-from atomicops.actions.base import ActionContext, Connections, connection_of
-from atomicops.actions.call import resolve_target
+from atomicops.actions.base import ActionContext, connection_of
 
-FLAGSHIP = Path(__file__).resolve().parent.parent / "src" / "atomicops" / "bundled" / "mistersmith"
 MESSAGES = 400  # 16 batches of 25
 
 
 @pytest.fixture
-def streams() -> Any:
-    return sys.modules[resolve_target("msops.streams:copy_to_dynamodb", str(FLAGSHIP)).__module__]
-
-
-@pytest.fixture
-def ctx(moto_endpoint: str, nats_url: str) -> Iterator[ActionContext]:
-    conns = Connections({"aws": {"kind": "aws", "region": "us-east-1", "endpoint_url": moto_endpoint},
-                         "bus": {"kind": "nats", "url": nats_url, "connect_timeout": 2}})
-    yield ActionContext(connections=conns, env="t", run_id="r")
-    conns.close()
+def ctx(stream_ctx: ActionContext) -> ActionContext:
+    return stream_ctx
 
 
 @pytest.fixture
@@ -47,17 +34,6 @@ def stream(ctx: ActionContext) -> str:
     for i in range(MESSAGES):
         bus.publish(f"{name.lower()}.{('pattern', 'anomaly')[i % 2]}", {"i": i, "text": "x" * (i % 7)}, jetstream=True)
     return name
-
-
-def make_table(endpoint: str) -> tuple[Any, str]:
-    ddb = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=endpoint)
-    name = f"Copy{uuid.uuid4().hex[:8]}"
-    ddb.create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": "StreamName", "AttributeType": "S"}, {"AttributeName": "SequenceNumber", "AttributeType": "N"}],
-        KeySchema=[{"AttributeName": "StreamName", "KeyType": "HASH"}, {"AttributeName": "SequenceNumber", "KeyType": "RANGE"}],
-        BillingMode="PAY_PER_REQUEST")
-    return ddb, name
 
 
 def first_seq_of(params: dict[str, Any]) -> int:
