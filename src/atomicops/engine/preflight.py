@@ -7,7 +7,9 @@ reference has a value, every secret they use can be read (present, long enough; 
 ``aws_secret`` is read once), and every connection they use is well formed. Connections the
 first phase to run uses must also answer one cheap read-only request; a later phase may
 connect to what an earlier one creates (the Aurora endpoint), so its connections cannot be
-asked before the run. The plan's rollback triggers are polled from the first operation on,
+asked before the run; nor can a connection built from the run's own outputs
+(``host: "${ops.aurora.endpoint}"``), whatever the phase: only its shape is checked here, and
+it opens when the first action needs it. The plan's rollback triggers are polled from the first operation on,
 so what their checks use (vars, secrets, connections) is looked at the same way, and their
 connections are asked like the first phase's: a check that cannot run misses, and enough
 misses in a row would roll the run back part-way (a trigger on a NATS stream with no
@@ -63,7 +65,8 @@ def preflight(loaded: LoadedPlan, op_ids: Iterable[str], *, env: str, run_id: st
     secrets = _secrets_used(plan, actions)
     problems += _env_secrets(plan, secrets)
     if not problems:
-        # Connection specs are resolved (secrets and all) when a runtime opens.
+        # Connection specs are resolved (secrets and all) when first needed: below, for
+        # those the run does not build from its own outputs.
         try:
             rt = open_runtime(plan, env=env, run_id=run_id, base_dir=loaded.base_dir)
         except AtomicOpsError as exc:
@@ -225,12 +228,25 @@ def _ask(rt: Runtime, asking: Connections, executor: Executor, used: Mapping[str
         why = (f" (rollback trigger {', '.join(checks)} polls it from the first operation on: "
                f"a check that cannot run misses, and misses roll the run back)") if checks else ""
         owner = registry.get(_kind_key(kind))
-        spec = dict(rt.connections.spec(name))
+        waiting = rt.connections.deferred(name)
+        if waiting is not None and waiting.waits_on:
+            # Built from what the run makes (the Aurora endpoint): resolved and opened by the
+            # first action that needs it, once those operations are applied (validate saw to
+            # it). Only its shape can be checked now, and its references were, by validate.
+            spec = dict(waiting.written)
+            ask_it = False
+        else:
+            try:
+                spec = dict(rt.connections.spec(name))
+            except AtomicOpsError as exc:
+                problems[name] = f"connection {name!r} ({kind}): {rt.secrets.redactor.text(str(exc))}{why}"
+                continue
+            ask_it = ask
         issues = [f"{'.'.join(map(str, i.path))}: {i.message}" for i in owner.check_connection(spec)]
         if issues:
             problems[name] = f"connection {name!r} ({kind}): " + "; ".join(issues) + why
             continue
-        if not ask:
+        if not ask_it:
             continue
         # Asked once, quickly: a run would wait its own (longer) timeouts later.
         spec["connect_timeout"] = min(float(spec.get("connect_timeout") or CONNECT_LIMIT), CONNECT_LIMIT)

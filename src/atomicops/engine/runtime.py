@@ -8,12 +8,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from atomicops.actions.base import Connections
+from atomicops.actions import registry
+from atomicops.actions.base import ConnectionNotReady, Connections, Deferred
 from atomicops.engine.cancel import Cancellation
 from atomicops.engine.executor import Executor
 from atomicops.engine.run import Run
 from atomicops.engine.scope import Scope
 from atomicops.engine.secrets import Secrets
+from atomicops.plan import refs
 from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Plan, SecretSpec
 
@@ -53,17 +55,66 @@ def open_runtime(
     # Secret specs may name their store with vars (`store: app/${vars.stage}/db`).
     specs = {n: SecretSpec.model_validate(scope.journal_form(s.model_dump())) for n, s in plan.secrets.items()}
     secrets = Secrets(specs, fetch_aws=fetch_aws)
-    # Connection specs may use vars and secrets; they are resolved once, here.
+    rt = Runtime(plan, scope, secrets, connections, executor)
     for name, conn in plan.connections.items():
-        connections.define(name, scope.exec_form(conn.model_dump(), secrets))
-    return Runtime(plan, scope, secrets, connections, executor)
+        connections.define_deferred(name, deferred(rt, name, conn.model_dump()))
+    return rt
+
+
+def deferred(rt: Runtime, name: str, spec: Mapping[str, Any]) -> Deferred:
+    """Plan connection ``name``, resolved when the first action needs it.
+
+    Its vars, secrets and ``${ops.OP.OUT}`` are resolved then, with the runtime's scope of
+    that moment: an apply's, whose outputs grow as operations are applied; a rollback's or a
+    resume's, whose outputs are the journal's (never a DSN kept from an earlier run), and the
+    secrets read again from where they live (their store, the environment)."""
+    owner = next((k for k in registry.kinds().values() if k.connection_kind == spec.get("kind")), None)
+    # Which keys apply (a postgres `override` var replaces the address fields) is known from
+    # vars alone, so it is chosen now; preflight then knows what the connection waits on.
+    chosen = dict(owner.connection_in_use(spec, rt.scope.journal_form) if owner else spec)
+    wanted = sorted({(ref.path[0], ref.path[1]) for ref in _parsed(chosen) if ref.namespace == "ops"})
+    waits_on = tuple(sorted({op for op, _ in wanted}))
+
+    def resolve() -> Mapping[str, Any]:
+        missing = sorted({op for op, out in wanted if out not in rt.scope.ops_outputs(op)})
+        if missing:
+            raise ConnectionNotReady(
+                "connections", f"connection {name!r} is built from the outputs of {', '.join(missing)}, "
+                "not applied yet (the operation using it must depend on them)",
+                code="ConnectionNotReady", connection=name, waits_on=tuple(missing),
+            )
+        return rt.scope.exec_form(chosen, rt.secrets)
+
+    return Deferred(kind=str(spec.get("kind")), resolve=resolve, waits_on=waits_on, written=chosen)
+
+
+def _parsed(value: Any) -> Iterator[refs.Ref]:
+    for text, _ in refs.refs_in(value):
+        try:
+            yield refs.parse(text)
+        except refs.RefSyntaxError:
+            continue  # validation refused it
+
+
+def journalled_outputs(run: Run) -> Callable[[str], Mapping[str, Any]]:
+    """``${ops.OP.OUT}`` as the journal holds it, read once when first asked (a rollback's
+    connections; an apply's Applier replaces it with the outputs it tracks)."""
+    held: list[dict[str, dict[str, Any]]] = []
+
+    def outputs(op: str) -> Mapping[str, Any]:
+        if not held:
+            held.append({o.id: o.outputs for o in run.state().ops.values()})
+        return held[0].get(op, {})
+
+    return outputs
 
 
 @contextmanager
 def runtime_of(run: Run, loaded: LoadedPlan) -> Iterator[Runtime]:
     """The runtime a run executes ``loaded`` with: the run's cancellation in every action, the
     run's journal masking what the runtime's secrets resolve, connections closed at the end."""
-    rt = open_runtime(loaded.plan, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
+    rt = open_runtime(loaded.plan, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel,
+                      ops_outputs=journalled_outputs(run))
     run.redactor = rt.secrets.redactor
     # What the process holds when the run starts (the plan, botocore's models and clients,
     # a few hundred thousand objects) lives until the run ends: the collector's full passes
