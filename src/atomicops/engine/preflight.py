@@ -31,7 +31,7 @@ from atomicops.engine.runtime import Runtime, open_runtime
 from atomicops.engine.secrets import refusal
 from atomicops.engine.triggers import check_name
 from atomicops.errors import AtomicOpsError, PreflightFailed
-from atomicops.plan import refs
+from atomicops.plan import connections, refs
 from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Plan, Retry
 
@@ -122,7 +122,7 @@ def _actions(plan: Plan, op_ids: set[str], *, verify: bool = True) -> Iterator[M
 
 
 def _vars(plan: Plan, actions: list[Mapping[str, Any]]) -> list[str]:
-    places: list[Any] = [*actions, *(c.model_dump() for c in plan.connections.values()),
+    places: list[Any] = [*actions, *connections.in_use(plan).values(),
                          *(s.model_dump(exclude_none=True) for s in plan.secrets.values())]
     problems: set[str] = set()
     for text in _strings(places):
@@ -158,8 +158,10 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def _secrets_used(plan: Plan, actions: list[Mapping[str, Any]]) -> list[str]:
-    # Every connection spec is resolved when the run starts, so its secrets are needed too.
-    places = [*actions, *(c.model_dump() for c in plan.connections.values())]
+    # Connections are resolved when first used, a call's whenever it likes: the secrets of
+    # each (of what is in use: a postgres `override` given replaces the password) are asked
+    # for now rather than half-way through the run.
+    places = [*actions, *connections.in_use(plan).values()]
     used = {t.strip().split(".")[1] for t, _ in refs.refs_in(places) if t.strip().startswith("secrets.")}
     return sorted(n for n in used if n in plan.secrets)
 

@@ -71,16 +71,24 @@ def users(plan: Plan) -> Iterator[tuple[str, Path, str]]:
                 yield op.id, path, str(name)
 
 
+def in_use(plan: Plan) -> dict[str, Mapping[str, Any]]:
+    """Each connection as the run will use it with the plan's vars (a postgres ``override``
+    that is given replaces the fields), references still unresolved."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for name, conn in plan.connections.items():
+        owner = owner_of(conn.kind)
+        spec = conn.model_dump()
+        out[name] = owner.connection_in_use(spec, lambda value: _vars_only(plan, value)) if owner else spec
+    return out
+
+
 def explain(plan: Plan) -> list[dict[str, Any]]:
     """How each connection that is built from outputs, or that a var may replace, will be
     resolved with the plan's vars as given: for ``validate`` to show."""
     out = []
+    used = in_use(plan)
     for name, conn in plan.connections.items():
-        spec = conn.model_dump()
-        owner = owner_of(conn.kind)
-        if owner is None:
-            continue
-        chosen = owner.connection_in_use(spec, lambda value: _vars_only(plan, value))
+        spec, chosen = conn.model_dump(), used[name]
         dropped = [k for k in spec if k not in chosen]
         by_var = [k for k in dropped if isinstance(spec[k], str) and "${vars." in spec[k]]
         replaced = [k for k in dropped if k not in by_var]
@@ -89,7 +97,8 @@ def explain(plan: Plan) -> list[dict[str, Any]]:
         if not waits and not dropped:
             continue
         if now:
-            how = f"opens when first used, once {', '.join(now)} applied (built from their outputs)"
+            how = (f"opens when first used, once {', '.join(now)} {'is' if len(now) == 1 else 'are'} applied "
+                   "(built from the outputs)")
             how += f"; {var_text} is not given" if by_var else ""
         else:
             how = f"{var_text or 'a var'} is given and replaces {', '.join(replaced) or 'nothing'}"
