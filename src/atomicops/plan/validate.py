@@ -310,8 +310,12 @@ def _check_connection_order(ctx: _Ctx) -> None:
         return
     graph = Graph.build([o.id for o in ctx.plan.operations], ctx.deps)
     before: dict[str, set[str]] = {}
+    told: set[tuple[str, str, str]] = set()  # one error per operation, connection and dependency
     for op_id, path, name in connections.users(ctx.plan):
         for dep in sorted(built[name]):
+            if (op_id, name, dep) in told:
+                continue
+            told.add((op_id, name, dep))
             if op_id not in before:
                 before[op_id] = graph.ancestors(op_id)
             action = _action_at(ctx.plan, path)
