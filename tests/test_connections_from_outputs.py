@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -81,7 +82,8 @@ def login(postgres_url: str) -> Iterator[Login]:
 
 def _leaks(login: Login, *texts: str | bytes) -> list[str]:
     """Where the password (as is, or as JSON or a URL would carry it) shows."""
-    forms = {login.password, json.dumps(login.password)[1:-1], login.password.replace("'", "\\'")}
+    forms = {login.password, json.dumps(login.password)[1:-1], login.password.replace("'", "\\'"),
+             quote(login.password, safe="")}
     found = []
     for i, text in enumerate(texts):
         data = text if isinstance(text, bytes) else text.encode()
@@ -143,9 +145,10 @@ def test_a_killed_apply_is_settled_and_rolled_back_by_resume_in_another_process(
 
 def test_a_wrong_password_fails_the_step_without_showing_either_password(tmp_path, login):
     wrong = f"wrong'{uuid.uuid4().hex}"
-    applied = cli("apply", str(PLAN), *login.cli_vars(), cwd=tmp_path, env={PASSWORD_ENV: wrong})
+    applied = cli("apply", str(PLAN), *login.cli_vars(), "--json", cwd=tmp_path, env={PASSWORD_ENV: wrong})
     assert applied.returncode == 1
-    assert "28P01" in applied.stderr or "password authentication failed" in applied.stderr
+    assert json.loads(applied.stdout)["exit_code"] == 1
+    assert "28P01" in applied.stdout or "password authentication failed" in applied.stdout
     assert wrong not in applied.stderr + applied.stdout
     assert wrong.encode() not in _journal_bytes(tmp_path)
     assert login.tables() == set()
