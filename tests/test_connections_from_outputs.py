@@ -7,6 +7,7 @@ anywhere. Against the session's real PostgreSQL, as a role of its own with a pas
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from atomicops.engine.crash import CRASH_EXIT_CODE
 from atomicops.engine.preflight import preflight
 from atomicops.engine.runtime import open_runtime
 from atomicops.engine.triggers import Watcher
-from atomicops.errors import PlanInvalid
+from atomicops.errors import PlanInvalid, PreflightFailed
 from atomicops.journal.state import derive
 from atomicops.journal.views import store_for
 from atomicops.plan.connections import explain
@@ -195,6 +196,24 @@ def test_before_its_operations_are_applied_the_connection_is_not_ready(tmp_path,
         assert rt.executor.execute({"sql": "SELECT current_user AS u"})["rows"] == [{"u": login.user}]
     finally:
         rt.close()
+
+
+def test_preflight_asks_such_a_connection_once_its_operations_were_applied_by_an_earlier_run(login, monkeypatch):
+    monkeypatch.setenv(PASSWORD_ENV, login.password)
+    loaded = api.validate(PLAN, vars=login.vars)
+    cluster = {"host": login.host, "port": login.port, "user": login.user, "dbname": login.dbname}
+    preflight(loaded, ["schema", "report"], env="t", run_id="t", applied={"cluster": cluster})
+    # The journal says where the database is; it does not answer there: refused before any step.
+    with pytest.raises(PreflightFailed) as exc:
+        preflight(loaded, ["schema", "report"], env="t", run_id="t", applied={"cluster": {**cluster, "port": _closed_port()}})
+    assert "connection 'db' (postgres) does not answer" in str(exc.value)
+    assert login.password not in str(exc.value)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def test_a_trigger_on_such_a_connection_waits_until_its_operations_are_applied(tmp_path, login, monkeypatch):

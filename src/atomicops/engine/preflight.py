@@ -7,9 +7,10 @@ reference has a value, every secret they use can be read (present, long enough; 
 ``aws_secret`` is read once), and every connection they use is well formed. Connections the
 first phase to run uses must also answer one cheap read-only request; a later phase may
 connect to what an earlier one creates (the Aurora endpoint), so its connections cannot be
-asked before the run; nor can a connection built from the run's own outputs
-(``host: "${ops.aurora.endpoint}"``), whatever the phase: only its shape is checked here, and
-it opens when the first action needs it. The plan's rollback triggers are polled from the first operation on,
+asked before the run; nor can a connection built from the outputs of an operation this run
+applies (``host: "${ops.aurora.endpoint}"``), whatever the phase: only its shape is checked
+here, and it opens when the first action needs it. Built from what an earlier run applied, it
+is asked like any other. The plan's rollback triggers are polled from the first operation on,
 so what their checks use (vars, secrets, connections) is looked at the same way, and their
 connections are asked like the first phase's: a check that cannot run misses, and enough
 misses in a row would roll the run back part-way (a trigger on a NATS stream with no
@@ -47,9 +48,13 @@ _REQUESTS: dict[str, dict[str, Any]] = {
 
 
 def preflight(loaded: LoadedPlan, op_ids: Iterable[str], *, env: str, run_id: str,
-              plan_verify: bool = True) -> None:
+              plan_verify: bool = True, applied: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Raise PreflightFailed listing every var, secret and connection the operations
-    ``op_ids`` (and the plan's verify checks, when the run makes them) would fail on."""
+    ``op_ids`` (and the plan's verify checks, when the run makes them) would fail on.
+
+    ``applied``: the outputs of the operations already applied (from the journal). A
+    connection built from them is asked like any other; one built from an operation this run
+    applies is not (only its shape is checked)."""
     plan = loaded.plan
     pending = set(op_ids)
     # A partial apply (--target, --phase) does not run the plan's verify checks: their vars
@@ -68,7 +73,9 @@ def preflight(loaded: LoadedPlan, op_ids: Iterable[str], *, env: str, run_id: st
         # Connection specs are resolved (secrets and all) when first needed: below, for
         # those the run does not build from its own outputs.
         try:
-            rt = open_runtime(plan, env=env, run_id=run_id, base_dir=loaded.base_dir)
+            done = dict(applied or {})
+            rt = open_runtime(plan, env=env, run_id=run_id, base_dir=loaded.base_dir,
+                              ops_outputs=lambda op: done.get(op, {}))
         except AtomicOpsError as exc:
             raise PreflightFailed([str(exc)]) from None
         try:
@@ -231,7 +238,7 @@ def _ask(rt: Runtime, asking: Connections, executor: Executor, used: Mapping[str
                f"a check that cannot run misses, and misses roll the run back)") if checks else ""
         owner = registry.get(_kind_key(kind))
         waiting = rt.connections.deferred(name)
-        if waiting is not None and waiting.waits_on:
+        if waiting is not None and any(not rt.scope.ops_outputs(op) for op in waiting.waits_on):
             # Built from what the run makes (the Aurora endpoint): resolved and opened by the
             # first action that needs it, once those operations are applied (validate saw to
             # it). Only its shape can be checked now, and its references were, by validate.
