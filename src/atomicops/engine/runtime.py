@@ -8,14 +8,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from atomicops.actions import registry
 from atomicops.actions.base import ConnectionNotReady, Connections, Deferred
 from atomicops.engine.cancel import Cancellation
 from atomicops.engine.executor import Executor
 from atomicops.engine.run import Run
 from atomicops.engine.scope import Scope
 from atomicops.engine.secrets import Secrets
-from atomicops.plan import refs
+from atomicops.plan import connections as plan_connections
 from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Plan, SecretSpec
 
@@ -56,24 +55,21 @@ def open_runtime(
     specs = {n: SecretSpec.model_validate(scope.journal_form(s.model_dump())) for n, s in plan.secrets.items()}
     secrets = Secrets(specs, fetch_aws=fetch_aws)
     rt = Runtime(plan, scope, secrets, connections, executor)
-    for name, conn in plan.connections.items():
-        connections.define_deferred(name, deferred(rt, name, conn.model_dump()))
+    # Which keys apply (a postgres `override` var replaces the address fields) is known from
+    # vars alone, so it is chosen now: preflight then knows what each connection waits on.
+    for name, spec in plan_connections.in_use(plan).items():
+        connections.define_deferred(name, deferred(rt, name, spec))
     return rt
 
 
 def deferred(rt: Runtime, name: str, spec: Mapping[str, Any]) -> Deferred:
-    """Plan connection ``name``, resolved when the first action needs it.
+    """Plan connection ``name`` (the keys in use), resolved when the first action needs it.
 
     Its vars, secrets and ``${ops.OP.OUT}`` are resolved then, with the runtime's scope of
     that moment: an apply's, whose outputs grow as operations are applied; a rollback's or a
     resume's, whose outputs are the journal's (never a DSN kept from an earlier run), and the
     secrets read again from where they live (their store, the environment)."""
-    owner = next((k for k in registry.kinds().values() if k.connection_kind == spec.get("kind")), None)
-    # Which keys apply (a postgres `override` var replaces the address fields) is known from
-    # vars alone, so it is chosen now; preflight then knows what the connection waits on.
-    chosen = dict(owner.connection_in_use(spec, rt.scope.journal_form) if owner else spec)
-    wanted = sorted({(ref.path[0], ref.path[1]) for ref in _parsed(chosen) if ref.namespace == "ops"})
-    waits_on = tuple(sorted({op for op, _ in wanted}))
+    wanted = sorted({(op, out) for op, out, _ in plan_connections.outputs_named(spec)})
 
     def resolve() -> Mapping[str, Any]:
         missing = sorted({op for op, out in wanted if out not in rt.scope.ops_outputs(op)})
@@ -83,17 +79,10 @@ def deferred(rt: Runtime, name: str, spec: Mapping[str, Any]) -> Deferred:
                 "not applied yet (the operation using it must depend on them)",
                 code="ConnectionNotReady", connection=name, waits_on=tuple(missing),
             )
-        return rt.scope.exec_form(chosen, rt.secrets)
+        return rt.scope.exec_form(spec, rt.secrets)
 
-    return Deferred(kind=str(spec.get("kind")), resolve=resolve, waits_on=waits_on, written=chosen)
-
-
-def _parsed(value: Any) -> Iterator[refs.Ref]:
-    for text, _ in refs.refs_in(value):
-        try:
-            yield refs.parse(text)
-        except refs.RefSyntaxError:
-            continue  # validation refused it
+    waits_on = tuple(sorted({op for op, _ in wanted}))
+    return Deferred(kind=str(spec.get("kind")), resolve=resolve, waits_on=waits_on, written=dict(spec))
 
 
 def journalled_outputs(run: Run) -> Callable[[str], Mapping[str, Any]]:

@@ -23,16 +23,22 @@ def owner_of(kind: str) -> Any:
     return next((k for k in registry.kinds().values() if k.connection_kind == kind), None)
 
 
-def built_from(spec: Mapping[str, Any]) -> dict[str, tuple[str | int, ...]]:
-    """Operation -> the key of ``spec`` that first names one of its outputs."""
-    found: dict[str, tuple[str | int, ...]] = {}
+def outputs_named(spec: Mapping[str, Any]) -> Iterator[tuple[str, str, tuple[str | int, ...]]]:
+    """(operation, output, key of ``spec``) for each ``${ops.OP.OUT}`` in ``spec``."""
     for text, sub in refs.refs_in(spec):
         try:
             ref = refs.parse(text)
         except refs.RefSyntaxError:
             continue  # reported by validation
         if ref.op is not None:
-            found.setdefault(ref.op, sub)
+            yield ref.op, ref.path[1], sub
+
+
+def built_from(spec: Mapping[str, Any]) -> dict[str, tuple[str | int, ...]]:
+    """Operation -> the key of ``spec`` that first names one of its outputs."""
+    found: dict[str, tuple[str | int, ...]] = {}
+    for op, _, sub in outputs_named(spec):
+        found.setdefault(op, sub)
     return found
 
 
