@@ -311,6 +311,10 @@ def validate(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], stric
              as_json: bool) -> int:
     """Check PLAN completely (schema, references, graph, AWS API names); nothing runs.
 
+    Says when each connection built from operations' outputs opens (the first action that
+    needs it, once they are applied) and whether a var replaces it with these vars
+    (a postgres `override:`).
+
     \b
     Also shows how each step would be settled if a crash left it half-done:
       own probe       its probe finds the resource by the step's key
@@ -333,15 +337,20 @@ def validate(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], stric
     rows = plan_settlement(p.operations)
     if strict and (problems := person_problems(loaded)):
         raise NeedsPerson(problems)
+    from atomicops.plan.connections import explain
+
+    late = explain(p)  # connections built from outputs, or replaced by a var
     if as_json:
         _emit({"valid": True, "plan": p.name, "operations": len(p.operations), "steps": steps,
-               "warnings": [w.as_dict() for w in loaded.warnings],
+               "warnings": [w.as_dict() for w in loaded.warnings], "connections": late,
                "settlement": {"counts": counts(rows), "steps": rows}})
         return 0
     for w in loaded.warnings:
         err.print(f"[yellow]{_data(w)}[/yellow]")
     out.print(f"[green]valid[/green]: plan {_data(repr(p.name))}, {len(p.operations)} operations, {steps} steps, "
               f"{len(p.phases)} phase(s); {len(loaded.warnings)} warning(s)")
+    for c in late:
+        out.print(f"connection {_data(c['connection'])}: {_data(c['how'])}")
     _print_settlement(rows)
     return 0
 

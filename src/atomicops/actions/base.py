@@ -25,36 +25,101 @@ class CheckIssue:
     message: str
 
 
-class Connections:
-    """Connections of one run, opened on first use, shared by steps, closed at the end.
+@dataclass
+class ConnectionNotReady(ActionError):
+    """A connection built from operations' outputs (``${ops.OP.OUT}``) was needed before
+    those operations were applied. ``validate`` refuses a step that could meet it (its
+    operation must depend on them); a rollback trigger that meets it waits."""
 
-    ``specs`` are the plan's ``connections:`` entries with references resolved.
+    connection: str = ""
+    waits_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """A plan connection as written, resolved when first used.
+
+    ``resolve`` returns the spec with every reference resolved (vars, secrets, the outputs
+    of ``waits_on``) or raises (:class:`ConnectionNotReady` while an output is missing).
+    """
+
+    kind: str
+    resolve: Callable[[], Mapping[str, Any]]
+    waits_on: tuple[str, ...] = ()
+    """The operations whose outputs the connection is built from."""
+    written: Mapping[str, Any] = field(default_factory=dict)
+    """The spec as the plan writes it (the keys in use, references unresolved): what can be
+    checked before the operations it waits on are applied."""
+
+
+class Connections:
+    """Connections of one run, resolved and opened on first use, shared by steps, closed at
+    the end.
+
+    A connection may be built from what the run itself makes (the Aurora endpoint, written
+    ``${ops.aurora.endpoint}``), so its spec is resolved only when the first action needs
+    it: :meth:`define` takes a spec already resolved, :meth:`define_deferred` one resolved
+    then (once; a resolution that fails is tried again by the next action).
     """
 
     def __init__(self, specs: Mapping[str, Mapping[str, Any]]):
-        self._specs = dict(specs)
+        self._specs = {name: dict(spec) for name, spec in specs.items()}
+        self._deferred: dict[str, Deferred] = {}
         self._open: dict[str, tuple[ActionKind, Any]] = {}
         self._lock = threading.Lock()
-        # One lock per name, held while that connection opens: a slow connect (NATS may take
-        # many seconds to give up) holds back only the steps that need the same connection.
+        # One lock per name, held while that connection is resolved and opens: a slow
+        # connect (NATS may take many seconds to give up) holds back only the steps that
+        # need the same connection.
         self._connecting: dict[str, threading.Lock] = {}
 
     def define(self, name: str, spec: Mapping[str, Any]) -> None:
-        """Add a connection spec (before it is first used)."""
+        """Add a resolved connection spec (before it is first used)."""
         with self._lock:
             self._specs[name] = dict(spec)
+            self._deferred.pop(name, None)
+
+    def define_deferred(self, name: str, deferred: Deferred) -> None:
+        """Add a connection whose spec is resolved when it is first used."""
+        with self._lock:
+            self._deferred[name] = deferred
+            self._specs.pop(name, None)
 
     def fresh(self) -> Connections:
         """The same connection specs with none of the handles: for a watcher that must never
         wait behind (or hold up) the steps using these (engine/triggers.py)."""
         with self._lock:
-            return Connections(self._specs)
+            other = Connections(self._specs)
+            other._deferred = dict(self._deferred)
+            return other
 
     def spec(self, name: str) -> Mapping[str, Any]:
-        return self._specs[name]
+        """The resolved spec of ``name`` (resolved now if it was deferred)."""
+        with self._lock:
+            if name in self._specs:
+                return self._specs[name]
+            deferred = self._deferred[name]  # KeyError for an unknown name, as before
+        resolved = dict(deferred.resolve())
+        with self._lock:
+            self._specs.setdefault(name, resolved)
+            self._deferred.pop(name, None)
+            return self._specs[name]
+
+    def kind_of(self, name: str) -> str | None:
+        with self._lock:
+            if name in self._deferred:
+                return self._deferred[name].kind
+            kind = self._specs.get(name, {}).get("kind")
+            return kind if isinstance(kind, str) else None
+
+    def deferred(self, name: str) -> Deferred | None:
+        """How connection ``name`` will be resolved, while it is not yet."""
+        with self._lock:
+            return self._deferred.get(name)
 
     def names_of_kind(self, kind: str) -> list[str]:
-        return [n for n, s in self._specs.items() if s.get("kind") == kind]
+        with self._lock:
+            names = [*self._specs, *self._deferred]
+        return [n for n in names if self.kind_of(n) == kind]
 
     def get(self, kind: ActionKind, name: str | None) -> Any:
         """The open handle of connection ``name`` (or the default one for the kind)."""
@@ -68,22 +133,20 @@ class Connections:
         with self._lock:
             if name in self._open:
                 return self._open[name][1]
-            if name in self._specs:
-                spec = self._specs[name]
-            elif name.startswith("<default"):
-                spec = {"kind": want}
-            else:
-                # A misspelt name must not quietly fall back to default credentials.
-                raise ActionError(kind.key, f"unknown connection {name!r}")
-            if spec.get("kind") != want:
-                raise ActionError(
-                    kind.key, f"connection {name!r} is of kind {spec.get('kind')!r}, not {want!r}"
-                )
+            known = name in self._specs or name in self._deferred
+        if not known and not name.startswith("<default"):
+            # A misspelt name must not quietly fall back to default credentials.
+            raise ActionError(kind.key, f"unknown connection {name!r}")
+        have = self.kind_of(name) if known else want
+        if have != want:
+            raise ActionError(kind.key, f"connection {name!r} is of kind {have!r}, not {want!r}")
+        with self._lock:
             connecting = self._connecting.setdefault(name, threading.Lock())
         with connecting:
             with self._lock:
                 if name in self._open:  # opened by another step while this one waited
                     return self._open[name][1]
+            spec = self.spec(name) if known else {"kind": want}
             handle = kind.connect(spec)
             with self._lock:
                 self._open[name] = (kind, handle)
@@ -124,7 +187,11 @@ class ActionContext:
 
 def connection_of(ctx: ActionContext, kind: str, name: str | None = None) -> Any:
     """The open handle of a plan connection, for ``call`` functions doing data work:
-    ``connection_of(ctx, "aws").client("ecr")``, ``connection_of(ctx, "nats", "bus")``."""
+    ``connection_of(ctx, "aws").client("ecr")``, ``connection_of(ctx, "nats", "bus")``.
+
+    A connection built from operations' outputs opens here, the first time; before those
+    operations are applied it raises :class:`ConnectionNotReady` (``validate`` cannot see
+    which connections a function uses: its operation must depend on them)."""
     from atomicops.actions import registry
 
     return ctx.connections.get(registry.get(kind), name)
@@ -166,6 +233,17 @@ class ActionKind(ABC):
         """Static checks of a plan connection of this kind (``kind`` included); ``path`` is
         relative to the connection mapping."""
         return ()
+
+    secret_connection_keys: ClassVar[frozenset[str]] = frozenset()
+    """Keys of a plan connection of this kind that hold a secret (a postgres ``password``):
+    ``validate`` accepts only a ``${secrets.NAME}`` there, since the plan a run records in
+    the journal keeps its connections as written."""
+
+    def connection_in_use(self, spec: Mapping[str, Any], given: Callable[[Any], Any]) -> Mapping[str, Any]:
+        """The keys of plan connection ``spec`` that this run connects with, references still
+        unresolved. A kind whose connection may be replaced by a var (postgres' ``override``)
+        chooses here; ``given(value)`` resolves a value that names only vars. Default: all."""
+        return spec
 
     def connect(self, spec: Mapping[str, Any]) -> Any:
         raise ActionError(self.key, "this action kind takes no connection")

@@ -69,15 +69,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from atomicops.actions.base import ActionContext, ActionKind, CheckIssue
-from atomicops.actions.common import positive_or_absent
 from atomicops.actions.registry import register
 from atomicops.actions.sql_connection import (  # noqa: F401 - names the handle's users import from here
     _PLACEHOLDER,
-    CONNECTION_KEYS,
     KIND,
     PostgresConnection,
     bind,
     connect_error,
+    connection_issues,
+    in_use,
     plain,
     scrub,
     translate_error,
@@ -411,26 +411,14 @@ class SqlKind(ActionKind):
     def disconnect(self, handle: Any) -> None:
         handle.close()
 
+    secret_connection_keys = frozenset({"password"})
+
     def check_connection(self, spec: Mapping[str, Any]) -> Iterator[CheckIssue]:
         """Static checks of a plan connection mapping of kind ``postgres``."""
-        for key in sorted(set(spec) - CONNECTION_KEYS):
-            close = difflib.get_close_matches(key, CONNECTION_KEYS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            yield CheckIssue((key,), f"unknown key {key!r} in postgres connection{hint}")
-        dsn = spec.get("dsn")
-        if not isinstance(dsn, str) or not dsn:
-            yield CheckIssue(("dsn",), "a postgres connection needs dsn: postgresql://...")
-        elif not is_reference(dsn):
-            import psycopg  # only for a literal DSN: libpq parses it
-            from psycopg.conninfo import conninfo_to_dict
+        return connection_issues(spec)
 
-            try:
-                conninfo_to_dict(dsn)
-            except psycopg.Error:
-                yield CheckIssue(("dsn",), "dsn is not a valid PostgreSQL connection string")
-        for key in ("connect_timeout", "statement_timeout"):
-            if not positive_or_absent(spec.get(key)):
-                yield CheckIssue((key,), f"{key} must be a positive number")
+    def connection_in_use(self, spec: Mapping[str, Any], given: Any) -> Mapping[str, Any]:
+        return in_use(spec, given)
 
     # -- static checks
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime as dt
+import difflib
 import ipaddress
 import re
 import threading
@@ -17,8 +18,10 @@ from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from atomicops.actions.common import refuse_unknown_keys
+from atomicops.actions.base import CheckIssue
+from atomicops.actions.common import positive_or_absent, refuse_unknown_keys
 from atomicops.errors import ActionError
+from atomicops.plan.refs import is_reference, refs_in
 
 # psycopg (0.1 s to import) is loaded by the functions that talk to a database, so that
 # `validate` and the journal commands never pay for it (docs/performance.md, B6).
@@ -27,7 +30,14 @@ if TYPE_CHECKING:
 
 KIND = "sql"
 
-CONNECTION_KEYS = frozenset({"kind", "dsn", "connect_timeout", "statement_timeout"})
+ADDRESS_KEYS = ("host", "port", "user", "password", "dbname", "sslmode", "sslrootcert")
+"""A connection given by fields instead of a ``dsn``: libpq's own keywords, so a value is
+quoted by libpq's rules and cannot add a parameter of its own (``host: "h password=x"``)."""
+OVERRIDE = "override"
+"""A DSN (a var) that, when given, replaces the address fields: the rehearsal's PostgreSQL
+stands in for the Aurora cluster whose endpoint the fields name."""
+CONNECTION_KEYS = frozenset({"kind", "dsn", "connect_timeout", "statement_timeout", OVERRIDE, *ADDRESS_KEYS})
+TIMEOUT_KEYS = ("connect_timeout", "statement_timeout")
 DEFAULT_CONNECT_TIMEOUT = 10
 MAX_IDLE_PER_DATABASE = 4
 
@@ -100,6 +110,93 @@ def bind(params: Mapping[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- connection
 
+
+def in_use(spec: Mapping[str, Any], given: Any) -> dict[str, Any]:
+    """The keys of a plan connection a run connects with: ``override`` (a DSN, resolved by
+    ``given`` from vars) when it is given, with the timeouts; else the connection without it."""
+    if OVERRIDE not in spec:
+        return dict(spec)
+    chosen = given(spec[OVERRIDE])
+    if chosen is None or chosen == "":
+        return {k: v for k, v in spec.items() if k != OVERRIDE}
+    return {"kind": spec.get("kind"), "dsn": chosen, **{k: spec[k] for k in TIMEOUT_KEYS if k in spec}}
+
+
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def connection_issues(spec: Mapping[str, Any]) -> Iterator[CheckIssue]:
+    """Static checks of a plan connection mapping of kind ``postgres`` (values may still
+    hold references: those are checked once resolved)."""
+    for key in sorted(set(spec) - CONNECTION_KEYS):
+        close = difflib.get_close_matches(key, CONNECTION_KEYS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        yield CheckIssue((key,), f"unknown key {key!r} in postgres connection{hint}")
+    fields = [k for k in ADDRESS_KEYS if k in spec]
+    dsn = spec.get("dsn")
+    if "dsn" in spec and fields:
+        yield CheckIssue((fields[0],), "give the address one way: dsn, or host/port/user/password/dbname "
+                         f"(a DSN that replaces the fields when a var gives it is `{OVERRIDE}:`)")
+    elif "dsn" in spec and (not isinstance(dsn, str) or not dsn):
+        yield CheckIssue(("dsn",), "a postgres connection needs dsn: postgresql://...")
+    elif "dsn" not in spec and spec.get("host") in (None, ""):
+        yield CheckIssue(("host",), "a postgres connection needs dsn: postgresql://..., or host "
+                         "(with user, password: ${secrets.NAME}, dbname)")
+    elif isinstance(dsn, str) and not is_reference(dsn):
+        import psycopg  # only for a literal DSN: libpq parses it
+        from psycopg.conninfo import conninfo_to_dict
+
+        try:
+            conninfo_to_dict(dsn)
+        except psycopg.Error:
+            yield CheckIssue(("dsn",), "dsn is not a valid PostgreSQL connection string")
+    yield from _override_issues(spec)
+    port = spec.get("port")
+    if port is not None and not is_reference(port) and not (
+        isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536
+        or isinstance(port, str) and port.isdigit()
+    ):
+        yield CheckIssue(("port",), f"port must be a number from 1 to 65535, not {port!r}")
+    mode = spec.get("sslmode")
+    if mode is not None and not is_reference(mode) and mode not in _SSLMODES:
+        yield CheckIssue(("sslmode",), f"sslmode must be one of {', '.join(_SSLMODES)}, not {mode!r}")
+    for key in TIMEOUT_KEYS:
+        if not positive_or_absent(spec.get(key)):
+            yield CheckIssue((key,), f"{key} must be a positive number")
+
+
+def _override_issues(spec: Mapping[str, Any]) -> Iterator[CheckIssue]:
+    if OVERRIDE not in spec:
+        return
+    value = spec[OVERRIDE]
+    if "dsn" in spec:
+        yield CheckIssue((OVERRIDE,), f"{OVERRIDE} replaces the address fields (host, user...) when its var is "
+                         "given; with a dsn there is nothing to replace: keep one of the two")
+    if value is None:
+        return
+    if not isinstance(value, str) or not is_reference(value):
+        yield CheckIssue((OVERRIDE,), f"{OVERRIDE} is a var that may replace the fields (\"${{vars.database_url}}\"): "
+                         "a literal would always win, write it as dsn instead")
+        return
+    for text, _ in refs_in(value):
+        if text.strip().split(".")[0] not in ("vars", "env"):
+            yield CheckIssue((OVERRIDE,), f"{OVERRIDE} may name only vars (it is chosen before the run "
+                             f"resolves anything else), not ${{{text.strip()}}}")
+
+
+def dsn_of_fields(spec: Mapping[str, Any]) -> str | None:
+    """A libpq connection string of the address fields (None when there is no host)."""
+    from psycopg.conninfo import make_conninfo
+
+    fields = {k: spec[k] for k in ADDRESS_KEYS if spec.get(k) is not None}
+    if not fields.get("host"):
+        return None
+    try:
+        return make_conninfo("", **{k: str(v) for k, v in fields.items()})
+    except Exception:  # noqa: BLE001 - psycopg's message would quote the values, password included
+        raise ActionError(KIND, "the connection's fields do not make a PostgreSQL connection string "
+                          f"(keys: {', '.join(sorted(fields))})", code="InvalidConnection") from None
+
 _URL_PASSWORD = re.compile(r"(://[^:/?#@\s]*:)[^@\s]*@")
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
 
@@ -150,9 +247,9 @@ class PostgresConnection:
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> PostgresConnection:
         refuse_unknown_keys(KIND, "postgres connection", spec, CONNECTION_KEYS)
-        dsn = spec.get("dsn")
+        dsn = spec.get("dsn") if spec.get("dsn") is not None else dsn_of_fields(spec)
         if not isinstance(dsn, str) or not dsn:
-            raise ActionError(KIND, "a postgres connection needs a dsn", code="InvalidConnection")
+            raise ActionError(KIND, "a postgres connection needs a dsn, or host and user", code="InvalidConnection")
         try:
             connect_timeout = float(spec.get("connect_timeout") or DEFAULT_CONNECT_TIMEOUT)
             statement_timeout = (

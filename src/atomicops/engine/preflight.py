@@ -7,7 +7,10 @@ reference has a value, every secret they use can be read (present, long enough; 
 ``aws_secret`` is read once), and every connection they use is well formed. Connections the
 first phase to run uses must also answer one cheap read-only request; a later phase may
 connect to what an earlier one creates (the Aurora endpoint), so its connections cannot be
-asked before the run. The plan's rollback triggers are polled from the first operation on,
+asked before the run; nor can a connection built from the outputs of an operation this run
+applies (``host: "${ops.aurora.endpoint}"``), whatever the phase: only its shape is checked
+here, and it opens when the first action needs it. Built from what an earlier run applied, it
+is asked like any other. The plan's rollback triggers are polled from the first operation on,
 so what their checks use (vars, secrets, connections) is looked at the same way, and their
 connections are asked like the first phase's: a check that cannot run misses, and enough
 misses in a row would roll the run back part-way (a trigger on a NATS stream with no
@@ -29,7 +32,7 @@ from atomicops.engine.runtime import Runtime, open_runtime
 from atomicops.engine.secrets import refusal
 from atomicops.engine.triggers import check_name
 from atomicops.errors import AtomicOpsError, PreflightFailed
-from atomicops.plan import refs
+from atomicops.plan import connections, refs
 from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Plan, Retry
 
@@ -45,9 +48,13 @@ _REQUESTS: dict[str, dict[str, Any]] = {
 
 
 def preflight(loaded: LoadedPlan, op_ids: Iterable[str], *, env: str, run_id: str,
-              plan_verify: bool = True) -> None:
+              plan_verify: bool = True, applied: Mapping[str, Mapping[str, Any]] | None = None) -> None:
     """Raise PreflightFailed listing every var, secret and connection the operations
-    ``op_ids`` (and the plan's verify checks, when the run makes them) would fail on."""
+    ``op_ids`` (and the plan's verify checks, when the run makes them) would fail on.
+
+    ``applied``: the outputs of the operations already applied (from the journal). A
+    connection built from them is asked like any other; one built from an operation this run
+    applies is not (only its shape is checked)."""
     plan = loaded.plan
     pending = set(op_ids)
     # A partial apply (--target, --phase) does not run the plan's verify checks: their vars
@@ -63,9 +70,12 @@ def preflight(loaded: LoadedPlan, op_ids: Iterable[str], *, env: str, run_id: st
     secrets = _secrets_used(plan, actions)
     problems += _env_secrets(plan, secrets)
     if not problems:
-        # Connection specs are resolved (secrets and all) when a runtime opens.
+        # Connection specs are resolved (secrets and all) when first needed: below, for
+        # those the run does not build from its own outputs.
         try:
-            rt = open_runtime(plan, env=env, run_id=run_id, base_dir=loaded.base_dir)
+            done = dict(applied or {})
+            rt = open_runtime(plan, env=env, run_id=run_id, base_dir=loaded.base_dir,
+                              ops_outputs=lambda op: done.get(op, {}))
         except AtomicOpsError as exc:
             raise PreflightFailed([str(exc)]) from None
         try:
@@ -119,7 +129,7 @@ def _actions(plan: Plan, op_ids: set[str], *, verify: bool = True) -> Iterator[M
 
 
 def _vars(plan: Plan, actions: list[Mapping[str, Any]]) -> list[str]:
-    places: list[Any] = [*actions, *(c.model_dump() for c in plan.connections.values()),
+    places: list[Any] = [*actions, *connections.in_use(plan).values(),
                          *(s.model_dump(exclude_none=True) for s in plan.secrets.values())]
     problems: set[str] = set()
     for text in _strings(places):
@@ -155,8 +165,10 @@ def _strings(value: Any) -> Iterator[str]:
 
 
 def _secrets_used(plan: Plan, actions: list[Mapping[str, Any]]) -> list[str]:
-    # Every connection spec is resolved when the run starts, so its secrets are needed too.
-    places = [*actions, *(c.model_dump() for c in plan.connections.values())]
+    # Connections are resolved when first used, a call's whenever it likes: the secrets of
+    # each (of what is in use: a postgres `override` given replaces the password) are asked
+    # for now rather than half-way through the run.
+    places = [*actions, *connections.in_use(plan).values()]
     used = {t.strip().split(".")[1] for t, _ in refs.refs_in(places) if t.strip().startswith("secrets.")}
     return sorted(n for n in used if n in plan.secrets)
 
@@ -225,12 +237,25 @@ def _ask(rt: Runtime, asking: Connections, executor: Executor, used: Mapping[str
         why = (f" (rollback trigger {', '.join(checks)} polls it from the first operation on: "
                f"a check that cannot run misses, and misses roll the run back)") if checks else ""
         owner = registry.get(_kind_key(kind))
-        spec = dict(rt.connections.spec(name))
+        waiting = rt.connections.deferred(name)
+        if waiting is not None and any(not rt.scope.ops_outputs(op) for op in waiting.waits_on):
+            # Built from what the run makes (the Aurora endpoint): resolved and opened by the
+            # first action that needs it, once those operations are applied (validate saw to
+            # it). Only its shape can be checked now, and its references were, by validate.
+            spec = dict(waiting.written)
+            ask_it = False
+        else:
+            try:
+                spec = dict(rt.connections.spec(name))
+            except AtomicOpsError as exc:
+                problems[name] = f"connection {name!r} ({kind}): {rt.secrets.redactor.text(str(exc))}{why}"
+                continue
+            ask_it = ask
         issues = [f"{'.'.join(map(str, i.path))}: {i.message}" for i in owner.check_connection(spec)]
         if issues:
             problems[name] = f"connection {name!r} ({kind}): " + "; ".join(issues) + why
             continue
-        if not ask:
+        if not ask_it:
             continue
         # Asked once, quickly: a run would wait its own (longer) timeouts later.
         spec["connect_timeout"] = min(float(spec.get("connect_timeout") or CONNECT_LIMIT), CONNECT_LIMIT)

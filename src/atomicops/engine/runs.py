@@ -98,7 +98,7 @@ def apply_in_run(
     """
     p = loaded.plan
     preflight(loaded, [o for o in selected if not st.is_applied(o)], env=run.env, run_id=run.id,
-              plan_verify=full)
+              plan_verify=full, applied={o.id: o.outputs for o in st.ops.values() if o.status == "applied"})
     with runtime_of(run, loaded) as rt:
         applier = Applier(loaded, run, rt, st, parallelism, earlier_runs=set(earlier_runs))
         if prepare is not None:

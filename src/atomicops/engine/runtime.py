@@ -8,12 +8,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from atomicops.actions.base import Connections
+from atomicops.actions.base import ConnectionNotReady, Connections, Deferred
 from atomicops.engine.cancel import Cancellation
 from atomicops.engine.executor import Executor
 from atomicops.engine.run import Run
 from atomicops.engine.scope import Scope
 from atomicops.engine.secrets import Secrets
+from atomicops.plan import connections as plan_connections
 from atomicops.plan.loader import LoadedPlan
 from atomicops.plan.model import Plan, SecretSpec
 
@@ -53,17 +54,56 @@ def open_runtime(
     # Secret specs may name their store with vars (`store: app/${vars.stage}/db`).
     specs = {n: SecretSpec.model_validate(scope.journal_form(s.model_dump())) for n, s in plan.secrets.items()}
     secrets = Secrets(specs, fetch_aws=fetch_aws)
-    # Connection specs may use vars and secrets; they are resolved once, here.
-    for name, conn in plan.connections.items():
-        connections.define(name, scope.exec_form(conn.model_dump(), secrets))
-    return Runtime(plan, scope, secrets, connections, executor)
+    rt = Runtime(plan, scope, secrets, connections, executor)
+    # Which keys apply (a postgres `override` var replaces the address fields) is known from
+    # vars alone, so it is chosen now: preflight then knows what each connection waits on.
+    for name, spec in plan_connections.in_use(plan).items():
+        connections.define_deferred(name, deferred(rt, name, spec))
+    return rt
+
+
+def deferred(rt: Runtime, name: str, spec: Mapping[str, Any]) -> Deferred:
+    """Plan connection ``name`` (the keys in use), resolved when the first action needs it.
+
+    Its vars, secrets and ``${ops.OP.OUT}`` are resolved then, with the runtime's scope of
+    that moment: an apply's, whose outputs grow as operations are applied; a rollback's or a
+    resume's, whose outputs are the journal's (never a DSN kept from an earlier run), and the
+    secrets read again from where they live (their store, the environment)."""
+    wanted = sorted({(op, out) for op, out, _ in plan_connections.outputs_named(spec)})
+
+    def resolve() -> Mapping[str, Any]:
+        missing = sorted({op for op, out in wanted if out not in rt.scope.ops_outputs(op)})
+        if missing:
+            raise ConnectionNotReady(
+                "connections", f"connection {name!r} is built from the outputs of {', '.join(missing)}, "
+                "not applied yet (the operation using it must depend on them)",
+                code="ConnectionNotReady", connection=name, waits_on=tuple(missing),
+            )
+        return rt.scope.exec_form(spec, rt.secrets)
+
+    waits_on = tuple(sorted({op for op, _ in wanted}))
+    return Deferred(kind=str(spec.get("kind")), resolve=resolve, waits_on=waits_on, written=dict(spec))
+
+
+def journalled_outputs(run: Run) -> Callable[[str], Mapping[str, Any]]:
+    """``${ops.OP.OUT}`` as the journal holds it, read once when first asked (a rollback's
+    connections; an apply's Applier replaces it with the outputs it tracks)."""
+    held: list[dict[str, dict[str, Any]]] = []
+
+    def outputs(op: str) -> Mapping[str, Any]:
+        if not held:
+            held.append({o.id: o.outputs for o in run.state().ops.values()})
+        return held[0].get(op, {})
+
+    return outputs
 
 
 @contextmanager
 def runtime_of(run: Run, loaded: LoadedPlan) -> Iterator[Runtime]:
     """The runtime a run executes ``loaded`` with: the run's cancellation in every action, the
     run's journal masking what the runtime's secrets resolve, connections closed at the end."""
-    rt = open_runtime(loaded.plan, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel)
+    rt = open_runtime(loaded.plan, env=run.env, run_id=run.id, base_dir=loaded.base_dir, cancel=run.cancel,
+                      ops_outputs=journalled_outputs(run))
     run.redactor = rt.secrets.redactor
     # What the process holds when the run starts (the plan, botocore's models and clients,
     # a few hundred thousand objects) lives until the run ends: the collector's full passes

@@ -12,7 +12,8 @@ missed ``failures`` times in a row it calls ``on_fire`` (which halts the run's w
 
 A check misses when its ``expect`` does not hold or when it cannot be run (a health endpoint
 that refuses connections is unhealthy). A check whose references cannot be resolved yet (it
-names ``${ops.X...}`` and X is not applied) waits: it is neither a pass nor a miss.
+names ``${ops.X...}`` and X is not applied, or uses a connection built from such outputs)
+waits: it is neither a pass nor a miss.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import jmespath
 import jmespath.exceptions
 
 from atomicops import clipping
-from atomicops.actions.base import Connections
+from atomicops.actions.base import ConnectionNotReady, Connections
 from atomicops.engine.cancel import Cancellation
 from atomicops.engine.executor import Executor
 from atomicops.engine.run import Run
@@ -154,6 +155,8 @@ class Watcher:
             return "waiting", f"waiting: {exc}"
         try:
             result = self.executor.execute(resolved, retry=Retry(attempts=1))
+        except ConnectionNotReady as exc:  # built from outputs of operations not applied yet
+            return "waiting", f"waiting: {exc.message}"
         except AtomicOpsError as exc:
             return "miss", f"error: {exc}"
         except Exception as exc:  # noqa: BLE001 - a check that crashes is a check that failed

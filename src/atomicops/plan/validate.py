@@ -18,7 +18,7 @@ from atomicops.engine.secrets import refusal
 from atomicops.errors import AtomicOpsError, Problem, ReferenceError_
 from atomicops.expect import check_expect_spec, check_expression
 from atomicops.graph import Graph
-from atomicops.plan import refs
+from atomicops.plan import connections, refs
 from atomicops.plan.call_target import call_target_problem
 from atomicops.plan.model import Operation, Plan, is_value_output
 from atomicops.plan.passed_checks import PassedChecks
@@ -39,6 +39,8 @@ _ANY = frozenset(refs.NAMESPACES)
 _NO_STEP = _ANY - {"step"}
 _PLAN_LEVEL = _ANY - {"step", "self"}
 _CONNECTION = frozenset({"vars", "secrets", "env"})
+# A connection may also be built from what the run makes (engine/runtime.py opens it late).
+_CONNECTION_SPEC = _CONNECTION | {"ops"}
 
 
 @dataclass
@@ -80,7 +82,12 @@ def validate_plan(
         else:
             for issue in owner.check_connection(conn.model_dump()):
                 ctx.add((*path, *issue.path), issue.message)
-        _check_refs(ctx, conn.model_dump(), path, allowed=_CONNECTION, op=None)
+            for key in sorted(owner.secret_connection_keys & set(conn.model_dump())):
+                value = conn.model_dump()[key]
+                if value is not None and not (refs.is_whole_reference(value) and str(value).replace(" ", "").startswith("${secrets.")):
+                    ctx.add((*path, key), f"{key} must be a secret, written \"${{secrets.NAME}}\": the plan is "
+                            "recorded in the journal as written, so a literal or a var would be kept there in plaintext")
+        _check_refs(ctx, conn.model_dump(), path, allowed=_CONNECTION_SPEC, op=None)
     for name, secret in plan.secrets.items():
         _check_refs(ctx, secret.model_dump(exclude_none=True), ("secrets", name), allowed=frozenset({"vars", "env"}), op=None)
         if secret.env is not None and secret.env in os.environ and (refused := refusal(name, os.environ[secret.env])):
@@ -99,6 +106,7 @@ def validate_plan(
                 _check_jmespath(ctx, expr, (*path, "outputs", out), None)
     _check_graph(ctx)
     if not any(p.severity == "error" for p in ctx.problems):
+        _check_connection_order(ctx)
         _check_secret_stores(ctx)
     ctx.passed.save()
     return ctx.problems, ctx.deps
@@ -294,6 +302,42 @@ def _check_secret_places(ctx: _Ctx, kind: str, body: Mapping[str, Any], path: Pa
             ctx.add(where, "a secret cannot go into a URL (URLs end up in logs); send it in a header", op=op)
 
 
+def _check_connection_order(ctx: _Ctx) -> None:
+    """An operation that uses a connection built from operations' outputs comes after them:
+    the connection opens when it is first used, and only then are those outputs known."""
+    built = {name: connections.built_from(c.model_dump()) for name, c in ctx.plan.connections.items()}
+    if not any(built.values()):
+        return
+    graph = Graph.build([o.id for o in ctx.plan.operations], ctx.deps)
+    before: dict[str, set[str]] = {}
+    told: set[tuple[str, str, str]] = set()  # one error per operation, connection and dependency
+    for op_id, path, name in connections.users(ctx.plan):
+        for dep in sorted(built[name]):
+            if (op_id, name, dep) in told:
+                continue
+            told.add((op_id, name, dep))
+            if op_id not in before:
+                before[op_id] = graph.ancestors(op_id)
+            action = _action_at(ctx.plan, path)
+            where = (*path, "connection") if isinstance(action, Mapping) and "connection" in action else path
+            if dep == op_id:
+                ctx.add(where, f"uses connection {name!r}, which is built from this operation's own outputs "
+                        f"(connections.{name}.{format_path(built[name][dep])}): it opens only once {dep!r} is "
+                        "applied, so use it from an operation that depends on it", op=op_id)
+            elif dep not in before[op_id]:
+                ctx.add(where, f"uses connection {name!r}, which is built from the outputs of {dep!r} "
+                        f"(connections.{name}.{format_path(built[name][dep])}), but does not come after it: "
+                        f"add `depends_on: [{dep}]` (the connection opens when first used, once {dep!r} is applied)",
+                        op=op_id)
+
+
+def _action_at(plan: Plan, path: Path) -> Any:
+    op = plan.operations[int(path[1])]
+    if path[2] == "verify":
+        return op.verify[int(path[3])]
+    return getattr(op.steps[int(path[3])], str(path[4]))
+
+
 def _check_secret_stores(ctx: _Ctx) -> None:
     """A generated secret with a ``store`` is written there by one operation; every other
     operation that uses it must come after that one, so a resume can read it back."""
@@ -302,6 +346,10 @@ def _check_secret_stores(ctx: _Ctx) -> None:
             continue
         users: dict[str, Path] = {}
         writer: str | None = None
+        # An action that uses a connection holding the secret (a postgres password) uses it too.
+        for op_id, path, conn in connections.users(ctx.plan):
+            if any(t.strip() == f"secrets.{name}" for t, _ in refs.refs_in(ctx.plan.connections[conn].model_dump())):
+                users.setdefault(op_id, path)
         for i, op in enumerate(ctx.plan.operations):
             for j, step in enumerate(op.steps):
                 for role in ("do", "undo", "probe"):

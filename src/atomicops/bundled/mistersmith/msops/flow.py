@@ -16,8 +16,9 @@ TIMEOUT = 5.0
 # The AWS calls each function makes, for `atomicops policy` (atomicops/policy/calls.py): none.
 AWS_CALLS: dict[str, list[str]] = {"publish_and_receive": []}
 
-def publish_and_receive(ctx: ActionContext, subject: str) -> dict[str, Any]:
-    bus = connection_of(ctx, "nats")
+def publish_and_receive(ctx: ActionContext, subject: str, connection: str | None = None) -> dict[str, Any]:
+    """``connection``: the plan's NATS connection to go through (the first one by default)."""
+    bus = connection_of(ctx, "nats", connection)
     token = uuid.uuid4().hex
 
     async def roundtrip(nc: Any) -> dict[str, Any]:

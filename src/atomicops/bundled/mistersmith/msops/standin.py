@@ -64,4 +64,5 @@ def start(ctx: ActionContext, database_url: str, nats_url: str) -> dict[str, Any
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Health)
     threading.Thread(target=server.serve_forever, name="orchestrator-stand-in", daemon=True).start()
-    return {"url": f"http://127.0.0.1:{server.server_address[1]}"}
+    # Its NATS is the sandbox's: what 5.3's message flow goes through in a rehearsal.
+    return {"url": f"http://127.0.0.1:{server.server_address[1]}", "nats_url": nats_url}
