@@ -728,6 +728,81 @@ def sends_once(op_model: OperationModel, ctx: ActionContext) -> bool:
     return not any(m.metadata.get("idempotencyToken") for m in members)
 
 
+# A write call that answers HTTP 200 while refusing part or all of its work lists the refused
+# items in a top-level member of its answer: DeleteVpcEndpoints' ``Unsuccessful``,
+# BatchDeleteImage's ``failures``, PutTargets' ``FailedEntries``, SQS's ``Failed``... The rule
+# is read from botocore's output shape: a list member with one of these names whose items
+# carry an error code (directly or in an ``Error`` structure). Lists with no code (ECS's
+# ``failures`` hold a free-text ``reason``) and reads (``BatchGet*``, whose misses are an
+# answer, not a failure) are left alone; DynamoDB's ``UnprocessedItems`` is a map of
+# throttled writes to resend, not a refusal, and is its caller's business.
+_FAILURE_LIST = re.compile(r"(?i)^(unsuccessful|failures|failed[a-z]*)$")
+_FAILURE_CODE = ("ErrorCode", "errorCode", "FailureCode", "failureCode", "Code", "code")
+_FAILURE_MESSAGE = ("ErrorMessage", "errorMessage", "FailureReason", "failureReason", "FailureDescription",
+                    "Message", "message")  # fmt: skip
+_FAILURE_NESTED = ("Error", "error")
+_READ_BATCH = re.compile(r"Batch(Get|Check|Describe|Detect)")
+_failure_members: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+def failure_members(op_model: OperationModel) -> tuple[str, ...]:
+    """The members of ``op_model``'s answer that list per-item failures (see above)."""
+    key = (op_model.service_model.service_name, op_model.name)
+    found = _failure_members.get(key)
+    if found is None:
+        verb = re.match(r"[A-Z][a-z]*", op_model.name)
+        reads = verb is not None and verb.group(0) in READ_VERBS - {"Batch"}
+        shape = op_model.output_shape
+        found = ()
+        if shape is not None and not reads and not _READ_BATCH.match(op_model.name):
+            found = tuple(
+                name for name, member in shape.members.items()
+                if _FAILURE_LIST.match(name) and _kind(member) == "list" and _kind(member.member) == "structure"
+                and _carries_code(member.member)
+            )  # fmt: skip
+        _failure_members[key] = found
+    return found
+
+
+def _carries_code(item: Shape) -> bool:
+    members = item.members  # type: ignore[attr-defined]
+    if any(name in members for name in _FAILURE_CODE):
+        return True
+    return any(
+        name in members and _kind(members[name]) == "structure"
+        and any(code in members[name].members for code in _FAILURE_CODE)
+        for name in _FAILURE_NESTED
+    )  # fmt: skip
+
+
+def partial_failure(op_model: OperationModel, result: Mapping[str, Any], what: str,
+                    secrets: Iterable[str] = ()) -> ActionError | None:
+    """An ActionError for the first refused item of a call's answer, or None: the item's own
+    code (``InvalidVpcEndpoint.NotFound``, ``ImageNotFound``), so an undo's "already gone"
+    codes still apply and any other refusal fails the undo that met it, not a later one.
+
+    ``applied`` says the call did part of its work (another list of the answer is not empty:
+    BatchDeleteImage's ``imageIds``), so a step's effect is journalled for its undo."""
+    members = failure_members(op_model)
+    failed = [item for name in members for item in (result.get(name) or []) if isinstance(item, Mapping)]
+    if not failed:
+        return None
+    first = failed[0]
+    detail = next((first[n] for n in _FAILURE_NESTED if isinstance(first.get(n), Mapping)), first)
+    code = next((str(detail[n]) for n in _FAILURE_CODE if detail.get(n)), "PartialFailure")
+    message = next((str(detail[n]) for n in _FAILURE_MESSAGE if detail.get(n)), code)
+    more = f" (and {len(failed) - 1} more refused item(s))" if len(failed) > 1 else ""
+    done = any(isinstance(value, list) and value for name, value in result.items() if name not in members)
+    return ActionError(
+        KIND,
+        f"{what}: {redact(message, secrets)}{more}",
+        code=code,
+        transient=code in THROTTLING_CODES,
+        result=result,
+        applied=done,
+    )
+
+
 def translate_error(error: Exception, what: str, secrets: Iterable[str] = ()) -> ActionError:
     """An ActionError for a botocore failure of ``what`` (``service.operation``)."""
     if isinstance(error, ClientError):
@@ -888,6 +963,9 @@ class AwsKind(ActionKind):
             raise error from None
         response.pop("ResponseMetadata", None)
         result = plain(response)
+        refused = partial_failure(op_model, result, what, secrets)
+        if refused is not None:
+            raise refused
 
         wait = action.get("wait")
         if wait:
