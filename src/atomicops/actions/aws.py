@@ -69,8 +69,12 @@ DEFAULT_WAIT_DELAY = 2
 DEFAULT_WAIT_MAX_ATTEMPTS = 150
 
 CONNECTION_KEYS = frozenset(
-    {"kind", "region", "endpoint_url", "profile", "connect_timeout", "read_timeout", "max_attempts"}
+    {"kind", "region", "endpoint_url", "profile", "connect_timeout", "read_timeout", "max_attempts", "retry_mode"}
 )
+# botocore's retry modes a connection may choose (``legacy`` counts attempts differently and
+# knows fewer throttling codes). ``adaptive`` adds a client-side rate limiter that slows a
+# client down once AWS throttles it: for many writers sharing one client (a data copy).
+RETRY_MODES = ("standard", "adaptive")
 WAIT_KEYS = frozenset({"waiter", "params", "delay", "max_attempts"})
 
 # botocore's own list (retries/standard.py) of codes that mean "slow down, then try again".
@@ -168,11 +172,15 @@ class AwsConnection:
         connect_timeout: float = 10,
         read_timeout: float = 60,
         max_attempts: int = 5,
+        retry_mode: str | None = None,
     ) -> None:
+        """``retry_mode`` None: ``AWS_RETRY_MODE`` or the profile's ``retry_mode`` where
+        either says ``standard`` or ``adaptive``, else ``standard``."""
         self.region = region
         self.endpoint_url = endpoint_url
         self.profile = profile
-        self._pool = _Clients.take(region, endpoint_url, profile, connect_timeout, read_timeout, max_attempts)
+        self._pool = _Clients.take(region, endpoint_url, profile, connect_timeout, read_timeout, max_attempts,
+                                   retry_mode)
         self.config = self._pool.config
         self.config_once = self._pool.config_once
         self._closed = False
@@ -181,8 +189,12 @@ class AwsConnection:
     def from_spec(cls, spec: Mapping[str, Any]) -> AwsConnection:
         """Build from a plan connection mapping (``{kind: aws, region: ..., ...}``)."""
         refuse_unknown_keys(KIND, "aws connection", spec, CONNECTION_KEYS)
+        if spec.get("retry_mode") is not None and spec["retry_mode"] not in RETRY_MODES:
+            raise ActionError(KIND, f"aws connection: retry_mode must be one of {', '.join(RETRY_MODES)}, "
+                              f"not {spec['retry_mode']!r}", code="InvalidConnection")
         options = {
-            k: spec[k] for k in ("connect_timeout", "read_timeout", "max_attempts") if k in spec
+            k: spec[k] for k in ("connect_timeout", "read_timeout", "max_attempts", "retry_mode")
+            if spec.get(k) is not None
         }
         return cls(spec.get("region"), spec.get("endpoint_url"), spec.get("profile"), **options)
 
@@ -268,14 +280,20 @@ class _Clients:
 
     @classmethod
     def take(cls, region: str | None, endpoint_url: str | None, profile: str | None,
-             connect_timeout: float, read_timeout: float, max_attempts: int) -> _Clients:
+             connect_timeout: float, read_timeout: float, max_attempts: int, retry_mode: str | None) -> _Clients:
         environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
-        key = (region, endpoint_url, profile, connect_timeout, read_timeout, max_attempts, environment)
+        key = (region, endpoint_url, profile, connect_timeout, read_timeout, max_attempts, retry_mode, environment)
         with cls._lock:
             pool = cls._all.pop(key, None)
             if pool is None:
                 session, lock = cls._session(profile, environment)
-                config, once = _configs(connect_timeout, read_timeout, max_attempts)
+                if retry_mode is None:
+                    # What the user's environment or profile asks for (botocore reads
+                    # AWS_RETRY_MODE, then the profile's retry_mode): the Config we pass
+                    # would otherwise win over both.
+                    configured = session._session.get_config_variable("retry_mode")
+                    retry_mode = configured if configured in RETRY_MODES else "standard"
+                config, once = _configs(connect_timeout, read_timeout, max_attempts, retry_mode)
                 pool = cls(key, session, lock, config, once)
             cls._all[key] = pool  # newest last: eviction takes the oldest idle set
             pool._users += 1
@@ -362,14 +380,14 @@ def _exit_without_collecting() -> None:
     atexit.register(gc.freeze)  # registered first among ours, so it runs after the others
 
 
-def _configs(connect_timeout: float, read_timeout: float, max_attempts: int) -> tuple[Any, Any]:
+def _configs(connect_timeout: float, read_timeout: float, max_attempts: int, retry_mode: str = "standard") -> tuple[Any, Any]:
     """The botocore Config of a connection's clients, and of its clients that send once."""
     from botocore.config import Config
 
     config = Config(
         # total_max_attempts counts the first try, like ``max_attempts`` in ~/.aws/config;
         # Config's own ``max_attempts`` key would count retries only (5 -> 6 calls).
-        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        retries={"mode": retry_mode, "total_max_attempts": max_attempts},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         user_agent_extra="atomicops",
@@ -377,8 +395,9 @@ def _configs(connect_timeout: float, read_timeout: float, max_attempts: int) -> 
     # botocore's standard mode resends on a read timeout, a dropped connection and any 5xx,
     # for every call: a CreateVpc whose answer was lost would be made twice. Calls that no
     # token makes idempotent go through clients that send once; the engine decides what to
-    # do with a lost answer (engine/executor.py).
-    return config, config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    # do with a lost answer (engine/executor.py). In adaptive mode their one attempt is still
+    # paced by the rate limiter.
+    return config, config.merge(Config(retries={"mode": retry_mode, "total_max_attempts": 1}))
 
 
 # --------------------------------------------------------------------------- botocore models
@@ -869,6 +888,10 @@ class AwsKind(ActionKind):
         for key in ("connect_timeout", "read_timeout", "max_attempts"):
             if not positive_or_absent(spec.get(key)):
                 yield CheckIssue((key,), f"{key} must be a positive number")
+        mode = spec.get("retry_mode")
+        if mode is not None and not is_reference(mode) and mode not in RETRY_MODES:
+            yield CheckIssue(("retry_mode",), f"retry_mode must be one of {', '.join(RETRY_MODES)}, not {mode!r}"
+                             " (unset: AWS_RETRY_MODE or the profile's retry_mode, else standard)")
 
     # -- static checks
 
