@@ -69,12 +69,14 @@ DEFAULT_WAIT_DELAY = 2
 DEFAULT_WAIT_MAX_ATTEMPTS = 150
 
 CONNECTION_KEYS = frozenset(
-    {"kind", "region", "endpoint_url", "profile", "connect_timeout", "read_timeout", "max_attempts", "retry_mode"}
+    {"kind", "region", "endpoint_url", "profile", "connect_timeout", "read_timeout", "max_attempts", "retry_mode",
+     "settle_minutes"}
 )
 # botocore's retry modes a connection may choose (``legacy`` counts attempts differently and
 # knows fewer throttling codes). ``adaptive`` adds a client-side rate limiter that slows a
 # client down once AWS throttles it: for many writers sharing one client (a data copy).
 RETRY_MODES = ("standard", "adaptive")
+MAX_SETTLE_MINUTES = 45  # engine/settling.py: the longest an undo waits for AWS to release something
 WAIT_KEYS = frozenset({"waiter", "params", "delay", "max_attempts"})
 
 # botocore's own list (retries/standard.py) of codes that mean "slow down, then try again".
@@ -888,6 +890,10 @@ class AwsKind(ActionKind):
         for key in ("connect_timeout", "read_timeout", "max_attempts"):
             if not positive_or_absent(spec.get(key)):
                 yield CheckIssue((key,), f"{key} must be a positive number")
+        # Read by the engine's rollback, not by the clients (engine/settling.py).
+        minutes = spec.get("settle_minutes")
+        if not positive_or_absent(minutes) or (isinstance(minutes, (int, float)) and minutes > MAX_SETTLE_MINUTES):
+            yield CheckIssue(("settle_minutes",), f"settle_minutes must be a number of minutes, 0 < N <= {MAX_SETTLE_MINUTES:g}")
         mode = spec.get("retry_mode")
         if mode is not None and not is_reference(mode) and mode not in RETRY_MODES:
             yield CheckIssue(("retry_mode",), f"retry_mode must be one of {', '.join(RETRY_MODES)}, not {mode!r}"
