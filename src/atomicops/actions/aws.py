@@ -637,6 +637,20 @@ def with_tags(
     return out
 
 
+def with_bucket_region(service: str, operation: str, params: dict[str, Any], region: str | None) -> dict[str, Any]:
+    """``CreateBucket`` outside us-east-1 needs ``LocationConstraint`` = the region, and in
+    us-east-1 refuses it (IllegalLocationConstraintException either way): fill it from the
+    connection's region where the plan did not say, as ``aws s3 mb`` does, so one plan
+    creates its bucket in any region."""
+    if service != "s3" or operation != "CreateBucket" or not region or region == "us-east-1":
+        return params
+    config = params.get("CreateBucketConfiguration")
+    config = dict(config) if isinstance(config, Mapping) else {}
+    if "LocationConstraint" in config or "Location" in config:  # said, or a directory bucket
+        return params
+    return {**params, "CreateBucketConfiguration": {**config, "LocationConstraint": region}}
+
+
 # --------------------------------------------------------------------------- results, errors
 
 
@@ -976,6 +990,7 @@ class AwsKind(ActionKind):
         params = copy.deepcopy(dict(params))
         if ctx.tags:
             params = with_tags(service, op_model, params, ctx.tags)
+        params = with_bucket_region(service, op_model.name, params, client.meta.region_name)
         if ctx.idempotency_token:
             # botocore would fill these with a fresh uuid4 on every call; a token derived
             # from the step makes a retried or resumed create return the first resource.
