@@ -32,7 +32,8 @@ WRITERS = 4
 # with ProvisionedThroughputExceededException once botocore's own retries gave up), waiting
 # 0.05 s doubling to LONGEST_WAIT between tries, for as long as the answers make progress;
 # STALLED_TRIES answers in a row that write nothing more fail it (transient: the step retry
-# runs the copy again from its last journalled mark). AWS asks for exponential back-off.
+# runs the copy again; its puts are by key, so a rewrite is harmless). AWS asks for
+# exponential back-off.
 STALLED_TRIES = 10
 LONGEST_WAIT = 20.0
 _pause = time.sleep  # tests make the waits instant
