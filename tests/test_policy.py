@@ -252,3 +252,23 @@ def test_the_flagship_readme_shows_its_policy(flagship: api.LoadedPlan) -> None:
     assert shown == policy.document()
     explained = section.split("```text\n", 1)[1].split("\n```", 1)[0].splitlines()
     assert explained[1:] == policy.explain()
+
+
+def test_flagship_grants_what_aws_checks_as_the_caller(flagship: api.LoadedPlan) -> None:
+    """G6 (docs/real-aws.md): moto never asks for these; AWS does, inside the calls that need them."""
+    doc = build(flagship).document()
+    linked = {(r, json.dumps(s.get("Condition"), sort_keys=True))
+              for s in _granted(doc, "iam:CreateServiceLinkedRole") for r in s["Resource"]}
+    assert linked == {
+        ("arn:aws:iam::*:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS",
+         json.dumps({"StringEquals": {"iam:AWSServiceName": "ecs.amazonaws.com"}})),
+        ("arn:aws:iam::*:role/aws-service-role/rds.amazonaws.com/AWSServiceRoleForRDS",
+         json.dumps({"StringEquals": {"iam:AWSServiceName": "rds.amazonaws.com"}})),
+    }
+    assert [s["Resource"] for s in _granted(doc, "backup-storage:MountCapsule")] == [["*"]]
+    for use in ("kms:CreateGrant", "kms:GenerateDataKey", "kms:Decrypt", "kms:RetireGrant", "kms:DescribeKey"):
+        vault_key = [s for s in _granted(doc, use) if s.get("Condition")]
+        assert [s["Condition"] for s in vault_key] == [
+            {"StringEquals": {"kms:ViaService": "backup.us-east-1.amazonaws.com"}}], use
+    explained = build(flagship).explain()
+    assert any("kms:CreateGrant on only where: kms:ViaService" in line and "aws/backup" in line for line in explained)

@@ -178,6 +178,7 @@ def rollback(
     parallelism: int = 10,
     observer: Observer | None = None,
     cancel: Cancellation | None = None,
+    settle_minutes: float | None = None,
 ) -> RollbackReport:
     """Undo applied operations from the journal alone (the plan file is not read).
 
@@ -185,7 +186,9 @@ def rollback(
     :mod:`atomicops.engine.checkpoints`); :class:`UnknownCheckpoint` (exit 2) if there is none.
     ``skip`` (with ``reason``) records first that a person cleaned up what each of those
     failed undos left (CloudFormation's continue-update-rollback), then the rollback goes on
-    with what they stood on. A failed undo raises :class:`RollbackIncomplete` (exit 3)."""
+    with what they stood on. A failed undo raises :class:`RollbackIncomplete` (exit 3).
+    ``settle_minutes``: how long an undo AWS refuses while it releases what a deleted resource
+    held keeps trying (engine/settling.py; default from the connection, or the target)."""
     store = store_for(state)
     targets, skip = list(targets), list(skip)
     if skip and not (reason or "").strip():
@@ -214,6 +217,7 @@ def rollback(
             return RollbackReport(env=env, skipped=skip)
         loaded = recorded_plan(st, "to take connections from")
         with runtime_of(run, loaded) as rt:
+            rt.executor.settle_minutes = settle_minutes
             if st.in_flight():
                 # Settle what a killed run left in flight, so nothing it made is forgotten.
                 st = settle_or_stop(run, Applier(loaded, run, rt, st, parallelism), rolling_back=True)

@@ -484,9 +484,13 @@ def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phas
               help="Undo only the operations started after CHECKPOINT (a plan's `checkpoint:` or `atomicops "
                    "checkpoint NAME`); what was applied before it stays. `atomicops status` lists the checkpoints.")
 @click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
+@click.option("--settle-minutes", "settle_minutes", default=None, type=click.FloatRange(0, 45, min_open=True),
+              metavar="N", help="How long an undo refused with DependencyViolation, *InUse* or Invalid*State* keeps "
+                                "retrying while AWS releases what a deleted resource held (network interfaces). "
+                                "Default: the aws connection's settle_minutes, else 15 against real AWS, 3 on an emulator.")
 @common
 def rollback(targets: tuple[str, ...], skip: tuple[str, ...], reason: str | None, to: str | None, parallelism: int,
-             env: str, state: str | None, as_json: bool) -> int:
+             settle_minutes: float | None, env: str, state: str | None, as_json: bool) -> int:
     """Undo applied operations from the journal, in reverse dependency order (no plan needed).
 
     \b
@@ -511,7 +515,7 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], reason: str | None
     observer = Silent() if as_json else Progress(err)
     with ctrl_c(rolling_back=True) as cancel:
         report = api.rollback(env=env, state=state, targets=targets, skip=skip, reason=reason, to=to,
-                              parallelism=parallelism,
+                              parallelism=parallelism, settle_minutes=settle_minutes,
                               observer=observer, cancel=cancel)
     if as_json:
         _emit(_jsonable(report))

@@ -69,8 +69,14 @@ DEFAULT_WAIT_DELAY = 2
 DEFAULT_WAIT_MAX_ATTEMPTS = 150
 
 CONNECTION_KEYS = frozenset(
-    {"kind", "region", "endpoint_url", "profile", "connect_timeout", "read_timeout", "max_attempts"}
+    {"kind", "region", "endpoint_url", "profile", "connect_timeout", "read_timeout", "max_attempts", "retry_mode",
+     "settle_minutes"}
 )
+# botocore's retry modes a connection may choose (``legacy`` counts attempts differently and
+# knows fewer throttling codes). ``adaptive`` adds a client-side rate limiter that slows a
+# client down once AWS throttles it: for many writers sharing one client (a data copy).
+RETRY_MODES = ("standard", "adaptive")
+MAX_SETTLE_MINUTES = 45  # engine/settling.py: the longest an undo waits for AWS to release something
 WAIT_KEYS = frozenset({"waiter", "params", "delay", "max_attempts"})
 
 # botocore's own list (retries/standard.py) of codes that mean "slow down, then try again".
@@ -168,11 +174,15 @@ class AwsConnection:
         connect_timeout: float = 10,
         read_timeout: float = 60,
         max_attempts: int = 5,
+        retry_mode: str | None = None,
     ) -> None:
+        """``retry_mode`` None: ``AWS_RETRY_MODE`` or the profile's ``retry_mode`` where
+        either says ``standard`` or ``adaptive``, else ``standard``."""
         self.region = region
         self.endpoint_url = endpoint_url
         self.profile = profile
-        self._pool = _Clients.take(region, endpoint_url, profile, connect_timeout, read_timeout, max_attempts)
+        self._pool = _Clients.take(region, endpoint_url, profile, connect_timeout, read_timeout, max_attempts,
+                                   retry_mode)
         self.config = self._pool.config
         self.config_once = self._pool.config_once
         self._closed = False
@@ -181,8 +191,12 @@ class AwsConnection:
     def from_spec(cls, spec: Mapping[str, Any]) -> AwsConnection:
         """Build from a plan connection mapping (``{kind: aws, region: ..., ...}``)."""
         refuse_unknown_keys(KIND, "aws connection", spec, CONNECTION_KEYS)
+        if spec.get("retry_mode") is not None and spec["retry_mode"] not in RETRY_MODES:
+            raise ActionError(KIND, f"aws connection: retry_mode must be one of {', '.join(RETRY_MODES)}, "
+                              f"not {spec['retry_mode']!r}", code="InvalidConnection")
         options = {
-            k: spec[k] for k in ("connect_timeout", "read_timeout", "max_attempts") if k in spec
+            k: spec[k] for k in ("connect_timeout", "read_timeout", "max_attempts", "retry_mode")
+            if spec.get(k) is not None
         }
         return cls(spec.get("region"), spec.get("endpoint_url"), spec.get("profile"), **options)
 
@@ -268,14 +282,20 @@ class _Clients:
 
     @classmethod
     def take(cls, region: str | None, endpoint_url: str | None, profile: str | None,
-             connect_timeout: float, read_timeout: float, max_attempts: int) -> _Clients:
+             connect_timeout: float, read_timeout: float, max_attempts: int, retry_mode: str | None) -> _Clients:
         environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_")))
-        key = (region, endpoint_url, profile, connect_timeout, read_timeout, max_attempts, environment)
+        key = (region, endpoint_url, profile, connect_timeout, read_timeout, max_attempts, retry_mode, environment)
         with cls._lock:
             pool = cls._all.pop(key, None)
             if pool is None:
                 session, lock = cls._session(profile, environment)
-                config, once = _configs(connect_timeout, read_timeout, max_attempts)
+                if retry_mode is None:
+                    # What the user's environment or profile asks for (botocore reads
+                    # AWS_RETRY_MODE, then the profile's retry_mode): the Config we pass
+                    # would otherwise win over both.
+                    configured = session._session.get_config_variable("retry_mode")
+                    retry_mode = configured if configured in RETRY_MODES else "standard"
+                config, once = _configs(connect_timeout, read_timeout, max_attempts, retry_mode)
                 pool = cls(key, session, lock, config, once)
             cls._all[key] = pool  # newest last: eviction takes the oldest idle set
             pool._users += 1
@@ -362,14 +382,14 @@ def _exit_without_collecting() -> None:
     atexit.register(gc.freeze)  # registered first among ours, so it runs after the others
 
 
-def _configs(connect_timeout: float, read_timeout: float, max_attempts: int) -> tuple[Any, Any]:
+def _configs(connect_timeout: float, read_timeout: float, max_attempts: int, retry_mode: str = "standard") -> tuple[Any, Any]:
     """The botocore Config of a connection's clients, and of its clients that send once."""
     from botocore.config import Config
 
     config = Config(
         # total_max_attempts counts the first try, like ``max_attempts`` in ~/.aws/config;
         # Config's own ``max_attempts`` key would count retries only (5 -> 6 calls).
-        retries={"mode": "standard", "total_max_attempts": max_attempts},
+        retries={"mode": retry_mode, "total_max_attempts": max_attempts},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         user_agent_extra="atomicops",
@@ -377,8 +397,9 @@ def _configs(connect_timeout: float, read_timeout: float, max_attempts: int) -> 
     # botocore's standard mode resends on a read timeout, a dropped connection and any 5xx,
     # for every call: a CreateVpc whose answer was lost would be made twice. Calls that no
     # token makes idempotent go through clients that send once; the engine decides what to
-    # do with a lost answer (engine/executor.py).
-    return config, config.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}))
+    # do with a lost answer (engine/executor.py). In adaptive mode their one attempt is still
+    # paced by the rate limiter.
+    return config, config.merge(Config(retries={"mode": retry_mode, "total_max_attempts": 1}))
 
 
 # --------------------------------------------------------------------------- botocore models
@@ -616,6 +637,20 @@ def with_tags(
     return out
 
 
+def with_bucket_region(service: str, operation: str, params: dict[str, Any], region: str | None) -> dict[str, Any]:
+    """``CreateBucket`` outside us-east-1 needs ``LocationConstraint`` = the region, and in
+    us-east-1 refuses it (IllegalLocationConstraintException either way): fill it from the
+    connection's region where the plan did not say, as ``aws s3 mb`` does, so one plan
+    creates its bucket in any region."""
+    if service != "s3" or operation != "CreateBucket" or not region or region == "us-east-1":
+        return params
+    config = params.get("CreateBucketConfiguration")
+    config = dict(config) if isinstance(config, Mapping) else {}
+    if "LocationConstraint" in config or "Location" in config:  # said, or a directory bucket
+        return params
+    return {**params, "CreateBucketConfiguration": {**config, "LocationConstraint": region}}
+
+
 # --------------------------------------------------------------------------- results, errors
 
 
@@ -728,6 +763,81 @@ def sends_once(op_model: OperationModel, ctx: ActionContext) -> bool:
     return not any(m.metadata.get("idempotencyToken") for m in members)
 
 
+# A write call that answers HTTP 200 while refusing part or all of its work lists the refused
+# items in a top-level member of its answer: DeleteVpcEndpoints' ``Unsuccessful``,
+# BatchDeleteImage's ``failures``, PutTargets' ``FailedEntries``, SQS's ``Failed``... The rule
+# is read from botocore's output shape: a list member with one of these names whose items
+# carry an error code (directly or in an ``Error`` structure). Lists with no code (ECS's
+# ``failures`` hold a free-text ``reason``) and reads (``BatchGet*``, whose misses are an
+# answer, not a failure) are left alone; DynamoDB's ``UnprocessedItems`` is a map of
+# throttled writes to resend, not a refusal, and is its caller's business.
+_FAILURE_LIST = re.compile(r"(?i)^(unsuccessful|failures|failed[a-z]*)$")
+_FAILURE_CODE = ("ErrorCode", "errorCode", "FailureCode", "failureCode", "Code", "code")
+_FAILURE_MESSAGE = ("ErrorMessage", "errorMessage", "FailureReason", "failureReason", "FailureDescription",
+                    "Message", "message")  # fmt: skip
+_FAILURE_NESTED = ("Error", "error")
+_READ_BATCH = re.compile(r"Batch(Get|Check|Describe|Detect)")
+_failure_members: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+def failure_members(op_model: OperationModel) -> tuple[str, ...]:
+    """The members of ``op_model``'s answer that list per-item failures (see above)."""
+    key = (op_model.service_model.service_name, op_model.name)
+    found = _failure_members.get(key)
+    if found is None:
+        verb = re.match(r"[A-Z][a-z]*", op_model.name)
+        reads = verb is not None and verb.group(0) in READ_VERBS - {"Batch"}
+        shape = op_model.output_shape
+        found = ()
+        if shape is not None and not reads and not _READ_BATCH.match(op_model.name):
+            found = tuple(
+                name for name, member in shape.members.items()
+                if _FAILURE_LIST.match(name) and _kind(member) == "list" and _kind(member.member) == "structure"
+                and _carries_code(member.member)
+            )  # fmt: skip
+        _failure_members[key] = found
+    return found
+
+
+def _carries_code(item: Shape) -> bool:
+    members = item.members  # type: ignore[attr-defined]
+    if any(name in members for name in _FAILURE_CODE):
+        return True
+    return any(
+        name in members and _kind(members[name]) == "structure"
+        and any(code in members[name].members for code in _FAILURE_CODE)
+        for name in _FAILURE_NESTED
+    )  # fmt: skip
+
+
+def partial_failure(op_model: OperationModel, result: Mapping[str, Any], what: str,
+                    secrets: Iterable[str] = ()) -> ActionError | None:
+    """An ActionError for the first refused item of a call's answer, or None: the item's own
+    code (``InvalidVpcEndpoint.NotFound``, ``ImageNotFound``), so an undo's "already gone"
+    codes still apply and any other refusal fails the undo that met it, not a later one.
+
+    ``applied`` says the call did part of its work (another list of the answer is not empty:
+    BatchDeleteImage's ``imageIds``), so a step's effect is journalled for its undo."""
+    members = failure_members(op_model)
+    failed = [item for name in members for item in (result.get(name) or []) if isinstance(item, Mapping)]
+    if not failed:
+        return None
+    first = failed[0]
+    detail = next((first[n] for n in _FAILURE_NESTED if isinstance(first.get(n), Mapping)), first)
+    code = next((str(detail[n]) for n in _FAILURE_CODE if detail.get(n)), "PartialFailure")
+    message = next((str(detail[n]) for n in _FAILURE_MESSAGE if detail.get(n)), code)
+    more = f" (and {len(failed) - 1} more refused item(s))" if len(failed) > 1 else ""
+    done = any(isinstance(value, list) and value for name, value in result.items() if name not in members)
+    return ActionError(
+        KIND,
+        f"{what}: {redact(message, secrets)}{more}",
+        code=code,
+        transient=code in THROTTLING_CODES,
+        result=result,
+        applied=done,
+    )
+
+
 def translate_error(error: Exception, what: str, secrets: Iterable[str] = ()) -> ActionError:
     """An ActionError for a botocore failure of ``what`` (``service.operation``)."""
     if isinstance(error, ClientError):
@@ -794,6 +904,14 @@ class AwsKind(ActionKind):
         for key in ("connect_timeout", "read_timeout", "max_attempts"):
             if not positive_or_absent(spec.get(key)):
                 yield CheckIssue((key,), f"{key} must be a positive number")
+        # Read by the engine's rollback, not by the clients (engine/settling.py).
+        minutes = spec.get("settle_minutes")
+        if not positive_or_absent(minutes) or (isinstance(minutes, (int, float)) and minutes > MAX_SETTLE_MINUTES):
+            yield CheckIssue(("settle_minutes",), f"settle_minutes must be a number of minutes, 0 < N <= {MAX_SETTLE_MINUTES:g}")
+        mode = spec.get("retry_mode")
+        if mode is not None and not is_reference(mode) and mode not in RETRY_MODES:
+            yield CheckIssue(("retry_mode",), f"retry_mode must be one of {', '.join(RETRY_MODES)}, not {mode!r}"
+                             " (unset: AWS_RETRY_MODE or the profile's retry_mode, else standard)")
 
     # -- static checks
 
@@ -872,6 +990,7 @@ class AwsKind(ActionKind):
         params = copy.deepcopy(dict(params))
         if ctx.tags:
             params = with_tags(service, op_model, params, ctx.tags)
+        params = with_bucket_region(service, op_model.name, params, client.meta.region_name)
         if ctx.idempotency_token:
             # botocore would fill these with a fresh uuid4 on every call; a token derived
             # from the step makes a retried or resumed create return the first resource.
@@ -888,6 +1007,9 @@ class AwsKind(ActionKind):
             raise error from None
         response.pop("ResponseMetadata", None)
         result = plain(response)
+        refused = partial_failure(op_model, result, what, secrets)
+        if refused is not None:
+            raise refused
 
         wait = action.get("wait")
         if wait:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from atomicops.actions import registry
-from atomicops.engine import checkpoints, faults
+from atomicops.engine import checkpoints, consistency, faults
 from atomicops.engine.adoption import check_no_adoption
 from atomicops.engine.crash import crashpoint
 from atomicops.engine.executor import extract_outputs
@@ -86,6 +86,7 @@ class Applier:
         self.report = ApplyReport(run.id)
         self._outputs: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._fresh: set[str] = set()  # output values this run journalled (engine/consistency.py)
         self.refresh_outputs()
         # `${ops.OP.OUT}` anywhere this applier resolves (steps, undos, probes when settling a
         # killed run) reads the outputs it tracks, whoever opened the runtime.
@@ -263,13 +264,27 @@ class Applier:
             lost.append(probe(rt, step, self_outputs, key, op.id, op=op))
             return lost[-1].found is False
 
-        try:
-            faults.injected("step", op.id, step.name, last=step is op.steps[-1])
-            result = rt.executor.execute(
-                action, op=op.id, step_key=key, tags=tags, retry=step.retry, timeout=step.timeout,
+        def execute(retry: Any, should_retry: Any = None) -> Any:
+            return rt.executor.execute(
+                action, op=op.id, step_key=key, tags=tags, retry=retry, timeout=step.timeout,
                 progress=self._progress(op.id, step.name), resume_mark=resume_mark,
                 idempotency_token=None if step.read_only else token, may_resend=may_resend,
+                should_retry=should_retry,
             )
+
+        try:
+            faults.injected("step", op.id, step.name, last=step is op.steps[-1])
+            try:
+                result = execute(step.retry)
+            except ActionError as exc:
+                with self._lock:
+                    fresh = frozenset(self._fresh)
+                if not consistency.waits(exc, action, fresh):
+                    raise
+                run.observer.note(f"{op.id}/{step.name}: {exc.code} for an id this run just made; "
+                                  "waiting for AWS to make it visible", level="warning")
+                result = execute(consistency.visibility_retry(),
+                                 lambda e: consistency.not_yet_visible(e) or e.transient)
         except ActionError as exc:
             message = run.redactor.text(str(exc))
             if exc.ambiguous:
@@ -372,6 +387,8 @@ class Applier:
         # reference, and `${self...}`/`${ops...}` open it again (engine/scope.py).
         outputs = sealed(outputs, rt.secrets)
         self_outputs.update(outputs)
+        with self._lock:
+            self._fresh.update(consistency.output_values(outputs))
         undo, undo_error = None, None
         if step.value_outputs:
             # Outputs that are values (a name made of vars, a constant) whatever said the

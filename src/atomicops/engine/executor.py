@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -23,14 +22,8 @@ UNDO_RETRY = Retry(attempts=3, delay=0.5, backoff=2.0, max_delay=10.0, on="any")
 
 # Errors that mean "not yet": AWS releases what a deleted resource held (network interfaces
 # of an endpoint, the instances of a cluster) some time after the delete returns. An undo that
-# meets one keeps trying for minutes, not seconds.
+# meets one keeps trying for minutes, not seconds (engine/settling.py says how many).
 SETTLING_CODES = ("DependencyViolation", "*InUse*", "Invalid*State*", "*InvalidState*")
-
-
-def settling_retry() -> Retry:
-    """Up to about four minutes (``ATOMICOPS_SETTLE_DELAY`` scales the waits, for tests)."""
-    delay = float(os.environ.get("ATOMICOPS_SETTLE_DELAY", "2.0"))
-    return Retry(attempts=12, delay=delay, backoff=1.5, max_delay=15 * delay, on="any")
 
 
 class Executor:
@@ -42,6 +35,7 @@ class Executor:
         self.run_id = run_id
         self.base_dir = base_dir
         self.cancel = cancel or Cancellation()
+        self.settle_minutes: float | None = None  # `rollback --settle-minutes` (engine/settling.py)
 
     def kind_of(self, action: Mapping[str, Any]) -> ActionKind:
         key, _ = registry.kind_of(action)

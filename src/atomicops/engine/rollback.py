@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 from atomicops.engine import checkpoints, faults
 from atomicops.engine.crash import crashpoint
-from atomicops.engine.executor import SETTLING_CODES, UNDO_RETRY, settling_retry
+from atomicops.engine.executor import SETTLING_CODES, UNDO_RETRY
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import Runtime
 from atomicops.engine.scope import secrets_only
+from atomicops.engine.settling import settle_minutes, settling_retry
 from atomicops.errors import ActionError, AtomicOpsError, Uncertain, UndoFailed, UsageError
 from atomicops.graph import Graph, walk
 from atomicops.journal.state import EnvState, OpState, StepState
@@ -71,8 +72,10 @@ def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState, *, settled_by:
         except ActionError as exc:
             if not settling(exc):
                 raise
-            run.observer.note(f"{op_id}/{step.name}: {exc.code}; waiting for AWS to release it", level="warning")
-            rt.executor.execute(action, op=op_id, retry=settling_retry(), should_retry=lambda e: settling(e),
+            budget = settle_minutes(rt.connections, action, rt.executor.settle_minutes)
+            run.observer.note(f"{op_id}/{step.name}: {exc.code}; waiting up to {budget:g} min for AWS to release it",
+                              level="warning")
+            rt.executor.execute(action, op=op_id, retry=settling_retry(budget), should_retry=lambda e: settling(e),
                                 cancel=run.cancel.abort)
     except ActionError as exc:
         if already_gone(exc):

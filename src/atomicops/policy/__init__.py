@@ -117,7 +117,8 @@ class Policy:
         for s in self.chosen(which):
             if s.resources != ("*",):
                 continue
-            scope = "tag-scoped: " + "; ".join(f"{k} = {','.join(v)}" for _, k, v in s.condition) if s.condition else "*"
+            label = "tag-scoped" if _tag_condition(s.condition) else "only where"
+            scope = f"{label}: " + "; ".join(f"{k} = {','.join(v)}" for _, k, v in s.condition) if s.condition else "*"
             for action in s.actions:
                 lines.append(f"{s.sid} {action} on {scope}: {s.reasons.get(action, '')}".rstrip(": "))
         lines += [f"(not granted) {a}: {why}" for a, why in FREE_CALLS.items()]
@@ -196,7 +197,7 @@ def _statements(every: Iterable[Grant]) -> tuple[Statement, ...]:
         actions = sorted(set(actions))
         prefixes = {a.partition(":")[0] for a in actions}
         stem = ("Run" if p == "run" else "Rollback") + (_camel(prefixes.pop()) if len(prefixes) == 1 else "")
-        stem += "Tagged" if condition else ("Any" if resources == ("*",) else "")
+        stem += ("Tagged" if _tag_condition(condition) else "When") if condition else ("Any" if resources == ("*",) else "")
         used[stem] = used.get(stem, 0) + 1
         sid = stem + (str(used[stem]) if used[stem] > 1 else "")
         why = {a: reasons.get((a, resources, condition), "") for a in actions}
@@ -284,8 +285,13 @@ def _tf_literal(value: str) -> str:
 def policy_summary_line(policy: Policy, which: For = "all") -> str:
     s = policy.summary(which)
     return (f"{s['actions']} actions in {s['statements']} statements; {s['wildcard_statements']} statements on \"*\" "
-            f"({len(s['wildcard_actions'])} actions), {s['tag_scoped_statements']} on \"*\" with a tag condition; "
+            f"({len(s['wildcard_actions'])} actions), {s['tag_scoped_statements']} on \"*\" with a condition; "
             f"{s['characters']} characters")
 
 
 __all__ = ["PlanCalls", "Policy", "Statement", "build", "policy_summary_line"]
+
+
+def _tag_condition(condition: tuple[tuple[str, str, tuple[str, ...]], ...]) -> bool:
+    """A condition on the environment's tags (others: a service name, a calling service)."""
+    return bool(condition) and all(key.startswith(("aws:RequestTag/", "aws:ResourceTag/")) for _, key, _ in condition)

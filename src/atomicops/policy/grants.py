@@ -55,9 +55,49 @@ TAG_ACTIONS = {
 TAG_ACTIONS_IAM = {"CreateRole": "iam:TagRole", "CreatePolicy": "iam:TagPolicy",
                    "CreateInstanceProfile": "iam:TagInstanceProfile", "CreateUser": "iam:TagUser"}
 
+@dataclass(frozen=True)
+class Dependent:
+    """An action AWS checks inside another call with a resource narrower than ``*`` or a
+    condition: ``resource`` and the condition's values are formatted with the Where
+    (``{partition}``, ``{account}``, ``{region}``)."""
+
+    action: str
+    resource: str = "*"
+    condition: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    wildcard: str = ""  # why "*", when it is
+
+
+def _service_linked_role(service: str, role: str) -> Dependent:
+    # The service creates its role, as the caller, the first time an account uses it
+    # (ECS: AWSServiceRoleForECS at the first CreateCluster; RDS: AWSServiceRoleForRDS at the
+    # first cluster or instance). The role's path is fixed, and iam:AWSServiceName names the
+    # service, so the grant cannot create any other service's role.
+    return Dependent(
+        "iam:CreateServiceLinkedRole",
+        f"arn:{{partition}}:iam::{{account}}:role/aws-service-role/{service}/{role}",
+        (("StringEquals", "iam:AWSServiceName", (service,)),),
+    )
+
+
+# AWS Backup's "Backup vault creation and deletion" page: CreateBackupVault mounts the vault's
+# storage and makes a grant on its KMS key as the caller. Without EncryptionKeyArn the key is
+# the account's AWS managed aws/backup key, whose id no plan can know: the KMS actions are on
+# "*", only through AWS Backup (kms:ViaService). MountCapsule takes no resource at all.
+_BACKUP_KMS = (("StringEquals", "kms:ViaService", ("backup.{region}.amazonaws.com",)),)
+_BACKUP_KEY = "the vault's key is the AWS managed aws/backup key, whose id no plan knows; only through AWS Backup"
+
 # Actions AWS checks inside another call's request, where the service acts on the caller's
 # behalf (the Service Authorization Reference's "dependent actions" of the calls plans use).
-DEPENDENT_ACTIONS = {
+# A bare name is granted on "*".
+DEPENDENT_ACTIONS: dict[str, tuple[str | Dependent, ...]] = {
+    "ecs:CreateCluster": (_service_linked_role("ecs.amazonaws.com", "AWSServiceRoleForECS"),),
+    "rds:CreateDBCluster": (_service_linked_role("rds.amazonaws.com", "AWSServiceRoleForRDS"),),
+    "rds:CreateDBInstance": (_service_linked_role("rds.amazonaws.com", "AWSServiceRoleForRDS"),),
+    "backup:CreateBackupVault": (
+        Dependent("backup-storage:MountCapsule", wildcard="backup-storage:MountCapsule takes no resource (permission only)"),
+        *(Dependent(f"kms:{use}", condition=_BACKUP_KMS, wildcard=_BACKUP_KEY)
+          for use in ("CreateGrant", "GenerateDataKey", "Decrypt", "RetireGrant", "DescribeKey")),
+    ),
     # Cloud Map makes and removes the namespace's Route 53 hosted zone as the caller.
     "servicediscovery:CreatePrivateDnsNamespace": (
         "route53:CreateHostedZone", "route53:GetHostedZone", "route53:ListHostedZonesByName",
@@ -129,11 +169,20 @@ def grants(call: Call, where: Where, created: Mapping[str, str]) -> Iterator[Gra
     if call.tagged and _carries_tags(call):
         yield _tagging(call, action, prefix, resources, where, condition if prefix != "ec2" else ())
     for dependent in DEPENDENT_ACTIONS.get(action, ()):
-        yield Grant(dependent, ("*",), call.purpose, f"{call.why}: {action} acts as the caller",
-                    wildcard=f"{action} makes this call as the caller on resources it names itself")
+        yield _dependent(dependent, action, call, where)
     for role in _passed_roles(call.params, where):
         yield Grant("iam:PassRole", (role,), call.purpose, f"{call.why}: passes the role")
     yield from _kms(call, action, where)
+
+
+def _dependent(dependent: str | Dependent, action: str, call: Call, w: Where) -> Grant:
+    if isinstance(dependent, str):
+        dependent = Dependent(dependent, wildcard=f"{action} makes this call as the caller on resources it names itself")
+    fill = {"partition": w.partition, "account": w.account, "region": w.region}
+    condition = tuple((op, key, tuple(v.format(**fill) for v in values)) for op, key, values in dependent.condition)
+    resource = dependent.resource.format(**fill)
+    return Grant(dependent.action, (resource,), call.purpose, f"{call.why}: {action} acts as the caller",
+                 condition, dependent.wildcard if resource == "*" else "")
 
 
 # A secret or a SecureString parameter under a key of the account's own: the caller needs the

@@ -11,6 +11,7 @@ a scan, and no read of the range).
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -27,7 +28,15 @@ MARK_EVERY = 10  # batches between journalled high-water marks
 # read and encoded, and the reader idle while a batch is in flight; a few overlap the two and
 # the calls' round trips. More would mostly raise throttling (retried with backoff).
 WRITERS = 4
-MAX_TRIES = 8
+# A batch is resent while DynamoDB throttles it (UnprocessedItems, or the whole call refused
+# with ProvisionedThroughputExceededException once botocore's own retries gave up), waiting
+# 0.05 s doubling to LONGEST_WAIT between tries, for as long as the answers make progress;
+# STALLED_TRIES answers in a row that write nothing more fail it (transient: the step retry
+# runs the copy again; its puts are by key, so a rewrite is harmless). AWS asks for
+# exponential back-off.
+STALLED_TRIES = 10
+LONGEST_WAIT = 20.0
+_pause = time.sleep  # tests make the waits instant
 
 
 # The AWS calls each function makes, for `atomicops policy` (atomicops/policy/calls.py).
@@ -51,18 +60,28 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def _write(ddb: Any, table: str, requests: list[dict[str, Any]]) -> None:
-    """One batch_write_item, retrying what DynamoDB leaves unprocessed (throttling)."""
+    """One batch_write_item, resending what DynamoDB leaves unprocessed (throttling) while
+    it makes progress (see :data:`STALLED_TRIES`)."""
     pending: dict[str, list[dict[str, Any]]] = {table: requests}
-    for attempt in range(MAX_TRIES):
+    left, stalled, code = len(requests), 0, "Throttled"
+    while True:
         try:
-            result = ddb.batch_write_item(RequestItems=pending)
+            pending = ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+            code = "Throttled"
         except ddb.exceptions.ResourceNotFoundException:
             raise ActionError("call", f"table {table} does not exist", code="ResourceNotFoundException") from None
-        pending = result.get("UnprocessedItems") or {}
-        if not pending:
+        except ddb.exceptions.ProvisionedThroughputExceededException:
+            code = "ProvisionedThroughputExceededException"  # none of it was written: all still pending
+        now = sum(len(items) for items in pending.values())
+        if not now:
             return
-        time.sleep(min(0.05 * 2**attempt, 5.0))
-    raise ActionError("call", f"{table}: items still unprocessed after {MAX_TRIES} tries", code="Throttled", transient=True)
+        stalled = 0 if now < left else stalled + 1
+        left = now
+        if stalled >= STALLED_TRIES:
+            raise ActionError("call", f"{table}: {now} item(s) still throttled after {STALLED_TRIES} tries that wrote "
+                              "nothing more", code=code, transient=True)
+        # Full jitter: the writers throttled together do not come back together.
+        _pause(random.uniform(0.5, 1.0) * min(0.05 * 2**stalled, LONGEST_WAIT))
 
 
 def _write_in_order(
