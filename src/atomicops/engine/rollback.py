@@ -123,8 +123,9 @@ def drifted_away(run: Run, op_id: str, step: StepState, verdict: StepDrift | Non
         run.record("undo_skipped", op=op_id, step=step.name, drift=GONE, reason=f"gone out of band (drift): {verdict.why}")
         return True
     message = (f"replaced out of band (drift): {verdict.why}; its undo was not run, so that nothing this run did "
-               f"not create is deleted. Once a person has dealt with it: `atomicops rollback --skip {op_id} --reason "
-               f"\"...\"`, or `atomicops rollback --no-drift-check` to run the journalled undo as it stands")
+               f"not create is deleted. Once a person has dealt with what is there: `atomicops resolve {op_id} "
+               f"{step.name} --not-applied --reason \"...\"` and `atomicops rollback` again; or `atomicops rollback "
+               "--no-drift-check` to run the journalled undo as it stands (on the journalled ids and names)")
     run.record("undo_refused", op=op_id, step=step.name, drift=CHANGED, error=message,
                expected=verdict.expected, actual=verdict.actual)
     raise UndoFailed(op_id, step.name, message)
