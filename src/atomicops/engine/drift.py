@@ -24,6 +24,7 @@ in_progress    the journal holds it in flight (a run is applying or undoing it, 
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -120,15 +121,10 @@ def check(
     work = [(op, s) for op in chosen for s in readable(op)]
     report = DriftReport(env=st.env)
     with _Plans(st, runtime) as plans:
-        outputs = {o.id: o.outputs for o in st.ops.values()}
-
-        def read(item: tuple[OpState, StepState]) -> StepDrift:
-            op, s = item
-            return _read_step(plans, st.env, op, s, outputs, outputs_before)
-
+        reader = _Reader(st, plans, outputs_before)
         done = 0
         with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(work) or 1))) as pool:
-            for verdict in pool.map(read, work):
+            for verdict in pool.map(lambda item: reader.read(*item), work):
                 report.steps.append(verdict)
                 done += 1
                 if progress is not None:
@@ -164,38 +160,74 @@ def step_key(env: str, op: str, step: str) -> str:
     return f"{env}/{op}/{step}"  # as engine/apply.py keys a step (its tag value)
 
 
-def _read_step(plans: _Plans, env: str, op: OpState, s: StepState, outputs: dict[str, dict[str, Any]],
-               outputs_before: Callable[[Operation, OpState, Step], dict[str, Any]]) -> StepDrift:
-    key = step_key(env, op.id, s.name)
-    expected = shown(s.outputs)
-    if s.in_flight:
-        return StepDrift(op.id, s.name, key, IN_PROGRESS, expected=expected,
-                         why=f"{s.status} in the journal (run {s.run_id}): a run is at it, or was killed there")
-    found = plans.step_of(op, s.name)
-    if isinstance(found, str):
-        return StepDrift(op.id, s.name, key, UNKNOWN, expected=expected, why=found)
-    rt, plan_op, step = found
-    read_by = f"probe {_call(step.probe)}" if step.probe is not None else f"built-in probe of {_call(step.do)}"
-    if not can_probe(step):
-        return StepDrift(op.id, s.name, key, UNKNOWN, expected=expected,
-                         why=f"no probe: the step has none and {_call(step.do)} is not an AWS create the built-in probes know")
-    # What `${self.X}` saw when the step ran; `${ops.OP.X}` reads the journalled outputs.
-    scoped = replace(rt, scope=replace(rt.scope, ops_outputs=lambda o: outputs.get(o, {})))
-    answer = probe(scoped, step, outputs_before(plan_op, op, step), key, op.id, run_id=s.tag_run or s.run_id, op=plan_op)
-    why = rt.secrets.redactor.text(answer.why)
-    if answer.found is None:
-        return StepDrift(op.id, s.name, key, UNKNOWN, read_by, expected, why=why)
-    if not answer.found:
-        status = CHANGED if answer.exists else GONE
-        return StepDrift(op.id, s.name, key, status, read_by, expected, why=why)
-    actual = shown(sealed(answer.outputs, rt.secrets))
-    differs = [k for k in answer.outputs if k in s.outputs and _comparable(s.outputs[k])
-               and _plain(s.outputs[k]) != _plain(sealed(answer.outputs[k], rt.secrets))]
-    if differs:
-        what = ", ".join(f"{k}: {_short(expected[k])} -> {_short(actual[k])}" for k in differs)
-        return StepDrift(op.id, s.name, key, CHANGED, read_by, expected, actual, differs,
-                         why=f"replaced or changed since it was applied ({what})")
-    return StepDrift(op.id, s.name, key, IN_SYNC, read_by, expected, actual, why=why)
+class _Reader:
+    """Reads one step back, with what the whole journal says about the environment."""
+
+    def __init__(self, st: EnvState, plans: _Plans, outputs_before: Callable[[Operation, OpState, Step], dict[str, Any]]):
+        self.env = st.env
+        self.plans = plans
+        self.outputs_before = outputs_before
+        self.outputs = {o.id: o.outputs for o in st.ops.values()}
+        # Every step key and output value the journal holds, with the step it belongs to: a
+        # probe that now reads one of another step's is reading that step's resource.
+        self.keys = {step_key(st.env, o.id, name): f"{o.id}/{name}" for o in st.ops.values() for name in o.steps}
+        self.values: dict[str, set[str]] = {}
+        for o in st.ops.values():
+            for name, other in o.steps.items():
+                for value in other.outputs.values():
+                    if isinstance(value, str) and len(value) >= 8:  # ids, ARNs: not "true" or "1"
+                        self.values.setdefault(value, set()).add(f"{o.id}/{name}")
+
+    def read(self, op: OpState, s: StepState) -> StepDrift:
+        key = step_key(self.env, op.id, s.name)
+        expected = shown(s.outputs)
+        if s.in_flight:
+            return StepDrift(op.id, s.name, key, IN_PROGRESS, expected=expected,
+                             why=f"{s.status} in the journal (run {s.run_id}): a run is at it, or was killed there")
+        found = self.plans.step_of(op, s.name)
+        if isinstance(found, str):
+            return StepDrift(op.id, s.name, key, UNKNOWN, expected=expected, why=found)
+        rt, plan_op, step = found
+        read_by = f"probe {_call(step.probe)}" if step.probe is not None else f"built-in probe of {_call(step.do)}"
+        if not can_probe(step):
+            return StepDrift(op.id, s.name, key, UNKNOWN, expected=expected,
+                             why=f"no probe: the step has none and {_call(step.do)} is not an AWS create the built-in "
+                                 "probes know")
+        # What `${self.X}` saw when the step ran; `${ops.OP.X}` reads the journalled outputs.
+        scoped = replace(rt, scope=replace(rt.scope, ops_outputs=lambda o: self.outputs.get(o, {})))
+        answer = probe(scoped, step, self.outputs_before(plan_op, op, step), key, op.id, run_id=s.tag_run or s.run_id,
+                       op=plan_op)
+        why = rt.secrets.redactor.text(answer.why)
+        if answer.found is None:
+            return StepDrift(op.id, s.name, key, UNKNOWN, read_by, expected, why=why)
+        if not answer.found and not answer.exists:
+            return StepDrift(op.id, s.name, key, GONE, read_by, expected, why=why)
+        actual = shown(sealed(answer.outputs, rt.secrets))
+        differs = [k for k in answer.outputs if k in s.outputs and _comparable(s.outputs[k])
+                   and _plain(s.outputs[k]) != _plain(sealed(answer.outputs[k], rt.secrets))]
+        if answer.found and not differs:
+            return StepDrift(op.id, s.name, key, IN_SYNC, read_by, expected, actual, why=why)
+        if differs:
+            why = "replaced or changed since it was applied (" + ", ".join(
+                f"{k}: {_short(expected[k])} -> {_short(actual[k])}" for k in differs) + ")"
+        # A probe that reads a shared view (a task definition family's latest revision) finds
+        # what a later step of this environment made: no news about this step's resource.
+        other = self._made_elsewhere(f"{op.id}/{s.name}", [answer.outputs[k] for k in differs], why)
+        if other is not None:
+            return StepDrift(op.id, s.name, key, UNKNOWN, read_by, expected, actual, differs,
+                             why=f"its probe now reads what step {other} of this environment made, not this step's: {why}")
+        return StepDrift(op.id, s.name, key, CHANGED, read_by, expected, actual, differs, why=why)
+
+    def _made_elsewhere(self, here: str, values: list[Any], why: str) -> str | None:
+        """The other step of this environment whose output is among ``values`` (and not this
+        step's too), or whose key the probe's answer names (its tag on what was found)."""
+        for value in values:
+            makers = self.values.get(value, set()) if isinstance(value, str) else set()
+            if makers and here not in makers:
+                return min(makers)
+        # A whole key: "env/op/step" is not named by "env/op/step-2".
+        return next((where for key, where in self.keys.items()
+                     if where != here and re.search(re.escape(key) + r"(?![A-Za-z0-9_.-])", why)), None)
 
 
 def _comparable(value: Any) -> bool:
