@@ -15,6 +15,8 @@ from run_cli import cli
 
 from atomicops.engine.crash import CRASH_EXIT_CODE
 from atomicops.inventory import aws as inventory
+from atomicops.journal.integrity import check_journal
+from atomicops.journal.views import store_for
 
 PLANS = Path(__file__).parent / "plans"
 TYPES = ["ec2.vpcs", "ec2.subnets", "ec2.security_groups", "dynamodb.tables", "iam.roles"]
@@ -117,6 +119,7 @@ def test_drift_reports_what_changed_and_rollback_skips_the_gone_and_holds_the_re
     refused = {(e["op"], e["step"]) for e in events if e["type"] == "undo_refused"}
     assert refused == {("table", "create"), ("vpc", "subnet-b")}
     assert not [e for e in events if e["type"] == "undo_intent" and e["op"] == "task-role"]  # never undone
+    assert check_journal(store_for(str(world.cwd / ".atomicops")).events(env)) == []
 
     # Nothing leaked: what is left is the namesake, which the run did not create.
     left = inventory.diff(before, world.inv())
