@@ -18,6 +18,9 @@ from atomicops.engine import checkpoints
 from atomicops.engine.admission import admit
 from atomicops.engine.apply import Applier, ApplyReport
 from atomicops.engine.cancel import Cancellation
+from atomicops.engine.drift import DriftReport, settled_since
+from atomicops.engine.drift import Progress as DriftProgress
+from atomicops.engine.drift import check as check_drift
 from atomicops.engine.monitor import MonitorReport, monitor_in_run
 from atomicops.engine.observer import Observer, Silent
 from atomicops.engine.resume import find_step, outputs_before
@@ -179,8 +182,13 @@ def rollback(
     observer: Observer | None = None,
     cancel: Cancellation | None = None,
     settle_minutes: float | None = None,
+    drift_check: bool = True,
 ) -> RollbackReport:
     """Undo applied operations from the journal alone (the plan file is not read).
+
+    ``drift_check`` (default): read every step back first (:func:`drift`); the undo of a
+    resource deleted out of band is skipped, one replaced out of band is left for a person
+    (:class:`RollbackIncomplete`, exit 3), never deleted.
 
     ``to`` names a checkpoint: only the operations started after it are undone (see
     :mod:`atomicops.engine.checkpoints`); :class:`UnknownCheckpoint` (exit 2) if there is none.
@@ -194,6 +202,8 @@ def rollback(
     if skip and not (reason or "").strip():
         raise UsageError("--skip needs --reason: what a person did about what the undo left (kept in the history)")
     options: dict[str, Any] = {"targets": targets, "skip": skip}
+    if not drift_check:
+        options["drift_check"] = False  # a resume of this rollback finishes it without one too
     if to is not None:
         if targets:
             raise UsageError("--to and --target choose what to undo in two ways; give one of them")
@@ -221,13 +231,42 @@ def rollback(
             if st.in_flight():
                 # Settle what a killed run left in flight, so nothing it made is forgotten.
                 st = settle_or_stop(run, Applier(loaded, run, rt, st, parallelism), rolling_back=True)
-            report = rollback_ops(run, rt, st, selection, parallelism=parallelism, keep_marks=[to] if to else ())
+            report = rollback_ops(run, rt, st, selection, parallelism=parallelism, keep_marks=[to] if to else (),
+                                  drift_check=drift_check)
         report.skipped = skip
         if not report.complete:
             run.finish("rollback_incomplete")
             raise with_report(incomplete(report), report)
         run.finish("rolled_back", undone=report.undone, left=report.left)
         return report
+
+
+def drift(
+    *,
+    env: str = "default",
+    state: str | JournalStore | None = None,
+    ops: Iterable[str] = (),
+    parallelism: int = 10,
+    progress: DriftProgress | None = None,
+) -> DriftReport:
+    """Read every applied step of ``env`` (or of ``ops``) back and say what changed since it
+    was applied (engine/drift.py): in_sync, gone, changed, unknown, in_progress. Read-only,
+    from the journal alone, no lock: a step a running run holds in flight is in_progress,
+    and one the journal moved while it was read is re-marked in_progress."""
+    store = store_for(state)
+    before = derive(env, store.events(env))
+    wanted = list(ops)
+    missing = [o for o in wanted if o not in before.ops]
+    if missing:
+        raise UsageError(f"--op {', '.join(missing)}: no such operation in environment {env!r} "
+                         f"(recorded: {', '.join(sorted(before.ops)) or 'none'})")
+    holder = store.read_lock(env)
+    report = check_drift(before, ops=wanted or None, parallelism=parallelism, progress=progress)
+    after = derive(env, store.events(env))
+    if after.last_seq != before.last_seq:
+        settled_since(report, before, after, ops=wanted or None)
+    report.running = holder.as_dict() if holder else None
+    return report
 
 
 def checkpoint(
@@ -257,10 +296,12 @@ def resume(
     parallelism: int = 10,
     observer: Observer | None = None,
     cancel: Cancellation | None = None,
+    drift_check: bool = True,
 ) -> ApplyReport | RollbackReport:
     """Finish an interrupted run from the journal: settle in-flight steps by their probes,
     then continue it (an apply) or roll it back (``rollback=True``, a rollback, or an apply
-    that was already failing). ``plan``, when given, must match what the journal recorded."""
+    that was already failing). ``plan``, when given, must match what the journal recorded.
+    A rollback runs the drift check first, as :func:`rollback` does (``drift_check``)."""
     store = store_for(state)
     with Run(store, env, "resume", observer=observer, cancel=cancel) as run:
         st = run.state()
@@ -286,7 +327,7 @@ def resume(
             for o in st.ops.values()
         )
         if rollback or task.command == "rollback" or failing:
-            return resume_rollback(run, loaded, st, task.command, chain, options, parallelism)
+            return resume_rollback(run, loaded, st, task.command, chain, options, parallelism, drift_check=drift_check)
         on_failure = str(options.get("on_failure") or loaded.plan.on_failure)
         selected = select_operations(loaded, options.get("phase"), list(options.get("targets") or []))
         admit(st, "resume", selected, deps=loaded.deps)

@@ -80,8 +80,15 @@ class Progress:
             self.c.print(f"{s}   [yellow]↶[/yellow] {_data(where)} undone{gone}")
         elif ev.type == "undo_failed":
             self.c.print(f"{s}   [red]✗ undo {_data(where)}: {_data(d.get('error'))}[/red]")
+        elif ev.type == "undo_skipped" and d.get("drift"):
+            self.c.print(f"{s}   [yellow]↷[/yellow] {_data(where)} undo skipped: {_data(d.get('reason'))}")
         elif ev.type == "undo_skipped":
             self.c.print(f"{s}   [yellow]![/yellow] {_data(where)} is irreversible, left as is: {_data(d.get('reason'))}")
+        elif ev.type == "undo_refused":
+            self.c.print(f"{s}   [red]✗ undo {_data(where)} not run: {_data(d.get('error'))}[/red]")
+        elif ev.type == "drift_checked":
+            counts = ", ".join(f"{n} {k}" for k, n in (d.get("counts") or {}).items() if n)
+            self.c.print(f"{s} [cyan]drift check[/cyan]: {_data(counts or 'nothing to read')} [dim]({d.get('seconds', 0):.1f}s)[/dim]")
         elif ev.type == "op_undone":
             self.c.print(f"{s} [yellow]↶ {_data(ev.op)} rolled back[/yellow]")
         elif ev.type == "checkpoint":
@@ -488,9 +495,12 @@ def apply_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], phas
               metavar="N", help="How long an undo refused with DependencyViolation, *InUse* or Invalid*State* keeps "
                                 "retrying while AWS releases what a deleted resource held (network interfaces). "
                                 "Default: the aws connection's settle_minutes, else 15 against real AWS, 3 on an emulator.")
+@click.option("--no-drift-check", "no_drift_check", is_flag=True,
+              help="Do not read every step back first (`atomicops drift`): run each journalled undo as it stands "
+                   "(a resource already gone still counts as undone through its undo_ok_errors).")
 @common
 def rollback(targets: tuple[str, ...], skip: tuple[str, ...], reason: str | None, to: str | None, parallelism: int,
-             settle_minutes: float | None, env: str, state: str | None, as_json: bool) -> int:
+             settle_minutes: float | None, no_drift_check: bool, env: str, state: str | None, as_json: bool) -> int:
     """Undo applied operations from the journal, in reverse dependency order (no plan needed).
 
     \b
@@ -505,6 +515,16 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], reason: str | None
     remains), or, once a person has removed the resource by hand:
       atomicops rollback --skip OP --reason "deleted sg-123 in the console"
     which records it (`atomicops history` shows the reason and user@host) and goes on.
+
+    \b
+    First it reads every step it will undo back (the drift check, as `atomicops drift`):
+      gone     deleted out of band: its undo is skipped, with why, in the history
+      changed  replaced out of band (a new id, a namesake that is not this run's): its
+               undo is not run and it is left for a person, exit 3 (nothing the run
+               did not create is ever deleted); then --skip OP --reason, or
+               --no-drift-check to run the journalled undo as it stands
+      unknown  nothing could read it: undone as journalled
+    --no-drift-check saves those reads (one API call per step, in parallel).
     """
     from atomicops import api
 
@@ -515,7 +535,7 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], reason: str | None
     observer = Silent() if as_json else Progress(err)
     with ctrl_c(rolling_back=True) as cancel:
         report = api.rollback(env=env, state=state, targets=targets, skip=skip, reason=reason, to=to,
-                              parallelism=parallelism, settle_minutes=settle_minutes,
+                              parallelism=parallelism, settle_minutes=settle_minutes, drift_check=not no_drift_check,
                               observer=observer, cancel=cancel)
     if as_json:
         _emit(_jsonable(report))
@@ -534,15 +554,20 @@ def rollback(targets: tuple[str, ...], skip: tuple[str, ...], reason: str | None
 @click.option("--plan", "plan", default=None, type=click.Path(),
               help="Refuse unless this plan matches what the journal recorded (resume itself needs no plan).")
 @click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
+@click.option("--no-drift-check", "no_drift_check", is_flag=True,
+              help="When it rolls back: skip the drift check (see `atomicops rollback --help`).")
 @common
-def resume(do_rollback: bool, plan: str | None, parallelism: int, env: str, state: str | None, as_json: bool) -> int:
-    """Finish an interrupted run: probe in-flight steps, then continue it or roll it back."""
+def resume(do_rollback: bool, plan: str | None, parallelism: int, no_drift_check: bool, env: str, state: str | None,
+           as_json: bool) -> int:
+    """Finish an interrupted run: probe in-flight steps, then continue it or roll it back.
+
+    A rollback reads its steps back first, as `atomicops rollback` does (--no-drift-check)."""
     from atomicops import api
 
     observer = Silent() if as_json else Progress(err)
     with ctrl_c(rolling_back=do_rollback) as cancel:
         report = api.resume(env=env, state=state, rollback=do_rollback, plan=plan, parallelism=parallelism,
-                            observer=observer, cancel=cancel)
+                            observer=observer, cancel=cancel, drift_check=not no_drift_check)
     if as_json:
         _emit(_jsonable(report))
     elif getattr(report, "nothing_to_do", False):
@@ -707,7 +732,7 @@ def history(limit: int | None, env: str, state: str | None, as_json: bool) -> in
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ev["ts"]))
         where = "/".join(x for x in (ev["op"], ev["step"]) if x)
         detail: dict[str, Any] | str = {k: v for k, v in ev["data"].items()
-                                         if k in ("error", "outcome", "command", "already_gone", "outputs", "by") and v}
+                                         if k in ("error", "outcome", "command", "already_gone", "outputs", "by", "drifted") and v}
         if ev["type"] == "checkpoint":  # the mark's name and the position it stands for
             detail = f"{ev['data'].get('name')} at seq {ev['data'].get('seq')} (by {ev['data'].get('by')})"
         elif ev["type"] == "checkpoint_dropped":
@@ -756,6 +781,64 @@ def verify(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: st
             why = r.get("error") or "; ".join(r.get("mismatches") or [])
             out.print(f"{mark} {_data(r['check'])} {_data(why)}")
     return EXIT_FAILED if failed else 0
+
+
+# ---- atomicops drift -------------------------------------------------------------------------
+
+@main.command(name="drift")
+@click.option("--op", "ops", multiple=True, metavar="OP", help="Only this operation's steps (repeatable).")
+@click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256), help="Steps read at once.")
+@common
+def drift_cmd(ops: tuple[str, ...], parallelism: int, env: str, state: str | None, as_json: bool) -> int:
+    """Read every applied step back and show what changed since it was applied (no plan needed).
+
+    \b
+    Each step is read with its own probe or the built-in probe of its AWS call, from the plan
+    the journal recorded, and compared with the outputs the journal holds:
+      in_sync      found, every output as journalled
+      gone         not found: deleted out of band
+      changed      something else is there: an output differs (replaced: a new id), or a
+                   namesake without this step's tag
+      unknown      nothing can read it (no probe, an error): the reason is shown
+      in_progress  a run holds it in flight, or moved it while it was read
+    Read-only and without the lock: it may run beside an apply. `atomicops rollback` runs
+    the same check first (see its --help).
+
+    \b
+    Exit codes: 0 every step in sync; 1 drift found (gone or changed); 3 no drift found,
+    but some steps could not be read (unknown, in progress); 2 invalid input.
+    """
+    from rich.table import Table
+
+    from atomicops import api
+
+    def progress(done: int, total: int, d: Any) -> None:
+        style = {"in_sync": "green", "gone": "red", "changed": "red"}.get(d.status, "yellow")
+        err.print(f"[dim]{done:>5}/{total}[/dim] {_data(d.op + '/' + d.step)} [{style}]{_data(d.status)}[/{style}]")
+
+    report = api.drift(env=env, state=state, ops=ops, parallelism=parallelism,
+                       progress=None if as_json else progress)
+    code = EXIT_FAILED if report.drifted else 0 if report.in_sync else EXIT_ROLLBACK_INCOMPLETE
+    if as_json:
+        _emit(report.as_dict(), code)
+        return code
+    table = Table(title=f"drift of environment {_data(repr(env))}", show_lines=False)
+    for col in ("operation", "step", "status", "journalled", "now / why"):
+        table.add_column(col)
+    for d in report.steps:
+        style = {"in_sync": "green", "gone": "red", "changed": "red"}.get(d.status, "yellow")
+        then = ", ".join(f"{k}={_short(d.actual[k])}" for k in d.differs) if d.differs else (
+            "" if d.status == "in_sync" else d.why)
+        journalled = ", ".join(f"{k}={_short(v)}" for k, v in d.expected.items())
+        table.add_row(_data(d.op), _data(d.step), f"[{style}]{_data(d.status)}[/{style}]", _data(journalled),
+                      _data(then))
+    out.print(table)
+    tally = ", ".join(f"{n} {k}" for k, n in report.counts.items() if n) or "nothing applied"
+    out.print(f"{_data(tally)} [dim]({report.seconds:.1f}s)[/dim]")
+    if report.running:
+        out.print(_data(f"run {report.running.get('run_id')} ({report.running.get('command')}) held the "
+                        "environment meanwhile: what it moved is shown in_progress"))
+    return code
 
 
 @main.command()

@@ -29,6 +29,10 @@ class ProbeAnswer:
     found: bool | None  # None: the probe could not tell
     outputs: dict[str, Any] = field(default_factory=dict)
     why: str = ""
+    # Not found as the step's, yet something answering the probe is there: a namesake without
+    # this step's tag, or one that fails the probe's expect. Resume needs only ``found``;
+    # drift tells "replaced" from "gone" by it (engine/drift.py).
+    exists: bool = False
 
 
 def builtin(step: Step) -> bool:
@@ -80,7 +84,8 @@ def probe(
         return ProbeAnswer(None, why="probe outputs: " + "; ".join(missing))
     mismatches = evaluate(scope.journal_form(step.probe.get("expect") or {}), result)
     if missing or mismatches:
-        return ProbeAnswer(False, why="; ".join(missing + [str(m) for m in mismatches]))
+        named = bool(step.probe.get("outputs")) and not missing  # it read every output, then failed the expect
+        return ProbeAnswer(False, why="; ".join(missing + [str(m) for m in mismatches]), exists=named)
     return ProbeAnswer(True, outputs)
 
 
@@ -99,7 +104,7 @@ def _builtin_probe(
         return ProbeAnswer(None, why=f"built-in probe failed: {exc}")
     what = f"built-in probe: {lookup.resource}"
     if lookup.state in ("absent", "foreign"):
-        return ProbeAnswer(False, why=f"{what}: {lookup.state} ({lookup.why})")
+        return ProbeAnswer(False, why=f"{what}: {lookup.state} ({lookup.why})", exists=lookup.state == "foreign")
     if lookup.state == "unproven":
         return ProbeAnswer(None, why=f"{what}: {lookup.why}")
     outputs, missing = extract_outputs(step.result_outputs, lookup.response or {})

@@ -8,11 +8,12 @@ graph allows; inside an operation its applied steps are undone newest first.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from atomicops.engine import checkpoints, faults
+from atomicops.engine import checkpoints, drift, faults
 from atomicops.engine.crash import crashpoint
+from atomicops.engine.drift import CHANGED, DRIFTED, GONE, StepDrift
 from atomicops.engine.executor import SETTLING_CODES, UNDO_RETRY
 from atomicops.engine.run import Run
 from atomicops.engine.runtime import Runtime
@@ -92,11 +93,12 @@ def undo_step(run: Run, rt: Runtime, op_id: str, step: StepState, *, settled_by:
     run.record("undo_done", op=op_id, step=step.name, already_gone=False, **done_extra)
 
 
-def undo_operation(run: Run, rt: Runtime, op: OpState) -> None:
+def undo_operation(run: Run, rt: Runtime, op: OpState, drift: Mapping[tuple[str, str], StepDrift] | None = None) -> None:
     """Undo every applied step of ``op``, newest first; stop at the first undo that fails.
 
     Later steps usually build on earlier ones (a subnet in a VPC), so after a failed undo the
     earlier steps are left for the next ``rollback`` rather than attempted in vain.
+    ``drift``: the drift check's verdicts (see :func:`drifted_away`).
     """
     doubt = [f"{op.id}/{s.name}" for s in op.steps.values() if s.status in ("intent", "uncertain")]
     if doubt:
@@ -104,8 +106,51 @@ def undo_operation(run: Run, rt: Runtime, op: OpState) -> None:
         # it stands on: the operation waits for a resume or `atomicops resolve`.
         raise Uncertain(run.env, doubt)
     for step in reversed(list(op.steps.values())):
-        undo_step(run, rt, op.id, step)
+        if not drifted_away(run, op.id, step, (drift or {}).get((op.id, step.name))):
+            undo_step(run, rt, op.id, step)
     run.record("op_undone", op=op.id)
+
+
+def drifted_away(run: Run, op_id: str, step: StepState, verdict: StepDrift | None) -> bool:
+    """Act on the drift check's verdict instead of the journalled undo; ``True`` if it did.
+
+    Gone: nothing is left to undo; the skip is journalled with why. Changed (replaced: a new
+    id, a namesake without this step's tag): the journalled undo names what this run made,
+    and what is there now is something else; by name (a role, a table) the undo would delete
+    that other thing, by id it would find nothing and count the step undone while its
+    replacement stays. Neither is safe to decide alone: the step is held as a failed undo
+    (``undo_refused``) for a person, never deleted. Raises :class:`UndoFailed` then."""
+    if verdict is None or verdict.status not in DRIFTED or step.undo is None or not step.present or step.read_only:
+        return False
+    if verdict.status == GONE:
+        run.record("undo_skipped", op=op_id, step=step.name, drift=GONE, reason=f"gone out of band (drift): {verdict.why}")
+        return True
+    message = (f"replaced out of band (drift): {verdict.why}; its undo was not run, so that nothing this run did "
+               f"not create is deleted. Once a person has dealt with what is there: `atomicops resolve {op_id} "
+               f"{step.name} --not-applied --reason \"...\"` and `atomicops rollback` again; or `atomicops rollback "
+               "--no-drift-check` to run the journalled undo as it stands (on the journalled ids and names)")
+    run.record("undo_refused", op=op_id, step=step.name, drift=CHANGED, error=message,
+               expected=verdict.expected, actual=verdict.actual)
+    raise UndoFailed(op_id, step.name, message)
+
+
+def drift_pass(run: Run, rt: Runtime, state: EnvState, selection: Iterable[str], parallelism: int) -> dict[tuple[str, str], StepDrift]:
+    """Read back what is about to be undone (engine/drift.py). Only its decisions are acted
+    on, each journalled before it takes effect; a kill here or after it leaves nothing that
+    the next rollback (which reads everything back again) would not find."""
+    chosen = list(selection)
+    total = sum(len(drift.readable(state.ops[o])) for o in chosen)
+    run.observer.note(f"drift check: reading back {total} applied step(s) before undoing them "
+                      "(--no-drift-check skips it)")
+    report = drift.check(state, ops=chosen, runtime=rt, parallelism=parallelism)
+    for d in report.steps:
+        if d.status in DRIFTED or d.status == drift.UNKNOWN:
+            then = {GONE: "its undo is skipped", CHANGED: "its undo is left for a person"}.get(d.status, "undone as journalled")
+            run.observer.note(f"{d.op}/{d.step}: {d.status}: {d.why} ({then})", level="warning")
+    run.record("drift_checked", counts=report.counts, seconds=round(report.seconds, 3),
+               drifted={f"{d.op}/{d.step}": d.status for d in report.drifted})
+    crashpoint("after_drift_check", run.env)
+    return report.by_step()
 
 
 def rollback_order(state: EnvState, selection: Iterable[str]) -> Graph:
@@ -150,12 +195,15 @@ def rollback_ops(
     *,
     parallelism: int = 10,
     keep_marks: Iterable[str] = (),
+    drift_check: bool = False,
 ) -> RollbackReport:
     """Undo ``selection``; an operation whose undo fails blocks only what it stands on (its
     dependencies wait for it), every other branch is still undone. ``keep_marks`` are
     checkpoints kept even if it goes back past them (the one ``rollback --to`` returns to);
-    other marks it goes back past are dropped."""
+    other marks it goes back past are dropped. ``drift_check``: read every step back first
+    and skip the undo of what is gone, hold what was replaced (:func:`drifted_away`)."""
     selection = [o for o in selection if o in state.ops and needs_undo(state.ops[o])]
+    verdicts = drift_pass(run, rt, state, selection, parallelism) if drift_check and selection else {}
     keep = set(keep_marks)
     # No rollback creates a mark: once the marks live at its start (but ``keep``) are dropped
     # there is nothing left to drop, and each sweep reads the whole journal (16 of the 18
@@ -165,7 +213,7 @@ def rollback_ops(
 
     def visit(op_id: str) -> None:
         op = state.ops[op_id]
-        undo_operation(run, rt, op)
+        undo_operation(run, rt, op, verdicts)
         if droppable:
             droppable.difference_update(checkpoints.drop_passed(run, keep))
         report.irreversible += [

@@ -168,7 +168,8 @@ def apply_in_run(
 
 
 def resume_rollback(
-    run: Run, loaded: LoadedPlan, st: EnvState, command: str, chain: list[str], options: dict[str, Any], parallelism: int
+    run: Run, loaded: LoadedPlan, st: EnvState, command: str, chain: list[str], options: dict[str, Any], parallelism: int,
+    *, drift_check: bool = True,
 ) -> RollbackReport:
     with runtime_of(run, loaded) as rt:
         settled = settle_or_stop(run, Applier(loaded, run, rt, st, parallelism), rolling_back=True)
@@ -181,7 +182,10 @@ def resume_rollback(
             selection = with_dependents(settled, targets) if targets else set(settled.ops)
         else:
             selection = {o.id for o in settled.ops.values() if o.run_id in (*chain, run.id)}
-        report = rollback_ops(run, rt, settled, selection, parallelism=parallelism, keep_marks=[to] if to else ())
+        # A rollback run with --no-drift-check is finished the same way.
+        check = drift_check and options.get("drift_check", True) is not False
+        report = rollback_ops(run, rt, settled, selection, parallelism=parallelism, keep_marks=[to] if to else (),
+                              drift_check=check)
     if not report.complete:
         run.finish("rollback_incomplete")
         raise with_report(incomplete(report), report)

@@ -29,7 +29,12 @@ undo_intent        action; settled_by (undo) and ok_errors for an in-flight step
                    its undo (one that needs none of the step's outputs)    -- before an undo
 undo_done          already_gone, code, settled_by (undo)
 undo_failed        error, code
-undo_skipped       reason (an irreversible step)
+undo_refused       error, drift (changed), expected, actual: rollback's drift check found
+                   the resource replaced out of band; its undo was not run (engine/drift.py).
+                   The step stays applied, like a failed undo: a person decides
+undo_skipped       reason (an irreversible step); drift (gone): the drift check found the
+                   resource deleted out of band, so there was nothing to undo
+drift_checked      counts, drifted (op/step: status): rollback read the steps back first
 op_undone          (all of its present steps are undone)
 checkpoint         name, seq (the position it stands for), op, by, run    -- journal/marks.py
 checkpoint_dropped name, reason (a rollback went back past the mark)
@@ -321,7 +326,7 @@ def _apply_step_event(op: OpState, ev: Event) -> None:
             op.status = "rolling_back"
     elif ev.type == "undo_done":
         step.status = "undone"
-    elif ev.type == "undo_failed":
+    elif ev.type in ("undo_failed", "undo_refused"):
         step.status, step.error = "undo_failed", d.get("error")
         op.status = "rollback_failed"
     elif ev.type == "undo_skipped":
