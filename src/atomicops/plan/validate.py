@@ -70,6 +70,7 @@ def validate_plan(
     plan: Plan, raw: Mapping[str, Any], smap: SourceMap
 ) -> tuple[list[Problem], dict[str, set[str]]]:
     ctx = _Ctx(plan, raw, smap, [], {}, {op.id: set() for op in plan.operations})
+    _check_todos(ctx, raw, ())
     _check_names(ctx)
     by_connection = {k.connection_kind: k for k in registry.kinds().values() if k.connection_kind}
     for name, conn in plan.connections.items():
@@ -102,6 +103,29 @@ def validate_plan(
         _check_secret_stores(ctx)
     ctx.passed.save()
     return ctx.problems, ctx.deps
+
+
+def is_todo(value: Any) -> bool:
+    """``{todo: "..."}``: a place `atomicops import` left for a person (an undo no rollback
+    command gave, a placeholder's value); the text names the runbook's file:line."""
+    return isinstance(value, Mapping) and len(value) == 1 and isinstance(value.get("todo"), str)
+
+
+def _check_todos(ctx: _Ctx, value: Any, path: Path) -> None:
+    if is_todo(value):
+        ctx.add(path, f"left to do after `atomicops import`: {value['todo']}", op=_op_at(ctx, path))
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_todos(ctx, v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_todos(ctx, v, (*path, i))
+
+
+def _op_at(ctx: _Ctx, path: Path) -> str | None:
+    if len(path) > 1 and path[0] == "operations" and isinstance(path[1], int) and path[1] < len(ctx.plan.operations):
+        return ctx.plan.operations[path[1]].id
+    return None
 
 
 def _check_triggers(ctx: _Ctx, checks: list[Any]) -> None:
@@ -201,7 +225,7 @@ def _check_operation(ctx: _Ctx, index: int, op: Operation) -> None:
                 ctx.add((*spath, "undo"), "a read_only step changes nothing, so it has nothing to undo", op=op.id)
             if step.safe_to_repeat is not None:
                 ctx.add((*spath, "safe_to_repeat"), "a read_only step is always safe to repeat; drop the key", op=op.id)
-        elif step.undo is None and step.irreversible is None:
+        elif step.undo is None and step.irreversible is None and not is_todo(step.do):
             ctx.add(
                 spath,
                 f"step {step.name!r} has a side effect and no undo: add `undo`, or say "
@@ -226,6 +250,8 @@ def _check_action(
     self_upto: int = -1,
     allowed: frozenset[str] = _ANY,
 ) -> None:
+    if is_todo(action):
+        return  # reported once by _check_todos, with its runbook line
     kinds = registry.kinds()
     key, found = registry.kind_of(action)
     if key is None:
