@@ -72,9 +72,14 @@ def _driver() -> Any:
 
     try:
         from awscli.clidriver import create_clidriver
+        from awscli.paramfile import LOCAL_PREFIX_MAP, URIArgumentHandler
     except ImportError:
         raise AwsCliMissing() from None
-    return create_clidriver()
+    driver = create_clidriver()
+    # `aws` registers this when its session starts: `file://` and `fileb://` values are read.
+    # Only the local prefixes: an import never fetches an http(s):// parameter.
+    driver.session.register("load-cli-arg", URIArgumentHandler(dict(LOCAL_PREFIX_MAP)))
+    return driver
 
 
 def translate(args: list[str]) -> AwsCall:
@@ -125,7 +130,7 @@ def _call(got: _Captured, parsed: Any, waiter: str | None) -> AwsCall:
         params=got.params,
         query=getattr(query, "expression", query),
         region=getattr(parsed, "region", None),
-        waiter=xform_name(waiter) if waiter else None,
+        waiter=waiter.replace("-", "_") if waiter else None,
     )
 
 

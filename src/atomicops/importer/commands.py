@@ -71,6 +71,14 @@ def _aws(cmd: Command, role: str, args: list[str], base_dir: Path) -> Translated
                                   "wait": {"waiter": call.waiter, "params": call.params}}
     else:
         action = {"aws": f"{call.service}.{call.operation}", "params": call.params}
+    # The CLI passes JSON values through as written; botocore's model would refuse them only
+    # when sent. The plan's own check (the one `validate` runs) refuses them now.
+    from atomicops.actions import registry
+
+    issues = list(registry.get("aws").check(action))
+    if issues:
+        where = ".".join(str(p) for p in issues[0].path[1:])
+        return Translated(cmd, role, "", problem=f"`aws {' '.join(args[:2])}`: {where}: {issues[0].message}")
     return Translated(cmd, role, "aws", action, call=call)
 
 

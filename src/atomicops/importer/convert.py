@@ -16,7 +16,7 @@ from typing import Any
 from atomicops.importer import commands, pairing
 from atomicops.importer.markdown import DEFAULT_WORDS, SHELL_LANGS, sections
 from atomicops.importer.references import Symbols, snake
-from atomicops.importer.shell import split_block
+from atomicops.importer.shell import Command, split_block
 from atomicops.plan.names import ID_MAX
 
 _SECRET_NAME = re.compile(r"password|secret|token|credential|private_key", re.IGNORECASE)
@@ -108,13 +108,13 @@ def import_runbook(path: str | Path, words: dict[str, tuple[str, ...]] | None = 
                 continue
             cmds, errors = split_block(block.lines, block.line)
             for err in errors:
-                left.append(Left(err.line, "untranslated", err.message, op.id, todo=False))
+                _unreadable(op, block.role, err.line, err.message, left)
             stray: list[int] = []
             for cmd in cmds:
                 if not commands.looks_like_command(cmd):
                     stray.append(cmd.line)
                     continue
-                _flush_stray(stray, left, op.id)
+                _flush_stray(stray, op, block.role, left)
                 if cmd.value is not None and cmd.assign:
                     plain_values.setdefault(snake(cmd.assign), symbols.plain(cmd.value))
                     continue
@@ -133,7 +133,7 @@ def import_runbook(path: str | Path, words: dict[str, tuple[str, ...]] | None = 
                     op.rollbacks.append(t)
                 else:
                     op.checks.append(t)
-            _flush_stray(stray, left, op.id)
+            _flush_stray(stray, op, block.role, left)
         if op.steps or op.rollbacks or op.checks:
             ops.append(op)
     producers = _capture_outputs(ops, symbols, left)
@@ -148,11 +148,23 @@ def commands_langs() -> set[str]:
     return SHELL_LANGS
 
 
-def _flush_stray(stray: list[int], left: list[Left], op: str) -> None:
+def _flush_stray(stray: list[int], op: _Op, role: str, left: list[Left]) -> None:
     if stray:
         span = f"lines {stray[0]}-{stray[-1]}" if len(stray) > 1 else f"line {stray[0]}"
-        left.append(Left(stray[0], "untranslated", f"not a shell command ({span}): this part of the bash block is not bash (pasted output or data?)", op, todo=False))
+        _unreadable(op, role, stray[0], f"not a shell command ({span}): this part of the bash block is not bash (pasted output or data?)", left)
         stray.clear()
+
+
+def _unreadable(op: _Op, role: str, line: int, message: str, left: list[Left]) -> None:
+    """Text of a block that is no command: in CREATE and VERIFICATION blocks it takes a
+    ``{todo}`` place in the plan (what it meant to do must not silently vanish)."""
+    t = commands.Translated(Command(line, line, ""), role, "", problem=message)
+    if role == "create":
+        op.steps.append(_Step(t, _unique("unreadable", {s.name for s in op.steps})))
+    elif role == "verify":
+        op.checks.append(t)
+    else:
+        left.append(Left(line, "unpaired-rollback", message, op.id, todo=False))
 
 
 def _slug(text: str) -> str:
@@ -205,9 +217,11 @@ def _pair(ops: list[_Op], symbols: Symbols, producers: dict[str, _Producer], lef
         for step in op.steps:
             t = step.t
             if t.call and t.call.waiter:
-                prev = merged[-1] if merged else None
-                if prev and prev.t.call and prev.t.call.service == t.call.service and prev.wait is None and not prev.read_only:
-                    prev.wait = t.action["wait"]  # `aws SVC wait ...` right after the call it waits for
+                waited = set(pairing.leaves(t.call.params))
+                prev = next((m for m in reversed(merged) if m.t.call and m.t.call.service == t.call.service
+                             and m.wait is None and not m.read_only and waited <= set(pairing.leaves(m.t.call.params))), None)
+                if prev is not None:
+                    prev.wait = t.action["wait"]  # `aws SVC wait ...` after the call it waits for
                     continue
                 step.read_only = True
             elif t.call and pairing.is_read_only(t.call.operation):
@@ -272,7 +286,7 @@ def _plain(text: str) -> str:
 
 
 def _short(t: commands.Translated) -> str:
-    text = " ".join(t.cmd.words[:3]) if t.cmd.words else t.cmd.text.strip().splitlines()[0][:60]
+    text = " ".join(t.cmd.words[:3]) if t.cmd.words else " ".join(t.cmd.text.split())[:60]
     return text.replace("\x01", "<").replace("\x02", ">")
 
 
@@ -308,10 +322,10 @@ def _plan(path: Path, ops: list[_Op], symbols: Symbols, producers: dict[str, _Pr
         for j, step in enumerate(op.steps):
             t = step.t
             line = t.cmd.line
-            first_line = t.cmd.text.strip().splitlines()[0] if t.cmd.text.strip() else ""
+            first_line = " ".join(t.cmd.text.split())
             out: dict[str, Any] = {"_source": f"{file}:{line}: {_plain(first_line)[:90]}", "name": step.name}
             if not t.kind:
-                out["do"] = todo(line, f"not translated ({t.problem}): {_short(t)}")
+                out["do"] = todo(line, f"not translated ({t.problem})" + (f": {_short(t)}" if _short(t) else ""))
                 left.append(Left(line, "untranslated", str(t.problem), op.id))
                 steps.append(out)
                 continue
@@ -336,7 +350,7 @@ def _plan(path: Path, ops: list[_Op], symbols: Symbols, producers: dict[str, _Pr
         for c in op.checks:
             if not c.kind or c.kind == "run":
                 reason = c.problem or "a local command as a check: turn it into an aws, sql, http or nats check"
-                checks.append(todo(c.cmd.line, f"check not translated ({reason}): {_short(c)}"))
+                checks.append(todo(c.cmd.line, f"check not translated ({reason})" + (f": {_short(c)}" if _short(c) else "")))
                 left.append(Left(c.cmd.line, "untranslated", reason, op.id))
                 continue
             uses_db |= c.kind == "sql"

@@ -126,7 +126,7 @@ def best_undo(service: str, operation: str, params: dict[str, Any], produced: It
     (as text) of what the create's response gives (captured ``$VAR``s)."""
     best: tuple[int, int] | None = None
     chosen = None
-    values = set(_leaves(params))
+    values = set(leaves(params))
     produced = set(produced)
     for cand in candidates:
         if cand.index in taken or cand.service != service:
@@ -134,16 +134,17 @@ def best_undo(service: str, operation: str, params: dict[str, Any], produced: It
         kind = undoes(operation, cand.operation)
         if not kind:
             continue
-        shared = sum(1 for v in _leaves(cand.params) if v in values or v in produced)
+        shared = sum(1 for v in leaves(cand.params) if v in values or v in produced)
         score = (kind + 2 * shared, -cand.index)
         if best is None or score > best:
             best, chosen = score, cand
     return chosen
 
 
-def _leaves(value: Any) -> list[str]:
+def leaves(value: Any) -> list[str]:
+    """Every scalar in ``value``, as text."""
     if isinstance(value, dict):
-        return [s for v in value.values() for s in _leaves(v)]
+        return [s for v in value.values() for s in leaves(v)]
     if isinstance(value, list):
-        return [s for v in value for s in _leaves(v)]
+        return [s for v in value for s in leaves(v)]
     return [] if isinstance(value, bool) else [str(value)]

@@ -111,7 +111,9 @@ def split_block(lines: list[str], first_line: int) -> tuple[list[Command], list[
             if not (scan.open or continued or trailing_pipe) or i + 1 >= len(lines):
                 break
             i += 1
-        logical = "\n".join(parts)
+        # bash drops a backslash-newline everywhere but inside single quotes (where a
+        # runbook has never meant one)
+        logical = "\n".join(parts).replace("\\\n", " ")
         end = i
         i += 1
         if scan.open:
