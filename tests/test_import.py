@@ -168,6 +168,17 @@ def test_the_small_runbook_validates_once_its_placeholder_is_given(tmp_path):
     assert loaded.deps["application-security-group"] == {"vpc"}  # from ${ops.vpc.vpc_id}
 
 
+def test_a_runbook_that_translates_and_pairs_whole_validates_with_no_edit(tmp_path):
+    runbook = tmp_path / "whole.md"
+    runbook.write_text((RUNBOOKS / "small.md").read_text().replace("<name>", "whole"))
+    result = import_runbook(runbook)
+    assert [i for i in result.left if i.todo] == [] and result.figures.todos == 0
+    loaded = api.validate(write(result, tmp_path / "out"))
+    assert [op.id for op in loaded.plan.operations] == ["vpc", "application-security-group"]
+    assert loaded.plan.connections["aws"].model_dump() == {
+        "kind": "aws", "region": "${vars.region}", "endpoint_url": "${vars.aws_endpoint}"}
+
+
 @pytest.fixture
 def aws_inventory(moto_endpoint):
     factory = inventory.clients(region="us-east-1", endpoint_url=moto_endpoint)
@@ -235,9 +246,21 @@ def test_the_command_writes_the_plan_and_prints_what_is_left(tmp_path):
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["figures"]["todos"] == 1
-    assert [i["message"] for i in doc["left"] if i["todo"]] == ["<bucket>: set var bucket"]
+    assert [i["message"] for i in doc["left"] if i["todo"]] == ["<bucket>: set var bucket (also used at line 14)"]
     assert (tmp_path / "out" / REPORT_FILE).read_text().startswith(f"# Import of {RUNBOOKS / 'data.md'}")
     bad = subprocess.run([sys.executable, "-m", "atomicops.cli", "import", str(RUNBOOKS / "data.md"),
                           "-o", str(tmp_path / "x"), "--words", "build=CREATE"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--words takes ROLE=WORD" in bad.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_without_awscli_the_command_says_what_to_install(tmp_path):
+    # awscli is an extra: hide it from the process, as on a machine without it
+    script = ("import sys; sys.modules['awscli.clidriver'] = None\n"
+              "from atomicops.cli import main\n"
+              f"sys.argv = ['atomicops', 'import', {str(RUNBOOKS / 'small.md')!r}, '-o', {str(tmp_path / 'out')!r}]\n"
+              "main()\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "pip install 'atomicops[import]'" in proc.stderr
+    assert not (tmp_path / "out").exists()

@@ -59,7 +59,8 @@ class Imported:
     plan: dict[str, Any]
     left: list[Left]
     figures: Figures
-    comments: dict[int, str] = field(default_factory=dict)  # id(mapping) -> comment above it
+    sources: dict[tuple[str, str], str] = field(default_factory=dict)
+    """(operation id, step name) -> the runbook's file:line and command, for a comment."""
 
 
 @dataclass
@@ -138,10 +139,11 @@ def import_runbook(path: str | Path, words: dict[str, tuple[str, ...]] | None = 
             ops.append(op)
     producers = _capture_outputs(ops, symbols, left)
     _pair(ops, symbols, producers, left, figures)
-    plan = _plan(path, ops, symbols, producers, plain_values, region or "us-east-1", left)
+    sources: dict[tuple[str, str], str] = {}
+    plan = _plan(path, ops, symbols, producers, plain_values, region or "us-east-1", left, sources)
     figures.todos = sum(1 for item in left if item.todo)
     left.sort(key=lambda item: (item.line, item.kind))
-    return Imported(file, plan, left, figures)
+    return Imported(file, plan, left, figures, sources)
 
 
 def commands_langs() -> set[str]:
@@ -165,6 +167,12 @@ def _unreadable(op: _Op, role: str, line: int, message: str, left: list[Left]) -
         op.checks.append(t)
     else:
         left.append(Left(line, "unpaired-rollback", message, op.id, todo=False))
+
+
+def _plan_name(path: Path) -> str:
+    """From the page's title (its one `#` heading), else from the file's name."""
+    title = re.search(r"^#\s+(.+?)\s*#*\s*$", path.read_text(encoding="utf-8"), re.MULTILINE)
+    return _slug(title.group(1) if title else path.stem).removeprefix("op-") or "imported"
 
 
 def _slug(text: str) -> str:
@@ -291,7 +299,8 @@ def _short(t: commands.Translated) -> str:
 
 
 def _plan(path: Path, ops: list[_Op], symbols: Symbols, producers: dict[str, _Producer],
-          plain_values: dict[str, str], region: str, left: list[Left]) -> dict[str, Any]:
+          plain_values: dict[str, str], region: str, left: list[Left],
+          sources: dict[tuple[str, str], str]) -> dict[str, Any]:
     file = str(path)
     used: dict[str, list[int]] = {}
     order = {op.id: i for i, op in enumerate(ops)}
@@ -323,7 +332,8 @@ def _plan(path: Path, ops: list[_Op], symbols: Symbols, producers: dict[str, _Pr
             t = step.t
             line = t.cmd.line
             first_line = " ".join(t.cmd.text.split())
-            out: dict[str, Any] = {"_source": f"{file}:{line}: {_plain(first_line)[:90]}", "name": step.name}
+            sources[(op.id, step.name)] = f"{file}:{line}: {_plain(first_line)[:90]}"
+            out: dict[str, Any] = {"name": step.name}
             if not t.kind:
                 out["do"] = todo(line, f"not translated ({t.problem})" + (f": {_short(t)}" if _short(t) else ""))
                 left.append(Left(line, "untranslated", str(t.problem), op.id))
@@ -379,12 +389,14 @@ def _plan(path: Path, ops: list[_Op], symbols: Symbols, producers: dict[str, _Pr
             plan_vars[name] = plain_values[name]
         elif name not in plan_vars:
             plan_vars[name] = todo(first, f"give {written} a value (--var {name}=...)")
-            left.append(Left(first, "placeholder", f"{written}: set var {name}", None))
+            also = sorted(set(lines) - {first})
+            more = f" (also used at line{'s' if len(also) > 1 else ''} {', '.join(map(str, also))})" if also else ""
+            left.append(Left(first, "placeholder", f"{written}: set var {name}{more}", None))
     if uses_db:
         plan_vars["database_url"] = None
     plan: dict[str, Any] = {
         "atomicops": 1,
-        "name": _slug(path.stem).removeprefix("op-") or "imported",
+        "name": _plan_name(path),
         "description": f"imported by `atomicops import` from {path.name}",
         "phases": phases,
         "vars": plan_vars,

@@ -16,7 +16,6 @@ from atomicops.errors import UsageError
 from atomicops.importer.convert import KINDS, Imported
 
 PLAN_FILE, REPORT_FILE = "plan.yaml", "IMPORT.md"
-SOURCE_KEY = "_source"  # a step's runbook line, written as a comment and never as a key
 
 
 def plan_text(result: Imported) -> str:
@@ -37,8 +36,7 @@ def plan_text(result: Imported) -> str:
         out.append(textwrap.indent(_dump([body]).rstrip(), "  "))
         out.append("    steps:")
         for step in op["steps"]:
-            step = dict(step)
-            source = step.pop(SOURCE_KEY, None)
+            source = result.sources.get((op["id"], step["name"]))
             if source:
                 out.append(f"      # {source}")
             out.append(textwrap.indent(_dump([step]).rstrip(), "      "))
