@@ -47,7 +47,7 @@ def translate(cmd: Command, role: str, symbols: Symbols, base_dir: Path) -> Tran
     if cmd.redirect:
         return Translated(cmd, role, "", problem=f"output redirected to {cmd.redirect}: write it as a `run` step with `shell:` by hand")
     if cmd.program == "aws":
-        return _aws(cmd, role, words[1:], base_dir)
+        return _aws(cmd, role, words[1:], base_dir, symbols)
     if cmd.program == "psql":
         return _psql(cmd, role, words, symbols)
     if cmd.program == "curl" and role == "verify":
@@ -60,12 +60,13 @@ def translate(cmd: Command, role: str, symbols: Symbols, base_dir: Path) -> Tran
     return Translated(cmd, role, "run", {"run": words}, review=f"`{cmd.program}` runs as a local command: check it can run where atomicops runs, and its undo")
 
 
-def _aws(cmd: Command, role: str, args: list[str], base_dir: Path) -> Translated:
+def _aws(cmd: Command, role: str, args: list[str], base_dir: Path, symbols: Symbols) -> Translated:
     args = [_file_arg(a, base_dir) for a in args]
     try:
         call = awscli_args.translate(args)
     except awscli_args.CallRefused as exc:
         return Translated(cmd, role, "", problem=f"`aws {' '.join(args[:2])}`: {exc.reason}")
+    _group_ids(call.params, symbols)
     if call.waiter:
         action: dict[str, Any] = {"aws": f"{call.service}.{call.operation}", "params": call.params,
                                   "wait": {"waiter": call.waiter, "params": call.params}}
@@ -80,6 +81,22 @@ def _aws(cmd: Command, role: str, args: list[str], base_dir: Path) -> Translated
         where = ".".join(str(p) for p in issues[0].path[1:])
         return Translated(cmd, role, "", problem=f"`aws {' '.join(args[:2])}`: {where}: {issues[0].message}")
     return Translated(cmd, role, "aws", action, call=call)
+
+
+def _group_ids(value: Any, symbols: Symbols) -> None:
+    """``--source-group X`` is a GroupId to the CLI only when X starts with ``sg-``, which a
+    placeholder's stand-in does not: a placeholder named as an id (``<ecs-sg-id>``) is one."""
+    if isinstance(value, dict):
+        name = value.get("GroupName")
+        if isinstance(name, str) and "GroupId" not in value:
+            names = symbols.names_in(name)
+            if len(names) == 1 and symbols.stand_in(names[0]) == name and names[0].endswith("_id"):
+                value["GroupId"] = value.pop("GroupName")
+        for v in value.values():
+            _group_ids(v, symbols)
+    elif isinstance(value, list):
+        for v in value:
+            _group_ids(v, symbols)
 
 
 def _file_arg(arg: str, base_dir: Path) -> str:

@@ -335,7 +335,8 @@ def _plan(path: Path, ops: list[_Op], symbols: Symbols, producers: dict[str, _Pr
             sources[(op.id, step.name)] = f"{file}:{line}: {_plain(first_line)[:90]}"
             out: dict[str, Any] = {"name": step.name}
             if not t.kind:
-                out["do"] = todo(line, f"not translated ({t.problem})" + (f": {_short(t)}" if _short(t) else ""))
+                what = f": {_short(t)}" if _short(t) else ""
+                out["do"] = todo(line, f"not translated ({t.problem}){what}; write the step's do and undo")
                 left.append(Left(line, "untranslated", str(t.problem), op.id))
                 steps.append(out)
                 continue

@@ -30,10 +30,10 @@ def plan_text(result: Imported) -> str:
         "#   atomicops rehearse DIR             # or, on a sandbox from `atomicops sandbox up`:",
         "#   atomicops apply DIR --vars-file .atomicops/sandbox/vars.yaml",
     ]
-    out = ["\n".join(head), _dump(plan).rstrip(), "operations:"]
+    out = ["\n".join(head), _dump(plan, flow=False).rstrip(), "operations:"]
     for op in operations:
         body = {k: v for k, v in op.items() if k not in ("steps", "verify")}
-        out.append(textwrap.indent(_dump([body]).rstrip(), "  "))
+        out.append(textwrap.indent(_dump([body], flow=False).rstrip(), "  "))  # `steps:` follows
         out.append("    steps:")
         for step in op["steps"]:
             source = result.sources.get((op["id"], step["name"]))
@@ -47,8 +47,9 @@ def plan_text(result: Imported) -> str:
     return "\n".join(out) + "\n"
 
 
-def _dump(value: Any) -> str:
-    return yaml.safe_dump(value, sort_keys=False, width=110, allow_unicode=True, default_flow_style=False)
+def _dump(value: Any, flow: bool | None = None) -> str:
+    """Block style, with lists and mappings of plain values on one line (``[docker, build]``)."""
+    return yaml.safe_dump(value, sort_keys=False, width=110, allow_unicode=True, default_flow_style=flow)
 
 
 def report_text(result: Imported) -> str:

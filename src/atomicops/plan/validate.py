@@ -360,8 +360,8 @@ def _vars_applied(ctx: _Ctx, action: Mapping[str, Any]) -> Any:
     """``action`` with each value that is a whole ``${vars...}`` reference replaced by the
     var's value (its type kept); everything else as written."""
     def look(ref: refs.Ref) -> Any:
-        if ref.namespace != "vars":
-            raise refs.Keep
+        if ref.namespace != "vars" or is_todo(ctx.plan.vars.get(ref.path[0])):
+            raise refs.Keep  # a var left to fill is reported once, as itself
         return refs.dig(ctx.plan.vars, ref.path, ref)
 
     def whole(value: Any) -> Any:
