@@ -3,6 +3,8 @@ with their lines, placeholders and shell variables through the AWS CLI's parser.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 
 import pytest
@@ -78,13 +80,23 @@ def test_placeholders_and_variables_pass_the_cli_parser_as_stand_ins_and_come_ba
     assert [symbols.by_name[n].written for n in symbols.order] == ["$SG_ID", "<port>", "$OTHER"]
 
 
-def test_the_cli_parser_leaves_this_process_on_the_botocore_boto3_uses():
-    awscli_args.translate(["ec2", "describe-vpcs"])
-    import botocore
-
-    assert "awscli" not in botocore.__file__
-    assert all("awscli" not in (getattr(m, "__file__", "") or "") for name, m in sys.modules.items()
-               if name.split(".")[0] in ("botocore", "s3transfer"))
+def test_the_cli_parser_leaves_the_process_on_the_botocore_boto3_uses():
+    # A fresh process: awscli (>= 1.46) carries its own botocore and would answer a later
+    # `import botocore` with it, and adds its data directory to AWS_DATA_PATH on import.
+    script = (
+        "import os, sys\n"
+        "from atomicops.importer import awscli_args\n"
+        f"call = awscli_args.translate(['iam', 'create-role', '--role-name', 'r', '--assume-role-policy-document', 'file://{__file__}'])\n"
+        "import botocore, s3transfer, boto3.s3.transfer\n"
+        "print(call.params['AssumeRolePolicyDocument'][:3], os.environ.get('AWS_DATA_PATH'))\n"
+        "print(*sorted({m.__file__ for n, m in sys.modules.items() if n.split('.')[0] in ('botocore', 's3transfer') and getattr(m, '__file__', None)}), sep='\\n')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "AWS_DATA_PATH"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    first, *files = proc.stdout.splitlines()
+    assert first == '""" None'  # file:// was read; AWS_DATA_PATH given back as it was
+    assert files and not [f for f in files if "awscli" in f]
 
 
 def test_sections_roles_and_phases_follow_the_headings():

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -70,12 +71,23 @@ def _driver() -> Any:
     import botocore.session  # noqa: F401
     import s3transfer  # noqa: F401
 
+    # Importing awscli also adds its data directory to AWS_DATA_PATH, for every botocore
+    # session made after it in this process and its children: the CLI's session reads it
+    # here, and the variable is then given back as it was.
+    saved = os.environ.get("AWS_DATA_PATH")
     try:
         from awscli.clidriver import create_clidriver
         from awscli.paramfile import LOCAL_PREFIX_MAP, URIArgumentHandler
+
+        driver = create_clidriver()
+        driver._get_cli_data()
     except ImportError:
         raise AwsCliMissing() from None
-    driver = create_clidriver()
+    finally:
+        if saved is None:
+            os.environ.pop("AWS_DATA_PATH", None)
+        else:
+            os.environ["AWS_DATA_PATH"] = saved
     # `aws` registers this when its session starts: `file://` and `fileb://` values are read.
     # Only the local prefixes: an import never fetches an http(s):// parameter.
     driver.session.register("load-cli-arg", URIArgumentHandler(dict(LOCAL_PREFIX_MAP)))
