@@ -70,7 +70,7 @@ def validate_plan(
     plan: Plan, raw: Mapping[str, Any], smap: SourceMap
 ) -> tuple[list[Problem], dict[str, set[str]]]:
     ctx = _Ctx(plan, raw, smap, [], {}, {op.id: set() for op in plan.operations})
-    _check_todos(ctx, raw, ())
+    _check_todo_vars(ctx)
     _check_names(ctx)
     by_connection = {k.connection_kind: k for k in registry.kinds().values() if k.connection_kind}
     for name, conn in plan.connections.items():
@@ -111,21 +111,15 @@ def is_todo(value: Any) -> bool:
     return isinstance(value, Mapping) and len(value) == 1 and isinstance(value.get("todo"), str)
 
 
-def _check_todos(ctx: _Ctx, value: Any, path: Path) -> None:
-    if is_todo(value):
-        ctx.add(path, f"left to do after `atomicops import`: {value['todo']}", op=_op_at(ctx, path))
-    elif isinstance(value, Mapping):
-        for k, v in value.items():
-            _check_todos(ctx, v, (*path, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_todos(ctx, v, (*path, i))
+def _todo_message(value: Mapping[str, Any]) -> str:
+    return f"left to do after `atomicops import`: {value['todo']}"
 
 
-def _op_at(ctx: _Ctx, path: Path) -> str | None:
-    if len(path) > 1 and path[0] == "operations" and isinstance(path[1], int) and path[1] < len(ctx.plan.operations):
-        return ctx.plan.operations[path[1]].id
-    return None
+def _check_todo_vars(ctx: _Ctx) -> None:
+    # Actions are looked at in _check_action; a var is the other place import leaves one.
+    for name, value in ctx.plan.vars.items():
+        if is_todo(value):
+            ctx.add(("vars", name), _todo_message(value))
 
 
 def _check_triggers(ctx: _Ctx, checks: list[Any]) -> None:
@@ -251,7 +245,8 @@ def _check_action(
     allowed: frozenset[str] = _ANY,
 ) -> None:
     if is_todo(action):
-        return  # reported once by _check_todos, with its runbook line
+        ctx.add(path, _todo_message(action), op=op)
+        return
     kinds = registry.kinds()
     key, found = registry.kind_of(action)
     if key is None:
