@@ -127,6 +127,10 @@ aws ec2 delete-subnet --subnet-id <subnet-id>
 ### Other
 
 #### CREATE
+```json
+{"not": "read"}
+```
+
 ```bash
 # the response:
 {
@@ -144,8 +148,9 @@ def test_broken_input_is_reported_with_its_line_and_refused_by_validate(tmp_path
     by_line = {i.line: i.message for i in result.left}
     assert "unknown operation" in by_line[9] and "create-vpc" in by_line[9]
     assert "--cidr-blok" in by_line[10]
-    assert "not bash" in by_line[24]
-    assert "`$(` is never closed" in by_line[27]
+    assert "a `json` block, not bash: not read" in by_line[23]
+    assert "not bash" in by_line[28]
+    assert "`$(` is never closed" in by_line[31]
     # the subnet's undo was paired and its id comes from the create's response
     subnet = result.plan["operations"][0]["steps"][2]
     assert subnet["outputs"] == {"subnet_id": "Subnet.SubnetId"}
@@ -156,7 +161,7 @@ def test_broken_input_is_reported_with_its_line_and_refused_by_validate(tmp_path
     messages = [p.message for p in refused.value.problems]
     assert any(f"{runbook}:9" in m and "create-vpcc" in m for m in messages)
     assert any(f"{runbook}:10" in m and "--cidr-blok" in m for m in messages)
-    assert any(f"{runbook}:27" in m and "never closed" in m for m in messages)
+    assert any(f"{runbook}:31" in m and "never closed" in m for m in messages)
 
 
 def test_nothing_is_half_written(tmp_path):
@@ -182,8 +187,10 @@ def test_the_small_runbook_validates_once_its_placeholder_is_given(tmp_path):
     with pytest.raises(PlanInvalid) as refused:
         api.validate(out)
     assert [p.message for p in refused.value.problems if p.severity == "error"] == [
-        f"left to do after `atomicops import`: {RUNBOOKS / 'small.md'}:12: give <name> a value (--var name=...)"]
+        f"left to do after `atomicops import`: {RUNBOOKS / 'small.md'}:13: give <name> a value (--var name=...)"]
     loaded = api.validate(out, vars={"name": "x"})
+    assert loaded.plan.vars["vpc_cidr"] == "10.61.0.0/16"  # `export VPC_CIDR=...`: a var with its value
+    assert loaded.plan.operations[0].steps[0].do["params"]["CidrBlock"] == "${vars.vpc_cidr}"
     assert loaded.deps["application-security-group"] == {"vpc"}  # from ${ops.vpc.vpc_id}
 
 

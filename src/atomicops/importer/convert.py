@@ -105,20 +105,21 @@ def import_runbook(path: str | Path, words: dict[str, tuple[str, ...]] | None = 
     for section in sections(text, words or DEFAULT_WORDS):
         op = _Op(_unique(_slug(section.title), used_ids), section.title, _slug(section.phase or "main"), section.line)
         for block in section.blocks:
-            if block.lang not in commands_langs():
+            if block.lang not in SHELL_LANGS:
+                left.append(Left(block.line, "untranslated", f"a `{block.lang}` block, not bash: not read", op.id, todo=False))
                 continue
             cmds, errors = split_block(block.lines, block.line)
             for err in errors:
                 _unreadable(op, block.role, err.line, err.message, left)
             stray: list[int] = []
             for cmd in cmds:
-                if not commands.looks_like_command(cmd):
-                    stray.append(cmd.line)
-                    continue
-                _flush_stray(stray, op, block.role, left)
                 if cmd.value is not None and cmd.assign:
                     plain_values.setdefault(snake(cmd.assign), symbols.plain(cmd.value))
                     continue
+                if not commands.looks_like_command(cmd) and not cmd.problem:
+                    stray.append(cmd.line)
+                    continue
+                _flush_stray(stray, op, block.role, left)
                 figures.commands += 1
                 t = commands.translate(cmd, block.role, symbols, path.parent)
                 if cmd.program == "aws":
@@ -144,10 +145,6 @@ def import_runbook(path: str | Path, words: dict[str, tuple[str, ...]] | None = 
     figures.todos = sum(1 for item in left if item.todo)
     left.sort(key=lambda item: (item.line, item.kind))
     return Imported(file, plan, left, figures, sources)
-
-
-def commands_langs() -> set[str]:
-    return SHELL_LANGS
 
 
 def _flush_stray(stray: list[int], op: _Op, role: str, left: list[Left]) -> None:
