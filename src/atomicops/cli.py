@@ -1190,6 +1190,48 @@ def policy_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], fmt
     return 0
 
 
+# -- atomicops import: a markdown runbook to a plan (src/atomicops/importer) -----------------
+@main.command("import")
+@click.argument("runbook", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", "out_dir", required=True, metavar="DIR",
+              help="Directory for plan.yaml and IMPORT.md: new, or one an earlier import wrote (replaced whole).")
+@click.option("--words", default=None, metavar="ROLE=WORD|WORD,...",
+              help="Headings that mark blocks, over the defaults: e.g. create=CREATE|APPLY,rollback=ROLLBACK|UNDO,"
+                   "verify=VERIFICATION|CHECK.")
+@common
+def import_cmd(runbook: str, out_dir: str, words: str | None, env: str, state: str | None, as_json: bool) -> int:
+    """Turn RUNBOOK (markdown with bash blocks of aws, psql and docker commands) into a plan.
+
+    \b
+    Sections become operations, CREATE blocks steps, ROLLBACK blocks their undos (paired by
+    resource type, the id made or the name given), VERIFICATION blocks checks. AWS CLI
+    commands are read by the AWS CLI's own parser (pip install 'atomicops[import]').
+    `NAME=$(aws ... --query Q --output text)` makes an output; `$NAME` a reference to it;
+    <placeholders> become vars. What is left is printed and written to DIR/IMPORT.md with
+    its runbook line; `atomicops validate DIR` refuses the plan until each TODO is filled.
+
+    \b
+      atomicops import runbook.md -o migration/
+      atomicops validate migration/
+      atomicops rehearse migration/"""
+    from atomicops.importer import import_runbook, report_text, write
+    from atomicops.importer.markdown import parse_words
+
+    try:
+        chosen = parse_words(words)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    result = import_runbook(runbook, chosen)
+    written = write(result, out_dir)
+    if as_json:
+        _emit({"plan": str(written / "plan.yaml"), "report": str(written / "IMPORT.md"),
+               "figures": vars(result.figures), "left": [item.as_dict(result.runbook) for item in result.left]})
+        return 0
+    click.echo(report_text(result), nl=False)
+    click.echo(f"\nwrote {written / 'plan.yaml'} and {written / 'IMPORT.md'}")
+    return 0
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
 

@@ -72,6 +72,7 @@ def validate_plan(
     plan: Plan, raw: Mapping[str, Any], smap: SourceMap
 ) -> tuple[list[Problem], dict[str, set[str]]]:
     ctx = _Ctx(plan, raw, smap, [], {}, {op.id: set() for op in plan.operations})
+    _check_todo_vars(ctx)
     _check_names(ctx)
     by_connection = {k.connection_kind: k for k in registry.kinds().values() if k.connection_kind}
     for name, conn in plan.connections.items():
@@ -110,6 +111,23 @@ def validate_plan(
         _check_secret_stores(ctx)
     ctx.passed.save()
     return ctx.problems, ctx.deps
+
+
+def is_todo(value: Any) -> bool:
+    """``{todo: "..."}``: a place `atomicops import` left for a person (an undo no rollback
+    command gave, a placeholder's value); the text names the runbook's file:line."""
+    return isinstance(value, Mapping) and len(value) == 1 and isinstance(value.get("todo"), str)
+
+
+def _todo_message(value: Mapping[str, Any]) -> str:
+    return f"left to do after `atomicops import`: {value['todo']}"
+
+
+def _check_todo_vars(ctx: _Ctx) -> None:
+    # Actions are looked at in _check_action; a var is the other place import leaves one.
+    for name, value in ctx.plan.vars.items():
+        if is_todo(value):
+            ctx.add(("vars", name), _todo_message(value))
 
 
 def _check_triggers(ctx: _Ctx, checks: list[Any]) -> None:
@@ -209,7 +227,7 @@ def _check_operation(ctx: _Ctx, index: int, op: Operation) -> None:
                 ctx.add((*spath, "undo"), "a read_only step changes nothing, so it has nothing to undo", op=op.id)
             if step.safe_to_repeat is not None:
                 ctx.add((*spath, "safe_to_repeat"), "a read_only step is always safe to repeat; drop the key", op=op.id)
-        elif step.undo is None and step.irreversible is None:
+        elif step.undo is None and step.irreversible is None and not is_todo(step.do):
             ctx.add(
                 spath,
                 f"step {step.name!r} has a side effect and no undo: add `undo`, or say "
@@ -234,6 +252,9 @@ def _check_action(
     self_upto: int = -1,
     allowed: frozenset[str] = _ANY,
 ) -> None:
+    if is_todo(action):
+        ctx.add(path, _todo_message(action), op=op)
+        return
     kinds = registry.kinds()
     key, found = registry.kind_of(action)
     if key is None:
@@ -382,8 +403,8 @@ def _vars_applied(ctx: _Ctx, action: Mapping[str, Any]) -> Any:
     """``action`` with each value that is a whole ``${vars...}`` reference replaced by the
     var's value (its type kept); everything else as written."""
     def look(ref: refs.Ref) -> Any:
-        if ref.namespace != "vars":
-            raise refs.Keep
+        if ref.namespace != "vars" or is_todo(ctx.plan.vars.get(ref.path[0])):
+            raise refs.Keep  # a var left to fill is reported once, as itself
         return refs.dig(ctx.plan.vars, ref.path, ref)
 
     def whole(value: Any) -> Any:
