@@ -35,8 +35,8 @@ def of_journal(
 ) -> Report:
     """The report of ``runs`` of ``env`` (default: the latest run and those it finishes;
     ``every``: all), read from the journal store ``state`` (a path, a URL or an open store)."""
-    from atomicops.engine.secrets import process_redactor
     from atomicops.engine.scope import shown
+    from atomicops.engine.secrets import process_redactor
     from atomicops.journal.views import store_for
     from atomicops.report.from_journal import build
 

@@ -37,7 +37,8 @@ def bars_and_markers(events: Sequence[Event], runs: Iterable[str]) -> tuple[list
         last_ts[ev.run_id] = ev.ts
         _fold(ev, phase, open_bars, bars, markers)
     for bar in bars:
-        if bar.status == "in_flight":  # the run was killed in it: the bar ends with the run
+        # Killed in it (or settled later by a resume): the bar ends with its run.
+        if bar.status == "in_flight" or (bar.end == bar.start and bar.status != "undo_skipped"):
             bar.end = max(bar.start, last_ts.get(bar.run, bar.start))
     return bars, markers
 
@@ -57,12 +58,13 @@ def _fold(
         bars.append(bar)
     elif ev.type in _DO_RESULTS or ev.type in _UNDO_RESULTS:
         kind = "do" if ev.type in _DO_RESULTS else "undo"
-        bar = open_bars.pop((ev.op or "", ev.step or "", kind), None)
+        closed = open_bars.pop((ev.op or "", ev.step or "", kind), None)
         if ev.type in ("step_failed", "undo_failed"):
             markers.append(Marker(ev.ts, "failure", f"{'undo of ' if kind == 'undo' else ''}{where} failed",
                                   str(d.get("error") or ""), ev.op, ev.step))
-        if bar is None:
+        if closed is None:
             return  # a failure with no step bar (an operation's verify): its marker says it
+        bar = closed
         bar.end = ev.ts
         bar.status = {**_DO_RESULTS, **_UNDO_RESULTS}[ev.type]
         if ev.type == "step_done":
@@ -78,10 +80,10 @@ def _fold(
         bars.append(Bar(op=ev.op, step=ev.step, kind="undo", run=ev.run_id, phase=phase.get(ev.op, ""), start=ev.ts,
                         end=ev.ts, status="undo_skipped", note=str(d.get("reason") or "")))
     elif ev.type == "step_settled" and ev.op and ev.step:
-        bar = open_bars.pop((ev.op, ev.step, "do"), None) or open_bars.pop((ev.op, ev.step, "undo"), None)
-        if bar is not None:
-            bar.status = "done" if d.get("applied") else "not_applied"
-            bar.note = f"settled by {d.get('by')}" + (f": {d['why']}" if d.get("why") else "")
+        settled = open_bars.pop((ev.op, ev.step, "do"), None) or open_bars.pop((ev.op, ev.step, "undo"), None)
+        if settled is not None:
+            settled.status = "done" if d.get("applied") else "not_applied"
+            settled.note = f"settled by {d.get('by')}" + (f": {d['why']}" if d.get("why") else "")
     elif ev.type == "trigger_fired":
         markers.append(Marker(ev.ts, "trigger", f"trigger {d.get('check')} fired ({d.get('during')})",
                               str(d.get("observed") or "")))
