@@ -98,15 +98,21 @@ def assign_lanes(bars: list[Bar]) -> int:
     the number of lanes. As many lanes as steps ever ran at once, and no two bars of a lane
     overlap."""
     ends: list[float] = []
-    for bar in sorted(bars, key=lambda b: (b.start, b.end, b.op, b.step)):
+    for bar in sorted(bars, key=lambda b: (b.start, occupied(b), b.op, b.step)):
         for lane, end in enumerate(ends):
             if end <= bar.start:
-                bar.lane, ends[lane] = lane, bar.end
+                bar.lane, ends[lane] = lane, occupied(bar)
                 break
         else:
             bar.lane = len(ends)
-            ends.append(bar.end)
+            ends.append(occupied(bar))
     return len(ends)
+
+
+def occupied(bar: Bar) -> float:
+    """Where a bar's place in its lane ends: a bar of no length (an undo passed over) still
+    takes a sliver, since it is drawn a few pixels wide."""
+    return max(bar.end, bar.start + 1e-6)
 
 
 def phase_bands(bars: Iterable[Bar]) -> list[Band]:
