@@ -112,11 +112,13 @@ def write_report(report: RehearsalReport, path: Path) -> None:
     if report.fault is not None:
         verdict = "recovery proven" if report.fault.recovered else "recovery NOT proven"
         extra.append(("fault", f"{report.fault.fault}: {verdict}"))
+    t0 = time.monotonic()
     try:
         page = run_report.of_journal(REHEARSAL_ENV, report.state, every=True, verify=report.verify,
                                      leaks=report.leaks, exit_code=report.exit_code, extra_header=extra)
         run_report.write(page, path)
         report.report_file = str(path)
+        report.timings["report"] = round(time.monotonic() - t0, 2)
     except (AtomicOpsError, OSError) as exc:
         report.report_error = f"{path}: {exc}"
 
