@@ -15,8 +15,8 @@ from atomicops.report.model import Bar, Marker, Report
 
 _W = 1180  # the drawings' width in SVG units
 _LEFT = 12
-_LANE = 14
-_BAR = 10
+_LANE = 18
+_BAR = 13
 _TOP = 40  # room for the phase labels and the markers' labels
 _PHASE_FILLS = ("#e0e7ff", "#dcfce7", "#fef3c7", "#fce7f3", "#e0f2fe", "#ede9fe")
 _UNDO_FILLS = ("#fde68a", "#fed7aa", "#fecaca", "#fbcfe8", "#e9d5ff", "#c7d2fe")
@@ -154,7 +154,7 @@ def _timeline(report: Report) -> str:
     spans = [(min(v), max(v)) for v in by_run.values()] or [(min(t[0] for t in times), max(t[1] for t in times))]
     scale = _Scale(spans, _W - 2 * _LEFT)
     height = _TOP + max(report.lanes, 1) * _LANE + 34
-    out = [(f'<svg id="timeline-svg" viewBox="0 0 {_W} {height}" width="{_W}" height="{height}" role="img" '
+    out = [(f'<svg id="timeline-svg" viewBox="0 0 {_W} {height}" style="width:100%" role="img" '
            f'aria-label="timeline of the run">')]
     phases = report.phases or sorted({b.phase for b in bars})
     for band in report.bands:
@@ -163,8 +163,8 @@ def _timeline(report: Report) -> str:
         x0, x1 = scale.x(band.start), scale.x(band.end)
         out.append(f'<rect class="band" x="{_fmt(x0)}" y="{_TOP - 12}" width="{_fmt(max(x1 - x0, 1))}" '
                    f'height="{height - _TOP - 22}" fill="{fill}"><title>{escape(("undo " if band.kind == "undo" else "") + band.phase)}</title></rect>')
-        if x1 - x0 > 40:
-            label = ("↶ " if band.kind == "undo" else "") + band.phase
+        label = ("↶ " if band.kind == "undo" else "") + band.phase
+        if x1 - x0 > 6.5 * len(label) + 8:  # a label that does not fit is in the band's tooltip
             out.append(f'<text class="band-label" x="{_fmt(x0 + 3)}" y="{_TOP - 3}">{escape(label)}</text>')
     for x, seconds, width in scale.gaps:
         out.append(f'<rect class="gap" x="{_fmt(x + _LEFT)}" y="{_TOP - 12}" width="{_fmt(width)}" height="{height - _TOP - 22}"/>'
@@ -274,7 +274,7 @@ def _graph(report: Report) -> str:
     summary = (f'<p class="summary" id="graph-summary" data-nodes="{len(report.nodes)}" data-edges="{len(report.edges)}">'
                f"{len(report.nodes)} operations, {len(report.edges)} dependencies; "
                + escape(", ".join(f"{k}: {v}" for k, v in sorted(states.items()))) + "</p>")
-    return (f'<section id="graph"><h2>Operation graph</h2>{summary}<div style="overflow-x:auto">{"".join(out)}</div>'
+    return (f'<section id="graph"><h2>Operation graph</h2>{summary}<div style="overflow-x:auto"><div style="width:max-content;margin:0 auto">{"".join(out)}</div></div>'
             '<p class="summary">Rows are the waves that can run together (phases are barriers); a node\'s colour is '
             "its final state. The same graph as <code>atomicops graph</code>.</p></section>")
 
