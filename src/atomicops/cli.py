@@ -294,6 +294,7 @@ def main() -> None:
       atomicops apply plan.yaml              # run it; a failure rolls the run back
       atomicops status                       # what is applied, with outputs
       atomicops rollback                     # undo from the journal (no plan needed)
+      atomicops report                       # the last run as one HTML page (offline)
 
     Exit codes: 0 done; 1 failed and rolled back; 2 invalid input, nothing ran;
     3 rollback incomplete, action needed; 4 locked by another run.
