@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from atomicops import api
 from atomicops import report as run_report
+from atomicops.engine.crash import CRASH_EXIT_CODE
 from atomicops.errors import RunFailed, UsageError
 from atomicops.journal.store import Event
 from atomicops.report.from_journal import diff_rows
@@ -215,3 +216,24 @@ def test_an_inventory_diff_becomes_one_row_per_difference() -> None:
     assert rows == [("aws", "ec2.vpcs", "added", "vpc-1"), ("aws", "ec2.vpcs", "removed", "vpc-0"),
                     ("postgres", "tables", "unchecked", '{"after": "denied", "before": null}')]
     assert diff_rows({}) == []
+
+
+def test_a_resume_report_shows_the_killed_run_and_the_resume_that_finished_it(tmp_path: Path) -> None:
+    env = {**os.environ, "ATOMICOPS_CANARY": "canary-" + uuid.uuid4().hex, "ATOMICOPS_CRASH_AT": "after_effect:left/two"}
+    killed = run_cli(["apply", str(PLAN), "--var", "pause=0.01", "--parallelism", "1"], tmp_path, env)
+    assert killed.returncode == CRASH_EXIT_CODE, killed.stderr
+    env.pop("ATOMICOPS_CRASH_AT")
+    assert run_cli(["resume"], tmp_path, env).returncode == 0
+    report = run_report.of_journal(state=str(tmp_path / ".atomicops" / "journal.db"))
+    assert [r.command for r in report.runs] == ["apply", "resume"], "the resume with the run it finished"
+    apply_run, resume_run = (r.id for r in report.runs)
+    interrupted = [b for b in report.bars if b.run == apply_run and (b.op, b.step) == ("left", "two")]
+    assert [b.status for b in interrupted] == ["in_flight"]
+    # Every step is done once across the two runs, but the interrupted one, which the resume
+    # settled (by re-doing it or by its probe) and which may thus appear in both.
+    done = [(b.op, b.step) for b in by_kind(report, "do") if b.status == "done"]
+    assert sorted(set(done)) == sorted(STEPS) and len(done) == len(set(done))
+    assert all(b.run == resume_run for b in by_kind(report, "do") if b.op == "late")
+    head = dict(report.header)
+    assert head["outcome"] == f"apply: interrupted, finished by run {resume_run} → resume: succeeded"
+    assert head["exit code"] == "0"

@@ -103,7 +103,7 @@ def build(
         ("who", ", ".join(sorted({_who(upto, r) for r in chosen}))),
         ("started", _when(first.started)),
         ("finished", _when(last.finished) if last.finished else "not finished (interrupted, or still running)"),
-        ("outcome", " → ".join(f"{r.command}: {r.outcome or 'unfinished'}" for r in chosen)),
+        ("outcome", " → ".join(f"{r.command}: {_outcome(r)}" for r in chosen)),
         ("exit code", "" if code is None else str(code)),
         ("duration", _durations(chosen)),
         *extra_header,
@@ -146,6 +146,12 @@ def _graph_from_state(st: EnvState) -> tuple[list[Node], list[tuple[str, str]], 
             nodes.append(Node(op_id, o.phase, o.title, len(o.steps), o.status, column, row))
     phases = sorted({o.phase for o in st.ops.values()}, key=lambda p: min(o.phase_index for o in st.ops.values() if o.phase == p))
     return nodes, [(d, n) for n, ds in graph.deps.items() for d in sorted(ds)], phases
+
+
+def _outcome(run: RunInfo) -> str:
+    if run.outcome == "closed":  # derived: a later run left nothing of it to finish
+        return f"interrupted, finished by run {run.closed_by}"
+    return run.outcome or "unfinished (interrupted, or still running)"
 
 
 def _who(events: Sequence[Event], run: RunInfo) -> str:
