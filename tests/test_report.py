@@ -237,3 +237,40 @@ def test_a_resume_report_shows_the_killed_run_and_the_resume_that_finished_it(tm
     head = dict(report.header)
     assert head["outcome"] == f"apply: interrupted, finished by run {resume_run} → resume: succeeded"
     assert head["exit code"] == "0"
+
+
+def test_a_fired_trigger_is_marked_where_it_fired_and_phases_band_their_bars() -> None:
+    from atomicops.report.from_journal import build
+
+    events = [
+        ev(1, "run_started", 0.0, command="apply", host="h", pid=1, user="ana"),
+        ev(2, "op_started", 0.1, "a", phase="infra", phase_index=0),
+        ev(3, "step_intent", 0.2, "a", "s", key="e/a/s"),
+        ev(4, "step_done", 0.5, "a", "s", outputs={"id": "x-1"}),
+        ev(5, "op_applied", 0.6, "a"),
+        ev(6, "op_started", 0.7, "b", phase="data", phase_index=1, depends_on=["a"]),
+        ev(7, "step_intent", 0.8, "b", "t", key="e/b/t"),
+        ev(8, "trigger_fired", 0.9, check="error-alarm", during="apply", observed="StateValue: expected not ALARM, got ALARM"),
+        ev(9, "step_done", 1.0, "b", "t"),
+        ev(10, "undo_intent", 1.1, "b", "t"),
+        ev(11, "undo_done", 1.2, "b", "t", already_gone=True),
+        ev(12, "op_undone", 1.25, "b"),
+        ev(13, "undo_intent", 1.3, "a", "s"),
+        ev(14, "undo_done", 1.4, "a", "s"),
+        ev(15, "op_undone", 1.45, "a"),
+        ev(16, "run_finished", 1.5, outcome="rolled_back"),
+    ]
+    report = build("e", events)  # no recorded plan: the graph comes from the journal's state
+    trigger = [m for m in report.markers if m.kind == "trigger"]
+    assert [(m.ts, m.label) for m in trigger] == [(0.9, "trigger error-alarm fired (apply)")]
+    assert "got ALARM" in trigger[0].detail
+    assert [(n.id, n.state, n.column) for n in report.nodes] == [("a", "rolled_back", 0), ("b", "rolled_back", 1)]
+    assert report.edges == [("a", "b")] and report.phases == ["infra", "data"]
+    for band in report.bands:
+        inside = [b for b in report.bars if (b.run, b.phase, b.kind) == (band.run, band.phase, band.kind)]
+        assert inside and all(band.start <= b.start and b.end <= band.end for b in inside)
+    assert [b.note for b in report.bars if b.kind == "undo"] == ["already gone", None]
+    head = dict(report.header)
+    assert head["who"] == "ana@h (pid 1)" and head["exit code"] == "1" and head["plan"] == "(no recorded plan)"
+    html = render(report)
+    assert html.count('class="mark trigger"') == 1 and html.count('class="bar undo undone"') == 2

@@ -757,7 +757,7 @@ def report_cmd(runs: tuple[str, ...], every: bool, output: str | None, env: str,
     \b
       atomicops report                          # the latest run
       atomicops report --run 20261205T020541-8ff2b3 -o run.html
-      atomicops report --all-runs --env rehearsal --state .atomicops/sandbox/rehearsal-journal.db
+      atomicops report --all-runs --env rehearsal --state .atomicops/sandbox/rehearsal-journal.db  # after rehearse --keep
       atomicops plan plan.yaml --html plan.html # a plan not yet run, for a change board"""
     from atomicops import report as run_report
 

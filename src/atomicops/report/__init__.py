@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from atomicops.errors import UsageError
 from atomicops.report.model import Report
 
 __all__ = ["Report", "of_journal", "write"]
@@ -41,13 +42,18 @@ def of_journal(
     from atomicops.report.from_journal import build
 
     store = store_for(state)
+    try:
+        events = store.events(env)
+    finally:
+        if store is not state:  # opened here: closed here
+            store.close()
     redactor = process_redactor()
 
     def mask(value: Any) -> Any:
         # Sealed secrets as a mask, then any value this process resolved (a rehearsal's).
         return redactor.data(shown(value))
 
-    return build(env, store.events(env), runs=runs, every=every, verify=verify, leaks=leaks,
+    return build(env, events, runs=runs, every=every, verify=verify, leaks=leaks,
                  exit_code=exit_code, extra_header=extra_header, mask=mask)
 
 
@@ -58,8 +64,11 @@ def write(report: Report, path: str | os.PathLike[str]) -> int:
 
     target = Path(path)
     body = render(report).encode("utf-8")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {target}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(body)
