@@ -11,7 +11,7 @@ from html import escape
 from importlib import resources
 from typing import Any
 
-from atomicops.report.model import Bar, Marker, Report
+from atomicops.report.model import Marker, Report
 
 _W = 1180  # the drawings' width in SVG units
 _LEFT = 12
@@ -294,13 +294,14 @@ def _verify(report: Report) -> str:
     if not rows:
         return '<section id="verify"><h2>Verify</h2><p>The plan has no verify checks.</p></section>'
     passed = sum(1 for r in rows if r.ok)
+    unknown = sum(1 for r in rows if r.ok is None)
     cells = []
     for r in rows:
         verdict = {True: '<span class="pass">pass</span>', False: '<span class="fail">FAIL</span>',
                    None: '<span class="unknown">not known</span>'}[r.ok]
         cells.append([escape(r.check), escape(r.expected), escape(r.observed), verdict])
     table = _table(["check", "expected", "observed", "pass"], cells, classes=["", "mono", "mono", ""])
-    return (f'<section id="verify"><h2>Verify</h2><p class="summary">{passed} of {len(rows)} checks passed</p>'
+    return (f'<section id="verify"><h2>Verify</h2><p class="summary">{passed} of {len(rows)} checks passed{f", {unknown} not known from this run" if unknown else ""}</p>'
             f'<div class="scroll">{table}</div></section>')
 
 
@@ -345,6 +346,3 @@ def _plan_steps(report: Report) -> str:
     table = _table(["operation", "step", "would do", "undone by"], rows, classes=["", "", "mono", "mono"])
     return f'<section id="steps"><h2>Steps</h2><div class="scroll">{table}</div></section>'
 
-
-def bars_of(report: Report, kind: str) -> list[Bar]:
-    return [b for b in report.bars if b.kind == kind]
