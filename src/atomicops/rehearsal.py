@@ -119,8 +119,8 @@ def write_report(report: RehearsalReport, path: Path) -> None:
         run_report.write(page, path)
         report.report_file = str(path)
         report.timings["report"] = round(time.monotonic() - t0, 2)
-    except (AtomicOpsError, OSError) as exc:
-        report.report_error = f"{path}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - the page is a view: it must never cost the rehearsal its verdict
+        report.report_error = f"{path}: {type(exc).__name__}: {exc}"
 
 
 def failure_of(exc: AtomicOpsError) -> Failure:
