@@ -15,7 +15,7 @@ from atomicops.sandbox import moto
 from atomicops.sandbox.service import free_port
 
 # One PostgreSQL and one NATS server for the whole test session; the journal store switch.
-pytest_plugins = ["fixtures_postgres", "fixtures_nats", "fixtures_journal", "fixtures_streams"]
+pytest_plugins = ["fixtures_postgres", "fixtures_nats", "fixtures_journal", "fixtures_streams", "fixtures_flagship"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -40,8 +40,9 @@ def workdir():
     subprocess.run([sys.executable, "-m", "atomicops.cli", "sandbox", "down"], cwd=path, capture_output=True, check=False)
 
 
-def test_the_whole_migration_rehearses_with_a_clean_leak_check(workdir):
-    code, report = rehearse(cwd=workdir)  # no plan: the bundled MisterSmith plan
+def test_the_whole_migration_rehearses_with_a_clean_leak_check(flagship_rehearsal):
+    # No plan: the bundled MisterSmith plan (the session's one rehearsal, tests/fixtures_flagship.py).
+    code, report, workdir = flagship_rehearsal.code, flagship_rehearsal.doc, flagship_rehearsal.workdir
     assert code == 0, report
     assert report["plan"] == "mistersmith-aws"
     assert report["operations"] == 24 and report["steps"] >= 60
@@ -51,6 +52,7 @@ def test_the_whole_migration_rehearses_with_a_clean_leak_check(workdir):
     assert {"orchestrator-health", "agents-query", "message-flow", "ecs-services"} <= names
     assert report["leaks"] == {}
     assert not (workdir / ".atomicops" / "sandbox" / "state.json").exists()  # sandbox down
+    assert report["report_file"] == str(flagship_rehearsal.report) and flagship_rehearsal.report.is_file()
 
 
 def test_a_late_failure_rolls_everything_back_with_a_clean_leak_check(workdir):

@@ -37,7 +37,14 @@ def sandbox_root() -> Iterator[Path]:
 
 def rehearse(root: Path, *args: str) -> tuple[int, dict[str, Any]]:
     done = cli("rehearse", "--dir", str(root), "--json", *args, cwd=root.parent, timeout=600)
-    return done.returncode, json.loads(done.stdout)
+    report = json.loads(done.stdout)
+    # Whatever the fault, the rehearsal writes its run report (beside the journal).
+    assert report["report_error"] is None and Path(report["report_file"]).parent == root, report
+    return done.returncode, report
+
+
+def page(report: dict[str, Any]) -> str:
+    return Path(report["report_file"]).read_text()
 
 
 def test_an_undo_that_fails_once_is_finished_by_a_second_rollback(sandbox_root: Path) -> None:
@@ -49,6 +56,8 @@ def test_an_undo_that_fails_once_is_finished_by_a_second_rollback(sandbox_root: 
     assert report["leaks"] == {}
     assert report["rollback"]["failed"] == {}
     assert "aurora-sg" in report["rollback"]["undone"]
+    # The page shows the undo that failed, then the second rollback's that finished it.
+    assert 'class="bar undo undo_failed" data-i' in page(report) and 'data-op="aurora-sg"' in page(report)
 
 
 def test_a_killed_apply_is_resumed_and_rolled_back_clean(sandbox_root: Path) -> None:
@@ -61,6 +70,7 @@ def test_a_killed_apply_is_resumed_and_rolled_back_clean(sandbox_root: Path) -> 
     assert report["apply_error"] is None and all(v["ok"] for v in report["verify"])
     assert len(report["applied"]) == report["operations"], "the killed apply and the resume applied all"
     assert report["leaks"] == {}
+    assert "resume run" in page(report), "the report shows the resume beside the killed apply"
 
 
 @pytest.mark.parametrize(
@@ -82,6 +92,7 @@ def test_a_trigger_fault_fires_its_trigger_and_the_apply_rolls_itself_back(
     assert f"trigger {check} fired" in report["apply_error"]
     assert report["leaks"] == {}
     assert report["rollback"]["failed"] == {}
+    assert page(report).count('class="mark trigger"') == 1, "the trigger is marked where it fired"
     if kind == "health":
         assert "NATS started again" in said
         assert sandbox.healthy(sandbox.load(sandbox_root).services["nats"]), "the outage ended"

@@ -8,7 +8,6 @@ typed :class:`~atomicops.errors.AtomicOpsError` carrying the exit code of DESIGN
 from __future__ import annotations
 
 import functools
-import getpass
 import os
 import socket
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,7 +30,7 @@ from atomicops.engine.rollback import (
     skip_by_hand,
     with_dependents,
 )
-from atomicops.engine.run import Run
+from atomicops.engine.run import Run, login_name
 from atomicops.engine.runs import (
     apply_in_run,
     check_against_journal,
@@ -48,6 +47,7 @@ from atomicops.engine.settlement import plan_settlement
 from atomicops.errors import (
     UsageError,
 )
+from atomicops.expect import observe
 from atomicops.journal.marks import Checkpoint
 from atomicops.journal.state import derive
 from atomicops.journal.store import JournalStore
@@ -163,11 +163,7 @@ def apply(
 
 def _person() -> str:
     """user@host of whoever runs this command: who vouched for a skipped undo."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no login name in some containers
-        user = f"uid {os.getuid()}"
-    return f"{user}@{socket.gethostname()}"
+    return f"{login_name()}@{socket.gethostname()}"
 
 
 def rollback(
@@ -502,9 +498,11 @@ def verify(
             checks += [(c.get("name") or f"verify[{i}]", c, rt.scope) for i, c in enumerate(loaded.plan.verify)]
         for name, check, scope in checks:
             try:
-                _, mismatches = rt.executor.check(scope.exec_form(check, rt.secrets))
+                result, mismatches = rt.executor.check(scope.exec_form(check, rt.secrets))
+                seen = observe(check.get("expect") or {}, result)  # what a report shows beside the expected
                 results.append({"check": name, "ok": not mismatches,
-                                "mismatches": [rt.secrets.redactor.text(str(m)) for m in mismatches]})
+                                "mismatches": [rt.secrets.redactor.text(str(m)) for m in mismatches],
+                                "observed": {k: rt.secrets.redactor.text(v) for k, v in seen.items()}})
             except Exception as exc:  # noqa: BLE001 - every check is reported, none aborts the rest
                 results.append({"check": name, "ok": False, "error": rt.secrets.redactor.text(str(exc))})
     finally:

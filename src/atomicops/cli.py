@@ -301,6 +301,7 @@ def main() -> None:
       atomicops apply plan.yaml              # run it; a failure rolls the run back
       atomicops status                       # what is applied, with outputs
       atomicops rollback                     # undo from the journal (no plan needed)
+      atomicops report                       # the last run as one HTML page (offline)
 
     Exit codes: 0 done; 1 failed and rolled back; 2 invalid input, nothing ran;
     3 rollback incomplete, action needed; 4 locked by another run.
@@ -386,16 +387,28 @@ def _print_settlement(rows: list[dict[str, Any]]) -> None:
 
 @main.command(name="plan")
 @plan_inputs
+@click.option("--html", "html", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write the plan's report page to FILE: graph, waves, rollback order, each step's do and undo.")
 @common
-def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
+def plan_cmd(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], html: str | None, env: str,
+             state: str | None, as_json: bool) -> int:
     """Show forward waves, the rollback sequence, and what applying PLAN would change.
 
     An applied operation whose definition (vars applied) differs from what was applied is
-    shown with each changed field as `path: old -> new`; secrets stay references.
+    shown with each changed field as `path: old -> new`; secrets stay references. With
+    --html FILE, the same as one page for a change board (open it in any browser, offline).
     """
     from atomicops import api
 
-    view = api.plan_view(plan, env=env, state=state, vars=vars, vars_files=vars_files)
+    loaded = api.validate(plan, vars=vars, vars_files=vars_files)
+    view = api.plan_view(loaded, env=env, state=state)
+    if html:
+        from atomicops import report as run_report
+        from atomicops.report.from_plan import build as plan_page
+
+        view["html"] = {"file": html, "bytes": run_report.write(plan_page(loaded, env=env, changes=view["changes"]), html)}
+        if not as_json:
+            err.print(f"plan report: {_data(html)} ({view['html']['bytes']:,} bytes)")
     if as_json:
         _emit(view)
         return 0
@@ -764,6 +777,43 @@ def graph(plan: str, vars: dict[str, Any], vars_files: tuple[str, ...], fmt: str
     return 0
 
 
+@main.command(name="report")
+@click.option("--run", "runs", multiple=True, metavar="ID",
+              help="The run to show (repeatable; default: the latest run, with the runs it resumed).")
+@click.option("--all-runs", "every", is_flag=True, help="Every run of the environment (a rehearsal's journal: apply and rollback).")
+@click.option("-o", "--output", "output", default=None, type=click.Path(dir_okay=False), metavar="FILE.html",
+              help="Where to write the page (default: atomicops-report-RUN.html here).")
+@common
+def report_cmd(runs: tuple[str, ...], every: bool, output: str | None, env: str, state: str | None, as_json: bool) -> int:
+    """Write a run's report: one HTML page that opens offline in any browser, from the journal alone.
+
+    A header (plan, environment, run, who, when, outcome, exit code, durations), the timeline
+    of every step (lanes for what ran in parallel, phases, undos, failures, triggers; hover a
+    bar for its outputs and error), the operation graph coloured by state, the verify checks,
+    and the history, filterable. Secret values never appear in it.
+
+    \b
+      atomicops report                          # the latest run
+      atomicops report --run 20261205T020541-8ff2b3 -o run.html
+      atomicops report --all-runs --env rehearsal --state .atomicops/sandbox/rehearsal-journal.db  # after rehearse --keep
+      atomicops plan plan.yaml --html plan.html # a plan not yet run, for a change board"""
+    from atomicops import report as run_report
+
+    t0 = time.perf_counter()
+    page = run_report.of_journal(env, state, runs=runs, every=every)
+    path = output or f"atomicops-report-{page.runs[-1].id}.html"
+    size = run_report.write(page, path)
+    took = time.perf_counter() - t0
+    if as_json:
+        _emit({"file": path, "bytes": size, "seconds": round(took, 3), "report": page.as_dict()})
+        return 0
+    steps = sum(1 for b in page.bars if b.kind == "do")
+    undos = len(page.bars) - steps
+    out.print(_data(f"{path}: {size:,} bytes in {took:.2f}s; {len(page.runs)} run(s), {steps} step bars, "
+                    f"{undos} undo bars, {len(page.nodes)} operations"))
+    return 0
+
+
 @main.command()
 @plan_inputs
 @common
@@ -1069,10 +1119,12 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
 @click.option("--least-privilege", "least_privilege", is_flag=True,
               help="AWS enforces IAM, and apply, verify and rollback run as a user holding exactly the actions "
                    "of `atomicops policy PLAN` (the sandbox checks actions, not resources).")
+@click.option("--report", "report_to", default=None, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the run report (HTML) here (default: rehearsal-report.html in the sandbox's directory).")
 @common
 def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, ...], keep: bool, root: str,
-                 parallelism: int, fault: str | None, seed: int | None, least_privilege: bool, env: str,
-                 state: str | None, as_json: bool) -> int:
+                 parallelism: int, fault: str | None, seed: int | None, least_privilege: bool, report_to: str | None,
+                 env: str, state: str | None, as_json: bool) -> int:
     """Sandbox up, apply, verify, roll back, and prove nothing leaked (AWS, PostgreSQL, JetStream).
 
     With no PLAN it rehearses the bundled MisterSmith migration. With --fault it fires one
@@ -1100,7 +1152,7 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     report = rehearsal.rehearse(
         plan, sandbox_dir=root, keep=keep, vars=dict(parse_var(v) for v in var), vars_files=vars_files,
         parallelism=parallelism, observer=Silent() if as_json else Progress(err), progress=progress, fault=drill,
-        least_privilege=least_privilege,
+        least_privilege=least_privilege, report_to=report_to,
     )
     if as_json:
         _emit(_jsonable(report), report.exit_code)
@@ -1141,6 +1193,10 @@ def rehearse_cmd(plan: str | None, var: tuple[str, ...], vars_files: tuple[str, 
     if report.sandbox_kept:
         table.add_row("sandbox", f"kept up; journal: {_data(report.state)}")
     out.print(table)
+    if report.report_file:
+        out.print(f"report: {_data(report.report_file)}")
+    if report.report_error:
+        err.print(f"[yellow]report not written: {_data(report.report_error)}[/yellow]")
     return report.exit_code
 
 

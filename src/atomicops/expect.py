@@ -106,6 +106,18 @@ def evaluate(expect: Mapping[str, Any], data: Any) -> list[Mismatch]:
     return mismatches
 
 
+def observe(expect: Mapping[str, Any], data: Any) -> dict[str, str]:
+    """What ``data`` holds at each path of ``expect``, as text: the "observed" beside the
+    "expected" of a check, whether it held or not."""
+    seen: dict[str, str] = {}
+    for path in expect:
+        try:
+            seen[path] = _show(_compile(path).search(data))
+        except jmespath.exceptions.JMESPathError as e:
+            seen[path] = f"{CANNOT_EVALUATE}: {_oneline(e)}"
+    return seen
+
+
 def check_expect_spec(expect: Any) -> list[tuple[str, str]]:
     """Static problems in an expect mapping, as ``(expression, message)`` pairs.
 

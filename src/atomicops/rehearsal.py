@@ -83,6 +83,8 @@ class RehearsalReport:
     sandbox_kept: bool = False
     fault: rehearsal_faults.FaultOutcome | None = None  # `--fault`: what fired, how it recovered
     least_privilege: dict[str, Any] | None = None  # `--least-privilege`: the policy the run held
+    report_file: str | None = None  # the run report (HTML), written beside the journal
+    report_error: str | None = None  # why it could not be written (the rehearsal's verdict stands)
 
     @property
     def exit_code(self) -> int:
@@ -95,6 +97,30 @@ class RehearsalReport:
         if self.least_privilege and self.least_privilege.get("probe_failures"):
             return EXIT_FAILED
         return EXIT_OK
+
+
+def write_report(report: RehearsalReport, path: Path) -> None:
+    """The rehearsal's run report: its apply and rollback from the journal, with the verify
+    results and the inventory diff that only the rehearsal knows. A page that cannot be
+    written is reported, and changes nothing of the rehearsal's verdict."""
+    from atomicops import report as run_report
+
+    if not report.state:
+        return  # it stopped before its journal existed: no run to show
+    extra = [("rehearsal", f"{report.operations} operations, {report.steps} steps; leak check "
+                           + ("clean" if not report.leaks else "LEAKS"))]
+    if report.fault is not None:
+        verdict = "recovery proven" if report.fault.recovered else "recovery NOT proven"
+        extra.append(("fault", f"{report.fault.fault}: {verdict}"))
+    t0 = time.monotonic()
+    try:
+        page = run_report.of_journal(REHEARSAL_ENV, report.state, every=True, verify=report.verify,
+                                     leaks=report.leaks, exit_code=report.exit_code, extra_header=extra)
+        run_report.write(page, path)
+        report.report_file = str(path)
+        report.timings["report"] = round(time.monotonic() - t0, 2)
+    except Exception as exc:  # noqa: BLE001 - the page is a view: it must never cost the rehearsal its verdict
+        report.report_error = f"{path}: {type(exc).__name__}: {exc}"
 
 
 def failure_of(exc: AtomicOpsError) -> Failure:
@@ -157,11 +183,16 @@ def rehearse(
     fault: rehearsal_faults.Fault | None = None,
     least_privilege: bool = False,
     withhold: Sequence[str] = (),
+    report_to: str | os.PathLike[str] | None = None,
 ) -> RehearsalReport:
     """``least_privilege``: AWS is a moto server of its own that enforces IAM; the setup and
     the inventories run as an administrator, apply, verify, the built-in probe of every AWS
     step (as a resume would make them) and rollback as a user holding exactly ``atomicops
-    policy``'s actions, but ``withhold`` (which the tests prove each run needs)."""
+    policy``'s actions, but ``withhold`` (which the tests prove each run needs).
+
+    ``report_to``: where the run report (HTML) goes; default ``rehearsal-report.html``
+    beside the journal, in the sandbox's directory. It is written before the sandbox goes
+    down, which takes the journal with it."""
     t_start = time.monotonic()
     root = Path(sandbox_dir).resolve()
     was_up = sandbox.status(root)["up"]
@@ -300,6 +331,7 @@ def rehearse(
         report.leaks = inventory.diff(before, take())
         if report.fault is not None:
             rehearsal_faults.conclude(report.fault, leaks=bool(report.leaks), undo_failed=bool(report.rollback.failed))
+        write_report(report, Path(report_to) if report_to else root / "rehearsal-report.html")
     finally:
         if enforced is not None:
             from atomicops.sandbox import moto

@@ -7,6 +7,7 @@ run's fence: a run that lost its lock cannot write, and it is told to stop (``ca
 
 from __future__ import annotations
 
+import getpass
 import os
 import socket
 import threading
@@ -28,6 +29,14 @@ DEFAULT_LEASE_SECONDS = 30.0
 def lease_seconds() -> float:
     """How long a run may go without a heartbeat before another may take its environment."""
     return float(os.environ.get("ATOMICOPS_LEASE_SECONDS", DEFAULT_LEASE_SECONDS))
+
+
+def login_name() -> str:
+    """Who runs this command, for the history and the run report ("who ran it")."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in some containers
+        return f"uid {os.getuid()}"
 
 
 def new_run_id() -> str:
@@ -92,6 +101,7 @@ class Run:
             command=self.command,
             pid=self.holder.pid,
             host=self.holder.host,
+            user=login_name(),
             took_over=self.took_over.as_dict() if self.took_over else None,
             **self._start_data,
         )

@@ -3,7 +3,7 @@
 Event vocabulary (``type``: what ``data`` holds), as the engine writes it:
 
 =================  ==========================================================================
-run_started        command, pid, host, took_over; apply adds plan (vars applied, secrets as
+run_started        command, pid, host, user, took_over; apply adds plan (vars applied, secrets as
                    references), plan_file, base_dir, options; rollback adds options
 run_resumes        run (the interrupted run a resume finishes), command (what that run was)
 run_finished       outcome (succeeded | failed | kept | rolled_back | rollback_incomplete |
