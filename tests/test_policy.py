@@ -86,11 +86,16 @@ def test_quickstart_actions_are_every_call_of_a_run(quickstart: api.LoadedPlan) 
     assert policy.unknown == ()
 
 
-def test_quickstart_rollback_holds_only_the_undos(quickstart: api.LoadedPlan) -> None:
+def test_quickstart_rollback_holds_only_the_undos_and_the_reads_back(quickstart: api.LoadedPlan) -> None:
+    """A rollback undoes, and first reads each step back (the drift check, engine/drift.py),
+    with the steps' probes and the built-in ones: no create, no tagging."""
     policy = build(quickstart)
     assert policy.actions("rollback") == [
-        "dynamodb:DeleteTable", "dynamodb:DescribeTable",  # the undo and its waiter
-        "ec2:DeleteSecurityGroup", "ec2:DeleteSubnet", "ec2:DeleteVpc", "ec2:RevokeSecurityGroupIngress",
+        "dynamodb:DeleteTable", "dynamodb:DescribeTable",  # the undo and its waiter (and the probe)
+        "dynamodb:ListTagsOfResource",  # the built-in probe: is the table this run's?
+        "ec2:DeleteSecurityGroup", "ec2:DeleteSubnet", "ec2:DeleteVpc",
+        "ec2:DescribeSecurityGroupRules", "ec2:DescribeSecurityGroups", "ec2:DescribeSubnets", "ec2:DescribeVpcs",
+        "ec2:RevokeSecurityGroupIngress",
     ]  # fmt: skip
     assert all(s["Sid"].startswith("Rollback") for s in _statements(policy.document("rollback")))
     # The full policy holds both: apply's statements and the rollback's.

@@ -7,8 +7,9 @@ of its own or for a create that could adopt a namesake (engine/catalog.py, adopt
 the operations' and the plan's ``verify`` checks, the rollback triggers, the reads of the
 secrets the plan keeps in Secrets Manager, and the calls a ``call:`` function declares.
 
-Each call says whether a rollback needs it: a rollback runs only the journal's recorded
-undo actions (engine/rollback.py), after reading the secrets the run's connections use.
+Each call says whether a rollback needs it: a rollback reads each applied step back with its
+probe (the drift check, engine/drift.py), then runs the journal's recorded undo actions
+(engine/rollback.py), after reading the secrets the run's connections use.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ def plan_calls(loaded: LoadedPlan, *, env: str = "default") -> PlanCalls:
                                     f"{why}: waiter {wait['waiter']}", op=op))
         if tagged and (not own_probe and covers(target) or target in ADOPTING_CALLS):
             for probe_service, probe_api in probe_calls(target):
-                found.calls.append(Call(probe_service, probe_api, params, "run",
+                # "rollback": a rollback reads each step back before undoing it (engine/drift.py).
+                found.calls.append(Call(probe_service, probe_api, params, "rollback",
                                         f"{why}: built-in probe of {target}", subject=target, op=op))
 
     for op in plan.operations:
@@ -93,7 +95,7 @@ def plan_calls(loaded: LoadedPlan, *, env: str = "default") -> PlanCalls:
             where = f"{op.id}/{step.name}"
             add(step.do, "run", f"{where} do", tagged=not step.read_only, own_probe=step.probe is not None, op=op.id)
             add(step.undo, "rollback", f"{where} undo", op=op.id)
-            add(step.probe, "run", f"{where} probe", op=op.id)
+            add(step.probe, "rollback", f"{where} probe", op=op.id)  # drift, before the undo
         for index, check in enumerate(op.verify):
             add(check, "run", f"{op.id} verify[{index}]", op=op.id)
     for index, check in enumerate(plan.verify):
