@@ -65,7 +65,10 @@ def stripped_plan(dest: Path, which: str) -> tuple[Path, int]:
     from atomicops.engine.catalog import covers
 
     shutil.copytree(FLAGSHIP_PLAN, dest)
-    doc = yaml.safe_load((dest / "plan.yaml").read_text())
+    from atomicops.plan.source import load_yaml
+
+    # The plan's own reader: PyYAML's safe_load reads a `retry: {on: any}` key as True.
+    doc, _ = load_yaml((dest / "plan.yaml").read_text(), str(dest / "plan.yaml"))
     removed = 0
     for op in doc["operations"]:
         for step in op.get("steps", []):
