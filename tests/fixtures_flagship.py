@@ -10,11 +10,14 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from atomicops import sandbox
 
 
 @dataclass
@@ -40,3 +43,17 @@ def flagship_rehearsal() -> Iterator[FlagshipRehearsal]:
         subprocess.run([sys.executable, "-m", "atomicops.cli", "sandbox", "down"], cwd=workdir,
                        capture_output=True, check=False)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def scratch_sandbox(prefix: str) -> Iterator[Path]:
+    """A sandbox (moto, PostgreSQL, NATS) up in a new directory, down and removed on the way
+    out. mkdtemp, not pytest's tmp dirs, for the reason ``fixtures_postgres.server_dir`` gives."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    root = base / "sandbox"
+    try:
+        sandbox.up(root)
+        yield root
+    finally:
+        sandbox.down(root)
+        shutil.rmtree(base, ignore_errors=True)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fixtures_flagship import scratch_sandbox
 
 # The whole flagship under enforced IAM, then 20 runs each missing one action: ~15 minutes,
 # too long for CI's 15. Run it with ATOMICOPS_SLOW_TESTS=1 (the quickstart's proof, every
@@ -21,7 +20,7 @@ import pytest
 pytestmark = pytest.mark.skipif(not os.environ.get("ATOMICOPS_SLOW_TESTS"),
                                 reason="15 minutes: set ATOMICOPS_SLOW_TESTS=1")
 
-from atomicops import api, sandbox
+from atomicops import api
 from atomicops.policy import build
 from atomicops.rehearsal import FLAGSHIP_PLAN, REHEARSAL_ENV, rehearse
 
@@ -38,14 +37,8 @@ def sandbox_root() -> Iterator[Path]:
     """A sandbox of each run's own: a run refused an action its rollback needs leaves what it
     could not undo (the test says which), and the next run must not trip over it (it did: the
     `mistersmith` database left by one made the next fail on CREATE DATABASE, not AccessDenied)."""
-    base = Path(tempfile.mkdtemp(prefix="atomicops-test-policy-"))
-    root = base / "sandbox"
-    try:
-        sandbox.up(root)
+    with scratch_sandbox("atomicops-test-policy-") as root:
         yield root
-    finally:
-        sandbox.down(root)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_the_migration_rehearses_with_exactly_its_policy(sandbox_root: Path) -> None:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ import boto3
 import psycopg
 import pytest
 import yaml
+from fixtures_flagship import scratch_sandbox
 
 from atomicops import api, sandbox
 from atomicops.actions.nats_connection import NatsConnection
@@ -36,14 +35,8 @@ QUICKSTART_OPS = sorted(op.id for op in api.validate(QUICKSTART).plan.operations
 def sandbox_root() -> Iterator[Path]:
     """One sandbox (moto, PostgreSQL, NATS) for the module, in a directory of its own:
     mkdtemp, not pytest's tmp dirs, for the reason ``fixtures_postgres.server_dir`` gives."""
-    base = Path(tempfile.mkdtemp(prefix="atomicops-test-rehearse-"))
-    root = base / "sandbox"
-    try:
-        sandbox.up(root)
+    with scratch_sandbox("atomicops-test-rehearse-") as root:
         yield root
-    finally:
-        sandbox.down(root)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

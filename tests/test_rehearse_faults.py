@@ -10,13 +10,12 @@ taken, so the flagship's checkpoint operation can be created only once per moto 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fixtures_flagship import scratch_sandbox
 from run_cli import cli
 
 from atomicops import sandbox
@@ -25,14 +24,8 @@ from atomicops.errors import EXIT_INVALID, EXIT_OK
 
 @pytest.fixture
 def sandbox_root() -> Iterator[Path]:
-    base = Path(tempfile.mkdtemp(prefix="atomicops-test-faults-"))
-    root = base / "sandbox"
-    try:
-        sandbox.up(root)
+    with scratch_sandbox("atomicops-test-faults-") as root:
         yield root
-    finally:
-        sandbox.down(root)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def rehearse(root: Path, *args: str) -> tuple[int, dict[str, Any]]:
