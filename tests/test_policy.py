@@ -146,6 +146,8 @@ def test_every_aws_call_of_the_flagship_is_granted(flagship: api.LoadedPlan) -> 
     for action in ("ecr:PutImage", "ecr:BatchGetImage", "servicediscovery:CreatePrivateDnsNamespace",
                    "dynamodb:BatchWriteItem", "dynamodb:Query", "s3:PutObject", "s3:PutObjectTagging"):
         assert action in policy.actions(), action
+    # The upload's tags ride in its PutObject: granted for that request alone, like a create's.
+    assert "s3:PutObjectTagging" in policy.in_request()
 
 
 def test_flagship_passes_only_its_own_roles(flagship: api.LoadedPlan) -> None:

@@ -185,6 +185,13 @@ class ActionContext:
     """The last ``mark`` journalled for this step by an earlier, interrupted attempt."""
 
 
+ENGINE_TAGS = "<atomicops tags>"
+"""In a ``call:`` function's ``AWS_CALLS`` (atomicops/policy/calls.py), the value of a
+parameter that carries the step's tags, ``ctx.tags``
+(``{"s3.put_object": {"Bucket": "bucket", "Tagging": ENGINE_TAGS}}``): `atomicops policy`
+then grants the tagging action AWS checks inside that call, as it does for a ``do``."""
+
+
 def connection_of(ctx: ActionContext, kind: str, name: str | None = None) -> Any:
     """The open handle of a plan connection, for ``call`` functions doing data work:
     ``connection_of(ctx, "aws").client("ecr")``, ``connection_of(ctx, "nats", "bus")``.

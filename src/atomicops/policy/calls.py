@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from atomicops.actions import aws_models
 from atomicops.actions.aws import parse_operation
+from atomicops.actions.base import ENGINE_TAGS
 from atomicops.engine.adoption import ADOPTING_CALLS
 from atomicops.engine.catalog import covers
 from atomicops.plan import refs
@@ -28,6 +29,7 @@ from atomicops.plan.model import Action, Plan
 from atomicops.policy.probes import probe_calls
 
 Purpose = Literal["run", "rollback"]
+
 """``run``: apply, verify, resume and the monitor need it; ``rollback``: undoing from the
 journal needs it too (an automated rollback handler holds these alone)."""
 
@@ -173,4 +175,6 @@ def _declared(action: Action, purpose: Purpose, why: str, base_dir: str, found: 
         if api is None:
             raise ValueError(f"{target} declares {call}, which botocore does not know")
         params = {param: args[arg] for param, arg in from_args.items() if arg in args}
-        found.calls.append(Call(service, api, fill(params), purpose, f"{why}: {target}"))
+        tags = [param for param, arg in from_args.items() if arg == ENGINE_TAGS]
+        params.update({param: "atomicops:env=x" for param in tags})
+        found.calls.append(Call(service, api, fill(params), purpose, f"{why}: {target}", tagged=bool(tags)))

@@ -50,7 +50,7 @@ OTHER_ACTIONS = {("lambda", "Invoke"): "InvokeFunction"}
 TAG_ACTIONS = {
     "ec2": "ec2:CreateTags", "rds": "rds:AddTagsToResource", "ssm": "ssm:AddTagsToResource",
     "sqs": "sqs:TagQueue", "elasticloadbalancing": "elasticloadbalancing:AddTags",
-    "s3": "s3:PutBucketTagging",
+    "s3": "s3:PutBucketTagging", "s3:PutObject": "s3:PutObjectTagging",  # by prefix, or by prefix:operation
 }  # fmt: skip
 TAG_ACTIONS_IAM = {"CreateRole": "iam:TagRole", "CreatePolicy": "iam:TagPolicy",
                    "CreateInstanceProfile": "iam:TagInstanceProfile", "CreateUser": "iam:TagUser"}
@@ -346,8 +346,8 @@ def _carries_tags(call: Call) -> bool:
     params = _tagged_params(call)
     if any(k.lower() in ("tags", "tagspecifications", "backupvaulttags", "backupplantags") and v for k, v in params.items()):
         return True
-    # S3 takes a bucket's tags only nested in its configuration.
-    return bool((params.get("CreateBucketConfiguration") or {}).get("Tags"))
+    # S3 takes a bucket's tags only nested in its configuration, an object's in a header.
+    return bool((params.get("CreateBucketConfiguration") or {}).get("Tags") or params.get("Tagging"))
 
 
 def _tagging(call: Call, action: str, prefix: str, resources: tuple[str, ...], w: Where,
@@ -356,7 +356,10 @@ def _tagging(call: Call, action: str, prefix: str, resources: tuple[str, ...], w
         # Tags of a create come with it: allowed only in the call that creates the resource.
         return Grant("ec2:CreateTags", ("*",), call.purpose, f"{call.why}: tags on create",
                      (("StringEquals", "ec2:CreateAction", (call.operation,)),))
-    tag_action = TAG_ACTIONS_IAM.get(call.operation) if prefix == "iam" else TAG_ACTIONS.get(prefix)
+    if prefix == "iam":
+        tag_action = TAG_ACTIONS_IAM.get(call.operation)
+    else:
+        tag_action = TAG_ACTIONS.get(f"{prefix}:{call.operation}") or TAG_ACTIONS.get(prefix)
     tag_action = tag_action or f"{prefix}:TagResource"
     why = "" if resources != ("*",) or condition else f"tags of {action}, whose resource is \"*\" too"
     return Grant(tag_action, resources, call.purpose, f"{call.why}: tags on create", condition, wildcard=why)

@@ -8,7 +8,7 @@ import urllib.parse
 import zipfile
 from typing import Any
 
-from atomicops.actions.base import ActionContext, connection_of
+from atomicops.actions.base import ENGINE_TAGS, ActionContext, connection_of
 
 HANDLER_SOURCE = '''"""MisterSmith rollback handler: an alarm notification scales the orchestrator to zero,
 stopping the bleeding while an operator runs `atomicops rollback`."""
@@ -25,11 +25,10 @@ def handler(event, context):
 
 
 # The AWS calls each function makes, for `atomicops policy` (atomicops/policy/calls.py).
-# (`handler` runs in Lambda with its own role, not as the plan's principal.) PutObject with
-# tags needs s3:PutObjectTagging as well.
+# (`handler` runs in Lambda with its own role, not as the plan's principal.) The PutObject
+# carries the engine's tags, which AWS authorizes as s3:PutObjectTagging inside the call.
 AWS_CALLS = {
-    "upload_code": {"s3.put_object": {"Bucket": "bucket", "Key": "key"},
-                    "s3.put_object_tagging": {"Bucket": "bucket", "Key": "key"}},
+    "upload_code": {"s3.put_object": {"Bucket": "bucket", "Key": "key", "Tagging": ENGINE_TAGS}},
 }
 
 def upload_code(ctx: ActionContext, bucket: str, key: str) -> dict[str, Any]:
