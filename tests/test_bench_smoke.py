@@ -67,11 +67,13 @@ def test_runbook_writes_its_table(tmp_path: Path) -> None:
     rows = {r["way"]: r for r in doc["rows"]}
     assert set(rows) == {"b serial boto3", "c atomicops"}
     for row in rows.values():
-        assert set(row) == {"way", "forward_s", "rollback_s", "total_s", "api_calls"}
+        assert set(row) == {"way", "forward_s", "rollback_s", "total_s", "api_calls", "forward_calls",
+                            "rollback_calls", "ms_per_call"}
         assert row["forward_s"] > 0 and row["rollback_s"] > 0 and row["api_calls"] > 0
+        assert row["forward_calls"] + row["rollback_calls"] == row["api_calls"] and row["rollback_calls"] > 0
     # The serial script makes exactly the page's calls: 36 forward, 36 back, plus 2 waiters' polls.
     assert rows["b serial boto3"]["api_calls"] >= 72
-    assert set(doc["ratios"]) == {"c/b"} and set(doc["meets"]) == {"c/b <= 1.0"}
+    assert set(doc["ratios"]) == {"c/b", "c/b per call"} and set(doc["meets"]) == {"c/b <= 1.0"}
 
 
 def test_data_copy_writes_its_table(tmp_path: Path) -> None:
