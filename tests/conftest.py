@@ -14,8 +14,10 @@ import pytest
 from atomicops.sandbox import moto
 from atomicops.sandbox.service import free_port
 
-# One PostgreSQL and one NATS server for the whole test session; the journal store switch.
-pytest_plugins = ["fixtures_postgres", "fixtures_nats", "fixtures_journal", "fixtures_streams", "fixtures_flagship"]
+# One PostgreSQL and one NATS server for the whole test session; the journal store switch;
+# a TLS front for that PostgreSQL (fixtures_tls).
+pytest_plugins = ["fixtures_postgres", "fixtures_nats", "fixtures_journal", "fixtures_streams", "fixtures_flagship",
+                  "fixtures_tls"]
 
 
 @pytest.fixture(scope="session", autouse=True)

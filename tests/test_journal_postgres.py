@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import boto3
 import psycopg
 import pytest
+from fixtures_tls import TlsServer, authority
 from run_cli import cli
 
 from atomicops import api
@@ -196,6 +197,78 @@ def test_sslmode_verify_full_is_passed_to_libpq_and_refuses_a_server_without_tls
     with pytest.raises(UsageError, match="SSL|ssl") as refused:
         open_store(url)
     assert "cannot reach the journal" in str(refused.value)
+
+
+def through_tls(pg_database: str, tls: TlsServer, login: tuple[str, str], *, host: str = "localhost",
+                rootcert: Path | None = None, **params: str) -> str:
+    """``pg_database``'s database reached through the TLS front as ``login`` (password in the
+    URL), with ``sslmode=verify-full`` and the test CA as ``sslrootcert`` unless told otherwise."""
+    database = urlsplit(pg_database).path
+    query = {"sslmode": "verify-full", "sslrootcert": str(rootcert or tls.ca.pem)} | params
+    return urlunsplit(("postgresql", f"{login[0]}:{login[1]}@{host}:{tls.port}", database,
+                       urlencode(query, safe="/"), ""))
+
+
+def test_sslmode_verify_full_runs_the_journal_over_tls(
+    pg_database: str, team_role: tuple[str, str], tls_postgres: TlsServer, tmp_path: Path
+) -> None:
+    # The URL as a team writes it (docs/team.md): the server's name, verify-full, the CA.
+    url = through_tls(pg_database, tls_postgres, team_role)
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    assert store._conn is not None and store._conn.pgconn.ssl_in_use
+    fence = held_fence(store, "e")
+    ev = store.append("e", "r", "t", data={"over": "tls"}, fence=fence)
+    assert store.events("e") == [ev]
+    store.close()
+    runs = [cli("apply", str(PLANS / "slow.yaml"), "--var", "seconds=0", "--state", url, cwd=tmp_path),
+            cli("status", "--json", "--state", url, cwd=tmp_path),
+            cli("rollback", "--state", url, cwd=tmp_path)]
+    for done in runs:
+        assert done.returncode == 0, done.stderr
+        assert team_role[1] not in done.stdout + done.stderr
+    assert {o["status"] for o in json.loads(runs[1].stdout)["operations"]} == {"applied"}
+    with psycopg.connect(pg_database) as conn:  # the real server holds what went through the front
+        types = [r[0] for r in conn.execute("SELECT type FROM atomicops.events WHERE env = 'default' ORDER BY seq")]
+    assert types.count("run_started") == types.count("run_finished") == 2  # apply, rollback
+    front = tls_postgres.front
+    front.wait_idle()
+    assert front.handshakes >= 1 + len(runs) and (front.failed_handshakes, front.refused) == (0, 0)
+    # The front turns away a client that asks for no TLS: every connection above was TLS.
+    with pytest.raises(UsageError, match="cannot reach the journal"):
+        open_store(through_tls(pg_database, tls_postgres, team_role, sslmode="disable"))
+    assert front.refused == 1
+
+
+def test_sslmode_verify_full_refuses_a_certificate_from_another_ca(
+    pg_database: str, team_role: tuple[str, str], tls_postgres: TlsServer, tmp_path: Path
+) -> None:
+    stranger = authority(tmp_path, "stranger")
+    url = through_tls(pg_database, tls_postgres, team_role, rootcert=stranger.pem)
+    with pytest.raises(UsageError) as refused:
+        open_store(url)
+    message = str(refused.value)
+    assert "cannot reach the journal" in message and "certificate verify failed" in message
+    assert "sslrootcert=PATH" in message and team_role[1] not in message
+    done = cli("status", "--state", url, cwd=tmp_path)
+    assert done.returncode == 2 and "certificate verify failed" in done.stderr
+    assert team_role[1] not in done.stdout + done.stderr
+    tls_postgres.front.wait_idle()
+    assert tls_postgres.front.failed_handshakes == 2 and tls_postgres.front.handshakes == 0
+
+
+def test_sslmode_verify_full_refuses_a_host_name_the_certificate_does_not_carry(
+    pg_database: str, team_role: tuple[str, str], tls_postgres: TlsServer
+) -> None:
+    # The right server (hostaddr) under a name its certificate does not carry: the CA is the
+    # right one, so verify-ca connects and only verify-full's name check can refuse.
+    with pytest.raises(UsageError) as refused:
+        open_store(through_tls(pg_database, tls_postgres, team_role, host="db.internal", hostaddr="127.0.0.1"))
+    message = str(refused.value)
+    assert "cannot reach the journal" in message and 'does not match host name "db.internal"' in message
+    assert team_role[1] not in message
+    open_store(through_tls(pg_database, tls_postgres, team_role, host="db.internal", hostaddr="127.0.0.1",
+                           sslmode="verify-ca")).close()
 
 
 # -- machines -----------------------------------------------------------------------------
