@@ -266,6 +266,7 @@ def test_sslmode_verify_full_refuses_a_host_name_the_certificate_does_not_carry(
         open_store(through_tls(pg_database, tls_postgres, team_role, host="db.internal", hostaddr="127.0.0.1"))
     message = str(refused.value)
     assert "cannot reach the journal" in message and 'does not match host name "db.internal"' in message
+    assert "must be a name on the server's certificate" in message and "needs sslrootcert" not in message
     assert team_role[1] not in message
     open_store(through_tls(pg_database, tls_postgres, team_role, host="db.internal", hostaddr="127.0.0.1",
                            sslmode="verify-ca")).close()

@@ -422,6 +422,8 @@ class PostgresStore(ClosedOnExit):
             hint = ""
             if "password" in message:
                 hint = " (the password comes from the URL, PGPASSWORD or ~/.pgpass)"
+            elif "does not match host name" in message:
+                hint = " (the URL's host must be a name on the server's certificate; hostaddr=IP can give its address)"
             elif "certificate" in message or "SSL" in message:
                 hint = " (sslmode=verify-full needs sslrootcert=PATH, or ~/.postgresql/root.crt)"
             raise UsageError(f"cannot reach the journal at {self.where}: {message}{hint}") from None
