@@ -4,8 +4,8 @@ Postgres (``DBOS_DATABASE``).
     ATOMICOPS_TEST_STORE=postgresql pytest -m both_stores     # the journal-bound tests on PostgreSQL
 
 Without the switch every test runs on SQLite files, as before. A test marked ``both_stores``
-is one whose subject is the journal (its contract, the lock, crash and hand-off, a sample of
-the engine's tests): with the switch it gets a fresh PostgreSQL database of the session's
+is one whose subject is the journal (its contract, the lock and hand-off tests, and the whole
+engine, crash and lock modules, marked with ``pytestmark``): with the switch it gets a fresh PostgreSQL database of the session's
 server as its journal, through ``journal_state`` when it names its state, and through
 ``ATOMICOPS_STATE`` (inherited by the CLI processes it starts) when it relies on the default.
 """

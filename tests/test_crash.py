@@ -14,6 +14,9 @@ from run_cli import cli
 from atomicops.engine.crash import CRASH_EXIT_CODE
 from atomicops.inventory import aws as inventory
 
+# The journal's subject: CI runs this module on both stores (tests/fixtures_journal.py).
+pytestmark = pytest.mark.both_stores
+
 PLANS = Path(__file__).parent / "plans"
 TYPES = ["ec2.vpcs", "ec2.subnets", "ec2.security_groups", "dynamodb.tables", "iam.roles"]
 
@@ -49,9 +52,9 @@ def world(tmp_path, moto_endpoint):
     "point",
     [
         "after_intent:vpc/create-vpc",  # nothing happened yet: the probe finds nothing, it runs again
-        # On both stores: the VPC exists, unjournalled: the probe finds it by its tag.
-        pytest.param("after_effect:vpc/create-vpc", marks=pytest.mark.both_stores),
-        pytest.param("after_result:vpc/subnet-a", marks=pytest.mark.both_stores),
+        # The VPC exists, unjournalled: the probe finds it by its tag.
+        "after_effect:vpc/create-vpc",
+        "after_result:vpc/subnet-a",
         "between_operations:vpc",
     ],
 )
@@ -70,7 +73,7 @@ def test_a_killed_apply_resumes_with_no_orphan_and_no_duplicate(world, point):
 
 
 @pytest.mark.parametrize("point", ["inside_undo:vpc/create-vpc", "after_undo:vpc/create-vpc",
-                                   pytest.param("after_undo:db-sg/group", marks=pytest.mark.both_stores)])
+                                   "after_undo:db-sg/group"])
 def test_a_killed_rollback_resumes_to_the_end(world, point):
     env = "crash-rb-" + point.split(":")[0]
     before = world.inv()

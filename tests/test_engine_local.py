@@ -15,6 +15,9 @@ from atomicops.errors import Locked, Refused, RunFailed
 from atomicops.journal import open_store
 from atomicops.journal.store import LockHolder
 
+# The journal's subject: CI runs this module on both stores (tests/fixtures_journal.py).
+pytestmark = pytest.mark.both_stores
+
 PLANS = Path(__file__).parent / "plans"
 
 
@@ -26,7 +29,6 @@ def step_intervals(state, env):
     }
 
 
-@pytest.mark.both_stores
 def test_independent_operations_run_at_the_same_time(tmp_path, journal_state):
     state = journal_state
     report = api.apply(PLANS / "parallel.yaml", state=state, parallelism=4)
@@ -35,7 +37,6 @@ def test_independent_operations_run_at_the_same_time(tmp_path, journal_state):
     assert l0 < r1 and r0 < l1  # the recorded intervals overlap
 
 
-@pytest.mark.both_stores
 def test_parallelism_one_runs_operations_one_after_another(tmp_path, journal_state):
     state = journal_state
     api.apply(PLANS / "parallel.yaml", state=state, parallelism=1, vars={"fn": "plan_helpers:pause"})
@@ -89,7 +90,6 @@ def test_secret_values_never_reach_the_journal_or_errors(tmp_path, monkeypatch):
     assert canary not in json.dumps(api.status(state=str(state)))
 
 
-@pytest.mark.both_stores
 def test_a_live_lock_refuses_a_second_run(tmp_path, journal_state):
     state = journal_state
     store = open_store(state)
@@ -104,7 +104,6 @@ def test_a_live_lock_refuses_a_second_run(tmp_path, journal_state):
     api.apply(PLANS / "parallel.yaml", state=state, vars={"fn": "plan_helpers:pause"})
 
 
-@pytest.mark.both_stores
 def test_a_dead_holders_lock_is_taken_over(tmp_path, journal_state):
     state = journal_state
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -117,7 +116,6 @@ def test_a_dead_holders_lock_is_taken_over(tmp_path, journal_state):
     assert started["data"]["took_over"]["run_id"] == "crashed"
 
 
-@pytest.mark.both_stores
 def test_an_interrupted_step_with_no_probe_blocks_apply_and_is_settled_by_its_undo_on_rollback(tmp_path, journal_state):
     state = journal_state
     api.apply(PLANS / "parallel.yaml", state=state, vars={"fn": "plan_helpers:pause"})
@@ -156,7 +154,6 @@ operations:
 """
 
 
-@pytest.mark.both_stores
 def test_an_undo_refused_while_aws_settles_keeps_trying(tmp_path, monkeypatch, journal_state):
     monkeypatch.setenv("ATOMICOPS_SETTLE_DELAY", "0.01")
     plan = tmp_path / "plan.yaml"

@@ -101,6 +101,27 @@ def test_planted_leftovers_show_in_the_diff(pg_database: str, postgres_url: str)
     assert "removed" not in changes["tables"]
 
 
+def test_a_team_journal_on_the_server_is_not_counted_as_a_change(pg_database: str) -> None:
+    # --state postgresql:// on the server a plan changes: the journal's schema appears with the
+    # first run (and grows with every write); it is not what the run made or must put back.
+    from atomicops.journal import open_store
+
+    db = db_name(pg_database)
+    before = inventory.snapshot(pg_database)
+    from fixtures_journal import holder
+
+    with open_store(pg_database) as store:
+        store.acquire_lock("team", holder())
+        lock = store.read_lock("team")
+        assert lock is not None
+        store.append("team", "r1", "run_started", fence=lock.fence)
+    assert inventory.diff(before, inventory.snapshot(pg_database)) == {}
+    # A schema of that name with no journal in it is the user's, and is inventoried.
+    execute(pg_database, "DROP SCHEMA atomicops CASCADE; CREATE SCHEMA atomicops; CREATE TABLE atomicops.mine (n int)")
+    added = inventory.diff(before, inventory.snapshot(pg_database))
+    assert [e["id"] for e in added["tables"]["added"]] == [f"{db}/atomicops.mine"]
+
+
 def test_a_changed_row_changes_the_checksum(pg_database: str) -> None:
     execute(pg_database, SCHEMA)
     before = inventory.snapshot(pg_database)

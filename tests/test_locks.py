@@ -15,6 +15,9 @@ import pytest
 
 from atomicops import api
 
+# The journal's subject: CI runs this module on both stores (tests/fixtures_journal.py).
+pytestmark = pytest.mark.both_stores
+
 PLANS = Path(__file__).parent / "plans"
 
 
@@ -33,7 +36,6 @@ def wait_for_event(state: str, kind: str, timeout: float = 30.0) -> None:
     raise AssertionError(f"no {kind} event within {timeout}s")
 
 
-@pytest.mark.both_stores
 def test_two_concurrent_applies_one_runs_the_other_exits_4_naming_the_holder(tmp_path, journal_state):
     state = journal_state  # the default journal in tmp_path, or ATOMICOPS_STATE's database
     release = tmp_path / "release"
@@ -51,7 +53,6 @@ def test_two_concurrent_applies_one_runs_the_other_exits_4_naming_the_holder(tmp
     assert first.returncode == 0
 
 
-@pytest.mark.both_stores
 def test_a_paused_holder_is_taken_over_and_its_writes_are_refused_after_it_wakes(tmp_path, journal_state):
     state = journal_state
     first = start("apply", str(PLANS / "slow.yaml"), "--var", "seconds=3", cwd=tmp_path, lease=1.0)

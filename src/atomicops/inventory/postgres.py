@@ -11,10 +11,11 @@ assert inventory.diff(before, inventory.snapshot(dsn)) == {}
 A snapshot maps a type (``"tables"``) to its entries sorted by ``id``, like the AWS inventory;
 ids of objects inside a database start with the database name (``"mistersmith/core.agents"``).
 Every non-template database the server allows connections to is read, each in one read-only
-snapshot. System schemas (``pg_catalog``, ``information_schema``, ``pg_toast*``, ``pg_temp*``)
-and objects that belong to an extension are left out. A database that cannot be read shows as
-an entry of ``"unreadable"`` with its error code, so a partial picture does not pass for a
-clean one.
+snapshot. System schemas (``pg_catalog``, ``information_schema``, ``pg_toast*``, ``pg_temp*``),
+the schema of an atomicops journal kept on the server (``atomicops``, with its
+``schema_version`` table) and objects that belong to an extension are left out. A database
+that cannot be read shows as an entry of ``"unreadable"`` with its error code, so a partial
+picture does not pass for a clean one.
 
 Each table entry carries its row count and a checksum of its contents: ``md5`` over every
 row's text, in text order. That is a full scan and a sort of every table, which is what
@@ -38,13 +39,18 @@ from psycopg.rows import dict_row
 
 from atomicops.actions.sql import PostgresConnection, connect_error, plain
 from atomicops.inventory.compare import diff  # noqa: F401 - one diff for every source
+from atomicops.journal.postgres import SCHEMA as JOURNAL_SCHEMA
 
 Entry = dict[str, Any]
 Inventory = dict[str, list[Entry]]
 
+# A team's journal may live on the server a plan changes (``--state postgresql://``): its
+# schema, told by its version table, is atomicops' own bookkeeping, not something a run made
+# or must put back, so it is left out like the system schemas.
 _USER_SCHEMA = (
     "{ns}.nspname NOT IN ('pg_catalog', 'information_schema')"
     " AND {ns}.nspname NOT LIKE 'pg\\_toast%' AND {ns}.nspname NOT LIKE 'pg\\_temp\\_%'"
+    f" AND ({{ns}}.nspname <> '{JOURNAL_SCHEMA}' OR to_regclass('{JOURNAL_SCHEMA}.schema_version') IS NULL)"
 )
 _NOT_EXTENSION = (
     "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = {catalog}::regclass"
