@@ -3,8 +3,10 @@ stream of discovery messages and an exported coordination state file."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import random
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,11 @@ def seed_discovery_stream(ctx: ActionContext, stream: str, messages: int) -> dic
 
 
 def export_state(ctx: ActionContext, swarms: int = 5, versions: int = 3) -> dict[str, Any]:
-    """What `export-state --format json` of the local orchestrator gives: JSON lines."""
-    path = Path(tempfile.mkdtemp(prefix="mistersmith-state-")) / "state-backup.jsonl"
+    """What `export-state --format json` of the local orchestrator gives: JSON lines. The
+    file lives as long as the rehearsing process, like the orchestrator's stand-in."""
+    folder = tempfile.mkdtemp(prefix="mistersmith-state-")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = Path(folder) / "state-backup.jsonl"
     with path.open("w") as f:
         for s in range(swarms):
             for v in range(1, versions + 1):
