@@ -65,12 +65,14 @@ def test_a_late_failure_rolls_everything_back_with_a_clean_leak_check(workdir):
 
 
 def test_a_crash_soak_sample():
+    # On the team journal (a database of the PostgreSQL the plan migrates into): the SQLite
+    # journal's soak runs in tests/test_bench_smoke.py.
     res = subprocess.run([sys.executable, str(ROOT / "bench" / "crash_soak.py"), "--trials", "2",
-                          "--messages", "60", "--seed", "7", "--json"],
+                          "--messages", "60", "--seed", "7", "--store", "postgresql", "--json"],
                          capture_output=True, text=True, timeout=600, check=False)
     doc = json.loads(res.stdout)
     assert res.returncode == 0, doc
-    assert doc["figures"]["trials"] == 2
+    assert doc["figures"]["trials"] == 2 and doc["store"] == "postgresql"
     assert doc["figures"].get("leaks", 0) == 0 and doc["figures"].get("duplicates", 0) == 0
     assert doc["figures"].get("corrupt journals", 0) == 0
 
