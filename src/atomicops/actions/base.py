@@ -197,8 +197,11 @@ def connection_of(ctx: ActionContext, kind: str, name: str | None = None) -> Any
     ``connection_of(ctx, "aws").client("ecr")``, ``connection_of(ctx, "nats", "bus")``.
 
     A connection built from operations' outputs opens here, the first time; before those
-    operations are applied it raises :class:`ConnectionNotReady` (``validate`` cannot see
-    which connections a function uses: its operation must depend on them)."""
+    operations are applied it raises :class:`ConnectionNotReady`. ``validate`` reads the
+    calls of this function with literal arguments from the function's source
+    (plan/call_target.py) and checks the operation comes after what the connection is built
+    from; a name computed at run time it cannot see.
+    """
     from atomicops.actions import registry
 
     return ctx.connections.get(registry.get(kind), name)

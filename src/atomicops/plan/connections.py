@@ -10,12 +10,15 @@ sure every operation that uses it comes after them (plan/validate.py).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path as FsPath
 from typing import Any
 
 from atomicops.actions import registry
 from atomicops.plan import refs
+from atomicops.plan.call_target import ConnectionUse, connections_used
 from atomicops.plan.model import Plan
-from atomicops.plan.source import Path
+from atomicops.plan.source import Path, did_you_mean
 
 
 def owner_of(kind: str) -> Any:
@@ -63,18 +66,81 @@ def used_by(action: Mapping[str, Any], defaults: Mapping[str, str]) -> str | Non
     return name if isinstance(name, str) else None
 
 
-def users(plan: Plan) -> Iterator[tuple[str, Path, str]]:
-    """(operation, path of the action, connection) for every action of an operation that
-    uses a plan connection: its steps' do, undo and probe, and its verify checks."""
-    defaults = default_names(plan)
+def operation_actions(plan: Plan) -> Iterator[tuple[str, Path, Mapping[str, Any]]]:
+    """(operation, path, action) for every action of an operation: its steps' do, undo and
+    probe, and its verify checks."""
     for i, op in enumerate(plan.operations):
         places: list[tuple[Path, Any]] = []
         for j, step in enumerate(op.steps):
             places += [(("operations", i, "steps", j, role), getattr(step, role)) for role in ("do", "undo", "probe")]
         places += [(("operations", i, "verify", j), check) for j, check in enumerate(op.verify)]
         for path, action in places:
-            if isinstance(action, Mapping) and (name := used_by(action, defaults)) in plan.connections:
-                yield op.id, path, str(name)
+            if isinstance(action, Mapping):
+                yield op.id, path, action
+
+
+def users(plan: Plan) -> Iterator[tuple[str, Path, str]]:
+    """(operation, path of the action, connection) for every action of an operation that
+    names or defaults to a plan connection (a ``call`` opens its own: :func:`call_users`)."""
+    defaults = default_names(plan)
+    for op_id, path, action in operation_actions(plan):
+        if (name := used_by(action, defaults)) in plan.connections:
+            yield op_id, path, str(name)
+
+
+@dataclass(frozen=True)
+class CallUse:
+    """A plan connection a ``call`` action's function opens (plan/call_target.py), or a
+    connection it names that the plan does not have (``problem``)."""
+
+    op: str
+    path: Path  # of the action's `call` key
+    target: str
+    use: ConnectionUse
+    name: str | None
+    problem: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.target} opens it with connection_of (its module's line {self.use.line})"
+
+
+def call_users(plan: Plan, plan_dir: FsPath) -> Iterator[CallUse]:
+    """What each ``call`` function of an operation opens with ``connection_of``, as far as its
+    source says with literals: the kind's default connection, a name, or the name the step's
+    ``args`` give the function's argument. A use left to run time (a computed name, an
+    argument given by a reference) is not listed; a name the plan does not declare, or a
+    connection of another kind, comes with its ``problem``."""
+    defaults = default_names(plan)
+    for op_id, path, action in operation_actions(plan):
+        target = action.get("call")
+        if not isinstance(target, str) or refs.is_reference(target) or ":" not in target:
+            continue
+        for use in connections_used(target, plan_dir):
+            kind = registry.get(use.kind) if use.kind in registry.kinds() else None
+            if kind is None or kind.connection_kind is None:
+                yield CallUse(op_id, (*path, "call"), target, use, None,
+                              f"{target} calls connection_of with kind {use.kind!r} (its module's line {use.line}), "
+                              f"which takes no connection: the kinds are {', '.join(sorted(k for k, v in registry.kinds().items() if v.connection_kind))}")
+                continue
+            name = use.name
+            if use.param is not None:
+                given = (action.get("args") or {}).get(use.param)
+                if not isinstance(given, str) or "${" in given:
+                    continue  # given at run time, or the function's own default: not known here
+                name = given
+            if name is None:
+                name = defaults.get(kind.connection_kind)
+                if name is None:
+                    continue  # none declared: the kind's defaults (boto3's credential chain...)
+            problem = None
+            if name not in plan.connections:
+                problem = (f"{target} opens connection {name!r} (connection_of, its module's line {use.line}), "
+                           f"which the plan does not declare{did_you_mean(name, plan.connections)}")
+            elif plan.connections[name].kind != kind.connection_kind:
+                problem = (f"{target} opens connection {name!r} as {use.kind!r} (its module's line {use.line}), "
+                           f"but it is a {plan.connections[name].kind} connection")
+            yield CallUse(op_id, (*path, "call"), target, use, name, problem)
 
 
 def in_use(plan: Plan) -> dict[str, Mapping[str, Any]]:

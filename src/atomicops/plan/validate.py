@@ -8,7 +8,7 @@ inferred from ``${ops.OP...}`` references) for the graph.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any, Literal
@@ -107,6 +107,7 @@ def validate_plan(
                 _check_jmespath(ctx, expr, (*path, "outputs", out), None)
     _check_graph(ctx)
     if not any(p.severity == "error" for p in ctx.problems):
+        _check_call_connections(ctx)
         _check_connection_order(ctx)
         _check_secret_stores(ctx)
     ctx.passed.save()
@@ -332,24 +333,47 @@ def _check_connection_order(ctx: _Ctx) -> None:
     graph = Graph.build([o.id for o in ctx.plan.operations], ctx.deps)
     before: dict[str, set[str]] = {}
     told: set[tuple[str, str, str]] = set()  # one error per operation, connection and dependency
-    for op_id, path, name in connections.users(ctx.plan):
+    for op_id, where, name, how in _connection_users(ctx):
         for dep in sorted(built[name]):
             if (op_id, name, dep) in told:
                 continue
             told.add((op_id, name, dep))
             if op_id not in before:
                 before[op_id] = graph.ancestors(op_id)
-            action = _action_at(ctx.plan, path)
-            where = (*path, "connection") if isinstance(action, Mapping) and "connection" in action else path
             if dep == op_id:
-                ctx.add(where, f"uses connection {name!r}, which is built from this operation's own outputs "
+                ctx.add(where, f"uses connection {name!r}{how}, which is built from this operation's own outputs "
                         f"(connections.{name}.{format_path(built[name][dep])}): it opens only once {dep!r} is "
                         "applied, so use it from an operation that depends on it", op=op_id)
             elif dep not in before[op_id]:
-                ctx.add(where, f"uses connection {name!r}, which is built from the outputs of {dep!r} "
+                ctx.add(where, f"uses connection {name!r}{how}, which is built from the outputs of {dep!r} "
                         f"(connections.{name}.{format_path(built[name][dep])}), but does not come after it: "
                         f"add `depends_on: [{dep}]` (the connection opens when first used, once {dep!r} is applied)",
                         op=op_id)
+
+
+def _connection_users(ctx: _Ctx) -> Iterator[tuple[str, Path, str, str]]:
+    """(operation, where to report, connection, how it is used) for the actions that name a
+    connection (or default to one), then for what ``call`` functions open with ``connection_of``."""
+    for op_id, path, name in connections.users(ctx.plan):
+        action = _action_at(ctx.plan, path)
+        yield op_id, (*path, "connection") if isinstance(action, Mapping) and "connection" in action else path, name, ""
+    plan_dir = _plan_dir(ctx)
+    if plan_dir is None:
+        return
+    for use in connections.call_users(ctx.plan, plan_dir):
+        if use.name is not None and use.problem is None:
+            yield use.op, use.path, use.name, f" ({use.where})"
+
+
+def _check_call_connections(ctx: _Ctx) -> None:
+    """A connection a ``call`` function opens by a name the plan does not declare, or as
+    another kind, fails at run time: said now, at the step."""
+    plan_dir = _plan_dir(ctx)
+    if plan_dir is None:
+        return
+    for use in connections.call_users(ctx.plan, plan_dir):
+        if use.problem is not None:
+            ctx.add(use.path, use.problem, op=use.op)
 
 
 def _action_at(plan: Plan, path: Path) -> Any:
@@ -506,20 +530,28 @@ def _check_graph(ctx: _Ctx) -> None:
         ctx.add(("operations", index[cycle[0]]), "dependency cycle: " + " -> ".join(cycle), op=cycle[0])
 
 
+def _plan_dir(ctx: _Ctx) -> FsPath | None:
+    """The plan's directory, where its ``call`` modules are; None for a plan recorded in the
+    journal (rollback, resume run without its directory: the modules were found when it was
+    validated from its file)."""
+    if ctx.plan_dir is None:
+        plan_file = FsPath(ctx.smap.file)
+        ctx.plan_dir = plan_file.resolve().parent if plan_file.is_file() else False
+    return ctx.plan_dir or None
+
+
 def _check_call_target(ctx: _Ctx, target: Any, path: Path, op: str | None) -> None:
     # A plan recorded in the journal (rollback, resume) runs without its directory: the
     # modules were found when it was validated from its file.
     if not isinstance(target, str) or refs.is_reference(target) or ":" not in target:
         return
-    if ctx.plan_dir is None:
-        plan_file = FsPath(ctx.smap.file)
-        ctx.plan_dir = plan_file.resolve().parent if plan_file.is_file() else False
-    if ctx.plan_dir is False:
+    plan_dir = _plan_dir(ctx)
+    if plan_dir is None:
         return
     # Each distinct target is looked up once per validation: a plan's steps call few functions
     # many times, and each lookup stats the plan's directory and the Python path.
     if target not in ctx.call_targets:
-        ctx.call_targets[target] = call_target_problem(target, ctx.plan_dir)
+        ctx.call_targets[target] = call_target_problem(target, plan_dir)
     problem = ctx.call_targets[target]
     if problem:
         ctx.add(path, problem, op=op)
