@@ -97,6 +97,19 @@ def test_a_probe_reading_other_operations_outputs_settles_a_kill_rolled_back(wor
     assert inventory.diff(before, world.inv()) == {}
 
 
+def settled_by_probe(hist: list[dict]) -> dict[tuple[str, str], dict]:
+    """The steps settled by their probe after the kill, with what was journalled: the step the
+    kill aimed at, and any step of another operation it caught in flight beside it (the
+    operations run in parallel), each one that the killed run began and never ended."""
+    settled = {(e["op"], e["step"]): e["data"] for e in hist
+               if e["type"] == "step_done" and e["data"].get("settled_by") == "probe"}
+    killed = hist[0]["run"]
+    began = {(e["op"], e["step"]) for e in hist if e["run"] == killed and e["type"] == "step_intent"}
+    ended = {(e["op"], e["step"]) for e in hist if e["run"] == killed and e["type"] in ("step_done", "step_failed")}
+    assert set(settled) <= began - ended, (settled, began - ended)
+    return settled
+
+
 def test_apply_after_a_kill_settles_and_continues(world):
     env = "crash-reapply"
     before = world.inv()
@@ -107,13 +120,7 @@ def test_apply_after_a_kill_settles_and_continues(world):
     assert set(world.status(env).values()) == {"applied"}
     assert len(world.vpcs_of(env)) == 1
     hist = json.loads(cli("history", "--json", "--env", env, cwd=world.cwd).stdout)
-    settled = {(e["op"], e["step"]) for e in hist if e["type"] == "step_done" and e["data"].get("settled_by") == "probe"}
-    # subnet-a, and any step of another operation the kill caught in flight beside it (the
-    # operations run in parallel): each settled by its probe, none made again.
-    killed_run = hist[0]["run"]
-    began = {(e["op"], e["step"]) for e in hist if e["run"] == killed_run and e["type"] == "step_intent"}
-    ended = {(e["op"], e["step"]) for e in hist if e["run"] == killed_run and e["type"] in ("step_done", "step_failed")}
-    assert ("vpc", "subnet-a") in settled and settled <= began - ended, (settled, began - ended)
+    assert ("vpc", "subnet-a") in settled_by_probe(hist)
     assert cli("rollback", "--env", env, cwd=world.cwd).returncode == 0
     assert inventory.diff(before, world.inv()) == {}
 
@@ -128,9 +135,7 @@ def test_a_step_without_probe_is_settled_by_the_builtin_probe(world):
     assert resumed.returncode == 0, resumed.stderr
     assert set(world.status(env).values()) == {"applied"}
     hist = json.loads(cli("history", "--json", "--env", env, cwd=world.cwd).stdout)
-    settled = [e for e in hist if e["type"] == "step_done" and e["data"].get("settled_by") == "probe"]
-    assert [(e["op"], e["step"]) for e in settled] == [("db-sg", "allow-ecs")]
-    assert settled[0]["data"]["outputs"]["rule_id"].startswith("sgr-")
+    assert settled_by_probe(hist)[("db-sg", "allow-ecs")]["outputs"]["rule_id"].startswith("sgr-")
     assert cli("rollback", "--env", env, cwd=world.cwd).returncode == 0
     assert inventory.diff(before, world.inv()) == {}
 
