@@ -49,6 +49,10 @@ def as_nats(ctx):
     return connection_of(ctx, "nats", "db")
 
 
+def as_run(ctx):
+    return connection_of(ctx, "run")
+
+
 def computed(ctx, n):
     return connection_of(ctx, "sql", f"db{n}")
 '''
@@ -107,6 +111,8 @@ def test_a_connection_the_plan_does_not_declare_or_of_another_kind_is_refused_at
     assert any("steps:elsewhere opens connection 'warehouse'" in m and "does not declare" in m for m in found), found
     found = problems(write_plan(tmp_path, {"call": "steps:as_nats"}, depends=True))
     assert any("opens connection 'db' as 'nats'" in m and "postgres connection" in m for m in found), found
+    found = problems(write_plan(tmp_path, {"call": "steps:as_run"}, depends=True))
+    assert any("kind 'run'" in m and "takes no connection: the kinds are aws, nats, sql, sql_file" in m for m in found), found
 
 
 def test_the_cli_names_the_file_line_and_operation(tmp_path):
