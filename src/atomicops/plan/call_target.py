@@ -38,14 +38,20 @@ def call_target_problem(target: str, plan_dir: Path) -> str | None:
     return f"module {module!r} ({source}) has no function {function!r}"
 
 
-@lru_cache(maxsize=256)
 def _names_of(source: str, mtime_ns: int, size: int) -> frozenset[str]:
-    """The names a module's top level binds, parsed once per version of the file (the key
-    holds its mtime and size: a module edited between two validations is parsed again).
-    A plan of 10,000 `call` steps into one module parsed it 20,000 times."""
+    """The names a module's top level binds."""
+    return _parsed(source, mtime_ns, size)[0]
+
+
+@lru_cache(maxsize=256)
+def _parsed(source: str, mtime_ns: int, size: int) -> tuple[frozenset[str], dict[str, tuple[ConnectionUse, ...]]]:
+    """What validation reads from a module: the names its top level binds and the connections
+    each function opens. Parsed once per version of the file (the key holds its mtime and
+    size: a module edited between two validations is parsed again). A plan of 10,000 `call`
+    steps into one module parsed it 20,000 times."""
     del mtime_ns, size  # the cache key only
     tree = ast.parse(Path(source).read_text(), source)
-    return frozenset(_bound_names(tree.body))
+    return frozenset(_bound_names(tree.body)), _uses_in(tree)
 
 
 def _module_file(module: str, roots: Iterable[Path]) -> Path | None:
@@ -107,17 +113,14 @@ def connections_used(target: str, plan_dir: Path) -> tuple[ConnectionUse, ...]:
         return ()
     try:
         info = os.stat(source)
-        return _uses_of(str(source), info.st_mtime_ns, info.st_size).get(function, ())
+        return _parsed(str(source), info.st_mtime_ns, info.st_size)[1].get(function, ())
     except (OSError, SyntaxError, ValueError):
         return ()  # call_target_problem reports an unreadable module
 
 
-@lru_cache(maxsize=256)
-def _uses_of(source: str, mtime_ns: int, size: int) -> dict[str, tuple[ConnectionUse, ...]]:
+def _uses_in(tree: ast.Module) -> dict[str, tuple[ConnectionUse, ...]]:
     """Per top-level function: its own ``connection_of`` calls and those of the module's
     functions it calls by name (a helper that opens the connection for it)."""
-    del mtime_ns, size  # the cache key only
-    tree = ast.parse(Path(source).read_text(), source)
     functions = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     own = {name: list(_direct_uses(fn)) for name, fn in functions.items()}
     calls = {name: {c.func.id for c in ast.walk(fn)
