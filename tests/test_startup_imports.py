@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("pydantic", "boto3", "botocore", "psycopg", "nats", "atomicops.plan.model")
+HEAVY = ("pydantic", "boto3", "botocore", "psycopg", "nats", "atomicops.plan.model", "atomicops.sandbox")
 ROOT = Path(__file__).resolve().parent.parent
 QUICKSTART = ROOT / "examples" / "quickstart" / "plan.yaml"
 
@@ -45,3 +45,15 @@ def test_validate_loads_no_database_driver(tmp_path: Path) -> None:
     # literal DSN is parsed), and the quickstart's DSN is a reference.
     loaded = loaded_after(["validate", str(QUICKSTART)], tmp_path)
     assert "psycopg" not in loaded
+
+
+def test_validate_loads_no_sandbox(tmp_path: Path) -> None:
+    assert "atomicops.sandbox" not in loaded_after(["validate", str(QUICKSTART)], tmp_path)
+
+
+def test_the_sandbox_options_name_the_sandbox_modules_own_defaults() -> None:
+    # Written in cli.py so that every command does not import the sandbox for them.
+    from atomicops import cli, sandbox
+
+    assert cli.SANDBOX_DIR == str(sandbox.DEFAULT_DIR)
+    assert cli.SANDBOX_SERVICES == tuple(sandbox.SERVICES)

@@ -27,7 +27,7 @@ from rich.markup import escape
 # The engine, the plan model (pydantic), the action kinds (boto3, psycopg, nats), the rehearsal
 # and the inventory are imported inside the commands that use them: `--help`, `status` and
 # `history` must not pay for them (docs/performance.md).
-from atomicops import clipping, sandbox
+from atomicops import clipping
 from atomicops.engine.cancel import Cancellation
 from atomicops.engine.observer import Silent
 from atomicops.engine.scope import shown
@@ -270,6 +270,13 @@ def plan_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
         return fn(*args, **kwargs)
 
     return wrapper
+
+
+# atomicops.sandbox's DEFAULT_DIR and SERVICES, for the options' defaults and choices: the
+# sandbox module (sockets, subprocesses, psutil) is imported by the commands that use it,
+# not by every command (tests/test_startup_imports.py checks the two agree).
+SANDBOX_DIR = str(Path(".atomicops") / "sandbox")
+SANDBOX_SERVICES = ("aws", "postgres", "nats")
 
 
 class _Commands(click.Group):
@@ -987,13 +994,15 @@ def sandbox_group() -> None:
 
 
 @sandbox_group.command(name="up")
-@click.option("--dir", "root", default=str(sandbox.DEFAULT_DIR), show_default=True, help="Where the sandbox keeps data.")
+@click.option("--dir", "root", default=SANDBOX_DIR, show_default=True, help="Where the sandbox keeps data.")
 @click.option("--vars-out", default=None, type=click.Path(), help="Write the vars file here (default DIR/vars.yaml).")
-@click.option("--service", "services", multiple=True, type=click.Choice(list(sandbox.SERVICES)),
+@click.option("--service", "services", multiple=True, type=click.Choice(list(SANDBOX_SERVICES)),
               help="Start only these services (repeatable; default all).")
 @common
 def sandbox_up(root: str, vars_out: str | None, services: tuple[str, ...], env: str, state: str | None, as_json: bool) -> int:
     """Start the sandbox services on loopback and free ports (twice is harmless)."""
+    from atomicops import sandbox
+
     progress = (lambda text: None) if as_json else (lambda text: err.print(f"[cyan]{_data(text)}[/cyan]"))
     sb = sandbox.up(root, services=services or tuple(sandbox.SERVICES), vars_out=vars_out, progress=progress)
     if as_json:
@@ -1007,10 +1016,12 @@ def sandbox_up(root: str, vars_out: str | None, services: tuple[str, ...], env: 
 
 
 @sandbox_group.command(name="down")
-@click.option("--dir", "root", default=str(sandbox.DEFAULT_DIR), show_default=True)
+@click.option("--dir", "root", default=SANDBOX_DIR, show_default=True)
 @common
 def sandbox_down(root: str, env: str, state: str | None, as_json: bool) -> int:
     """Stop the processes `up` started (by pid) and remove their data."""
+    from atomicops import sandbox
+
     stopped = sandbox.down(root, progress=(lambda text: None) if as_json else (lambda text: err.print(_data(text))))
     if as_json:
         _emit({"stopped": [i.as_dict() for i in stopped]})
@@ -1020,10 +1031,12 @@ def sandbox_down(root: str, env: str, state: str | None, as_json: bool) -> int:
 
 
 @sandbox_group.command(name="status")
-@click.option("--dir", "root", default=str(sandbox.DEFAULT_DIR), show_default=True)
+@click.option("--dir", "root", default=SANDBOX_DIR, show_default=True)
 @common
 def sandbox_status(root: str, env: str, state: str | None, as_json: bool) -> int:
     """Show each sandbox service: URL, pid, whether it answers."""
+    from atomicops import sandbox
+
     doc = sandbox.status(root)
     if as_json:
         _emit(doc)
@@ -1039,6 +1052,8 @@ def sandbox_status(root: str, env: str, state: str | None, as_json: bool) -> int
 @sandbox_group.command(name="env")
 def sandbox_env() -> None:
     """Print shell exports of the emulator's credentials (for what the environment lacks)."""
+    from atomicops import sandbox
+
     for k, v in sandbox.aws_env().items():
         click.echo(f"export {k}={v}")
 
@@ -1057,7 +1072,7 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
                   find_orphans: bool, env: str, state: str | None, as_json: bool) -> int:
     """List what exists in the target: AWS resources, PostgreSQL tables (rows, checksums),
     JetStream streams (messages, last sequence)."""
-    from atomicops import api, inventory, rehearsal
+    from atomicops import api, inventory, rehearsal, sandbox
     from atomicops.plan.loader import read_vars_file
 
     where: dict[str, Any] = {}
@@ -1106,7 +1121,7 @@ def inventory_cmd(plan: str | None, vars_files: tuple[str, ...], no_aws: bool, d
 @click.option("--var", "var", multiple=True, metavar="NAME=VALUE", help="Override a plan var (repeatable).")
 @click.option("--vars-file", "vars_files", multiple=True, type=click.Path())
 @click.option("--keep", is_flag=True, help="Leave the sandbox up afterwards, for inspection.")
-@click.option("--dir", "root", default=str(sandbox.DEFAULT_DIR), show_default=True, help="The sandbox's directory.")
+@click.option("--dir", "root", default=SANDBOX_DIR, show_default=True, help="The sandbox's directory.")
 @click.option("--parallelism", default=10, show_default=True, type=click.IntRange(1, 256))
 @click.option("--fault", "fault", default=None, metavar="KIND",
               help="Fail on purpose and prove the recovery: step:OP (OP's last step fails), undo:OP "

@@ -9,8 +9,6 @@ Uses the standard library: a health check needs no extra dependency.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,6 +63,11 @@ class HttpKind(ActionKind):
             data = str(spec["body"]).encode()
         timeout = float(spec.get("timeout") or ctx.timeout or DEFAULT_TIMEOUT)
         url = str(spec["url"])
+        # Imported here: every command that loads the action kinds (validate) would pay for
+        # urllib.request (http.client, email, ssl) otherwise.
+        import urllib.error
+        import urllib.request
+
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as resp:
