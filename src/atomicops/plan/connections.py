@@ -112,11 +112,16 @@ def call_users(plan: Plan, plan_dir: FsPath) -> Iterator[CallUse]:
     argument given by a reference) is not listed; a name the plan does not declare, or a
     connection of another kind, comes with its ``problem``."""
     defaults = default_names(plan)
+    # Each distinct target is looked up once: a plan's steps call few functions many times,
+    # and each lookup stats the plan's directory and the Python path.
+    found: dict[str, tuple[ConnectionUse, ...]] = {}
     for op_id, path, action in operation_actions(plan):
         target = action.get("call")
         if not isinstance(target, str) or refs.is_reference(target) or ":" not in target:
             continue
-        for use in connections_used(target, plan_dir):
+        if target not in found:
+            found[target] = connections_used(target, plan_dir)
+        for use in found[target]:
             kind = registry.get(use.kind) if use.kind in registry.kinds() else None
             if kind is None or kind.connection_kind is None:
                 yield CallUse(op_id, (*path, "call"), target, use, None,

@@ -53,6 +53,7 @@ class _Ctx:
     deps: dict[str, set[str]]
     plan_dir: FsPath | Literal[False] | None = None  # None: not looked at yet; False: no plan file
     call_targets: dict[str, str | None] = field(default_factory=dict)  # target -> problem
+    call_uses: list[connections.CallUse] | None = None  # what `call` functions open (plan/call_target.py)
     passed: PassedChecks = field(default_factory=PassedChecks)
 
     def add(self, path: Path, message: str, *, op: str | None = None, warning: bool = False) -> None:
@@ -357,10 +358,7 @@ def _connection_users(ctx: _Ctx) -> Iterator[tuple[str, Path, str, str]]:
     for op_id, path, name in connections.users(ctx.plan):
         action = _action_at(ctx.plan, path)
         yield op_id, (*path, "connection") if isinstance(action, Mapping) and "connection" in action else path, name, ""
-    plan_dir = _plan_dir(ctx)
-    if plan_dir is None:
-        return
-    for use in connections.call_users(ctx.plan, plan_dir):
+    for use in _call_uses(ctx):
         if use.name is not None and use.problem is None:
             yield use.op, use.path, use.name, f" ({use.where})"
 
@@ -368,12 +366,18 @@ def _connection_users(ctx: _Ctx) -> Iterator[tuple[str, Path, str, str]]:
 def _check_call_connections(ctx: _Ctx) -> None:
     """A connection a ``call`` function opens by a name the plan does not declare, or as
     another kind, fails at run time: said now, at the step."""
-    plan_dir = _plan_dir(ctx)
-    if plan_dir is None:
-        return
-    for use in connections.call_users(ctx.plan, plan_dir):
+    for use in _call_uses(ctx):
         if use.problem is not None:
             ctx.add(use.path, use.problem, op=use.op)
+
+
+def _call_uses(ctx: _Ctx) -> list[connections.CallUse]:
+    """What the plan's ``call`` functions open, read once per validation (both checks above
+    use it)."""
+    if ctx.call_uses is None:
+        plan_dir = _plan_dir(ctx)
+        ctx.call_uses = [] if plan_dir is None else list(connections.call_users(ctx.plan, plan_dir))
+    return ctx.call_uses
 
 
 def _action_at(plan: Plan, path: Path) -> Any:
