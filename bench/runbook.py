@@ -27,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from atomicops.rehearsal import FLAGSHIP_PLAN
@@ -119,7 +118,7 @@ class Ways:
 
     def __init__(self, endpoint: str, nats_url: str, work: Path, cli: str | None, log: Path) -> None:
         self.log = log  # the moto server's request log
-        self.forward_calls = 0
+        self.forward_calls = self.rollback_calls = self._between = 0
         self.endpoint = endpoint
         self.nats_url = nats_url
         self.work = work
@@ -136,14 +135,18 @@ class Ways:
         return (["a page (AWS CLI)"] if self.cli else []) + ["b serial boto3", "c atomicops"]
 
     def run(self, way: str, tag: str) -> tuple[float, float]:
-        """Wall times of the forward and the rollback process; ``forward_calls`` is then the
-        number of requests the forward one made."""
-        log = Path(self.log)
-        start = calls(log)
-        forward, rollback = self._run(way, tag, lambda: setattr(self, "forward_calls", calls(log) - start))
+        """Wall times of the forward and the rollback process; ``forward_calls`` and
+        ``rollback_calls`` are then the requests each made."""
+        start = calls(self.log)
+        forward, rollback = self._run(way, tag)
+        self.rollback_calls = calls(self.log) - self._between
+        self.forward_calls = self._between - start
         return forward, rollback
 
-    def _run(self, way: str, tag: str, between: Callable[[], None]) -> tuple[float, float]:
+    def _forward_done(self) -> None:
+        self._between = calls(self.log)
+
+    def _run(self, way: str, tag: str) -> tuple[float, float]:
         cwd = self.work / tag
         cwd.mkdir(parents=True)
         # moto keeps a deleted cluster's automated snapshot, named by the minute: one name a run.
@@ -151,11 +154,11 @@ class Ways:
         if way.startswith("a"):
             env["AWS_CLI"] = str(self.cli)
             forward = timed(["bash", str(HERE / "page.sh"), "forward", "state.env"], cwd, env)
-            between()
+            self._forward_done()
             return forward, timed(["bash", str(HERE / "page.sh"), "rollback", "state.env"], cwd, env)
         if way.startswith("b"):
             forward = timed([sys.executable, str(HERE / "serial.py"), "forward", "state.json"], cwd, env)
-            between()
+            self._forward_done()
             return forward, timed([sys.executable, str(HERE / "serial.py"), "rollback", "state.json"], cwd, env)
         # nats_url: the plan's triggers are polled from the first operation (a check that
         # cannot run misses, and two misses roll the apply back; preflight refuses without it).
@@ -165,7 +168,7 @@ class Ways:
         forward, report = timed_out([*CLI, "apply", str(FLAGSHIP_PLAN), "--vars-file", "vars.yaml", *targets,
                                      "--env", "b1", "--monitor", "0", "--json"], cwd, env)
         triggers_polled(report)
-        between()
+        self._forward_done()
         return forward, timed([*CLI, "rollback", "--env", "b1"], cwd, env)
 
 
@@ -179,8 +182,7 @@ def main() -> int:
     cli = None if args.skip_cli else aws_cli(args.aws_cli)
     forward: dict[str, list[float]] = {}
     rollback: dict[str, list[float]] = {}
-    api_calls: dict[str, int] = {}
-    split: dict[str, int] = {}  # of those, the forward process's
+    split: dict[str, tuple[int, int]] = {}  # API calls of the forward and the rollback process
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="atomicops-b1-") as scratch:
         work = Path(scratch)
@@ -199,10 +201,8 @@ def main() -> int:
                 names = ways.names()
                 names = names[n % len(names):] + names[:n % len(names)]  # each way goes first in turn
                 for way in names:
-                    before = calls(log)
                     f, r = ways.run(way, f"r{n}-{way[0]}")
-                    api_calls[way] = calls(log) - before
-                    split[way] = ways.forward_calls
+                    split[way] = (ways.forward_calls, ways.rollback_calls)
                     reset(info.url)
                     forward.setdefault(way, []).append(f)
                     rollback.setdefault(way, []).append(r)
@@ -215,9 +215,8 @@ def main() -> int:
         f, r = statistics.median(fs), statistics.median(rollback[way])
         t = statistics.median([a + b for a, b in zip(fs, rollback[way], strict=True)])
         rows.append({"way": way, "forward_s": round(f, 3), "rollback_s": round(r, 3), "total_s": round(t, 3),
-                     "api_calls": api_calls[way], "forward_calls": split[way],
-                     "rollback_calls": api_calls[way] - split[way],
-                     "ms_per_call": round(1000 * t / max(1, api_calls[way]), 1)})
+                     "api_calls": sum(split[way]), "forward_calls": split[way][0], "rollback_calls": split[way][1],
+                     "ms_per_call": round(1000 * t / max(1, sum(split[way])), 1)})
     by = {r["way"][0]: r for r in rows}
     # Per call as well: (c) makes more calls than (b) (what --target brings in, verifies, the
     # drift check before the rollback), so c/b mixes what the engine costs with what it does.
