@@ -29,7 +29,6 @@ from atomicops.plan.model import Action, Plan
 from atomicops.policy.probes import probe_calls
 
 Purpose = Literal["run", "rollback"]
-
 """``run``: apply, verify, resume and the monitor need it; ``rollback``: undoing from the
 journal needs it too (an automated rollback handler holds these alone)."""
 
